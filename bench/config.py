@@ -1,0 +1,317 @@
+"""Typed experiment configuration: dataclasses, TOML presets and ``--set key=value`` overrides.
+
+An experiment config is resolved in three layers, later ones winning:
+
+1. the dataclass defaults below,
+2. a preset TOML file (``bench/presets/<name>.toml``) or a user TOML file,
+3. ``--set section.key=value`` overrides from the command line.
+
+Component parameters (``model.params``, ``loss.params``) are free tables validated against the
+registry entry's own config dataclass by :func:`resolve`, which also fills in their defaults so
+the resolved config written to a run directory is complete.
+
+Example:
+    >>> cfg = load_config(preset="demo", overrides=["train.epochs=2", "loss.name=aam"])
+    >>> cfg.train.epochs, cfg.loss.name
+    (2, 'aam')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.registry import config_from_mapping, suggest
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus is and how training crops are drawn."""
+
+    corpus: str = "synthetic"  # synthetic | cnceleb | voxceleb | kaldi
+    root: str = "data/synth-demo"
+    train_lists: list[str] = field(default_factory=list)  # extra corpus-specific list files
+    eval_root: str = ""  # defaults to root
+    musan: str = ""  # MUSAN-layout noise folder; defaults to <root>/musan when present
+    rirs: str = ""  # RIRS_NOISES-layout folder; defaults to <root>/rirs when present
+    sample_rate: int = 16000
+    crop_seconds: float = 2.0
+    views: int = 5
+    view_types: list[str] = field(default_factory=lambda: ["reverb", "babble", "music", "noise", "clean"])
+    speed_perturb: bool = False
+    speakers_per_batch: int = 32
+    utts_per_speaker: int = 2
+    workers: int = 2
+    skip_bad: bool = False
+    resample: bool = True  # resample wrong-rate audio (with a warning) instead of refusing it
+    val_speakers: int = 0  # 0: use the corpus' own validation split
+
+    def validate(self) -> None:
+        if self.crop_seconds <= 0:
+            raise BenchError(f"data.crop_seconds must be > 0, got {self.crop_seconds}")
+        if self.views < 1:
+            raise BenchError(f"data.views must be >= 1, got {self.views}")
+        if self.speakers_per_batch < 1 or self.utts_per_speaker < 1:
+            raise BenchError("data.speakers_per_batch and data.utts_per_speaker must be >= 1")
+
+
+@dataclass
+class FrontendConfig:
+    """Log-mel filterbank computed on the training device."""
+
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    mean_norm: bool = True
+    specaug: bool = True
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 10
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "tiny"
+    params: dict[str, Any] = field(default_factory=dict)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+
+
+@dataclass
+class LossConfig:
+    name: str = "aamsupcon"
+    params: dict[str, Any] = field(default_factory=dict)
+    margin_warmup_epochs: int = 0  # linear warm-up of the margin over the first epochs
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "exponential"  # exponential | step | cosine | constant
+    gamma: float = 0.97  # per-epoch factor (exponential) or per-step_size factor (step)
+    step_size: int = 10
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    grad_clip: float = 0.0  # 0 disables clipping
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise BenchError(f"optim.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps_per_epoch: int = 0  # 0: one pass over the training utterances
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 | fp16 (GPU only)
+    compile: bool = False
+    max_bad_steps: int = 20  # NaN/inf losses tolerated before the run stops
+    log_every: int = 10
+    validate_every: int = 1  # epochs between validation-EER evaluations (0: never)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise BenchError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise BenchError(f"train.amp must be none, bf16 or fp16, got '{self.amp}'")
+
+
+@dataclass
+class EvalConfig:
+    enroll_mode: str = "concat"  # concat | mean
+    crops: int = 0  # 0: full utterance; N: mean of N crops of crop_seconds
+    crop_seconds: float = 3.0
+    asnorm: bool = False
+    cohort_size: int = 300
+    asnorm_top: int = 100
+    p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
+    max_seconds: float = 0.0  # 0: no cap on utterance length at evaluation
+    batch_size: int = 32
+
+    def validate(self) -> None:
+        if self.enroll_mode not in ("concat", "mean"):
+            raise BenchError(f"eval.enroll_mode must be concat or mean, got '{self.enroll_mode}'")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one training + evaluation run."""
+
+    experiment: str = "default"
+    preset: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors name the file and line."""
+    p = Path(path)
+    if not p.exists():
+        raise BenchError("config file not found", path=p)
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        text = str(e)
+        m = re.search(r"\(at line (\d+), column \d+\)", text)
+        line = getattr(e, "lineno", None) or (int(m.group(1)) if m else None)
+        msg = getattr(e, "msg", None) or re.sub(r"\s*\(at line.*\)$", "", text)
+        raise BenchError(f"invalid TOML: {msg}", path=p, line=line) from None
+
+
+def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], str]:
+    """Split ``a.b.c=value`` into (["a","b","c"], "value")."""
+    if "=" not in text:
+        raise BenchError(f"--set expects key=value, got '{text}'")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise BenchError(f"--set expects key=value, got '{text}'")
+    return parts, value.strip()
+
+
+def _parse_scalar(value: str) -> Any:
+    """Interpret an override value as TOML when it parses (numbers, bools, lists), else as a string."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings to a nested dict, checking keys against ExperimentConfig.
+
+    Keys under ``model.params`` and ``loss.params`` are checked later against the registry.
+    """
+    out = _merge({}, data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _check_key(parts, text)
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise BenchError(f"--set {text}: '{p}' is not a section")
+        node[parts[-1]] = _parse_scalar(value)
+    return out
+
+
+def _check_key(parts: list[str], text: str) -> None:
+    cls: Any = ExperimentConfig
+    for i, p in enumerate(parts):
+        if cls is None:
+            return  # inside a free params table
+        names = [f.name for f in dataclasses.fields(cls)]
+        if p not in names:
+            where = ".".join(parts[:i]) or "config"
+            raise BenchError(f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}")
+        ftype = {f.name: f for f in dataclasses.fields(cls)}[p]
+        default = ftype.default_factory() if ftype.default_factory is not dataclasses.MISSING else ftype.default  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            cls = type(default)
+        elif isinstance(default, dict):
+            cls = None
+        else:
+            if i != len(parts) - 1:
+                raise BenchError(f"--set {text}: '{p}' is not a section")
+            return
+
+
+def load_config(
+    preset: str | None = None,
+    file: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> ExperimentConfig:
+    """Build an ExperimentConfig from defaults, a preset and/or TOML file, and overrides."""
+    data: dict[str, Any] = {}
+    if preset:
+        if preset not in preset_names():
+            raise BenchError(f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}")
+        data = _merge(data, read_toml(PRESET_DIR / f"{preset}.toml"))
+        data.setdefault("preset", preset)
+    if file:
+        data = _merge(data, read_toml(file))
+    data = apply_overrides(data, overrides or [])
+    return config_from_mapping(ExperimentConfig, data, where="config")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a dataclass config (JSON/TOML friendly)."""
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Serialise a nested dict of scalars/lists/tables to TOML (enough for configs)."""
+    lines: list[str] = []
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if v is None:
+            return '""'
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def emit(prefix: str, d: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix and (scalars or not tables):
+            lines.append(f"[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {fmt(v)}")
+        if scalars:
+            lines.append("")
+        for k, v in tables.items():
+            emit(f"{prefix}.{k}" if prefix else k, v)
+
+    emit("", data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Validate component names/params against the registries and fill in their defaults."""
+    from losses import LOSSES
+    from models import BACKBONES
+
+    model_cfg = BACKBONES.make_config(cfg.model.backbone, cfg.model.params)
+    loss_cfg = LOSSES.make_config(cfg.loss.name, cfg.loss.params)
+    out = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),
+        loss=dataclasses.replace(cfg.loss, params=dataclasses.asdict(loss_cfg)),
+    )
+    return out

@@ -1,0 +1,14 @@
+"""Loss registry: each entry maps a name to (loss class, config dataclass).
+
+Every loss is called as ``loss(embeddings[B, V, D], labels[B]) -> LossOutput``.
+"""
+
+from bench.registry import Registry
+
+LOSSES = Registry("loss")
+
+# Importing the family modules registers their entries.
+from losses import classification  # noqa: E402,F401
+from losses.base import LossOutput, SpeakerLoss  # noqa: E402
+
+__all__ = ["LOSSES", "LossOutput", "SpeakerLoss"]

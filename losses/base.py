@@ -1,0 +1,37 @@
+"""The one call shape shared by every loss: ``loss(embeddings[B, V, D], labels[B]) -> LossOutput``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LossOutput:
+    """Result of a loss call.
+
+    ``loss`` is the scalar to back-propagate; ``parts`` holds detached named components (e.g.
+    ``{"supcon": ..., "aam": ...}``) for logging; ``accuracy`` is the classifier's top-1 accuracy
+    in [0, 1] for losses with a classifier, else None.
+    """
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    accuracy: torch.Tensor | None = None
+
+
+class SpeakerLoss(nn.Module):
+    """Base class of registry losses.
+
+    Subclasses are built as ``cls(config, embed_dim, num_classes)`` and implement
+    ``forward(embeddings[B, V, D], labels[B] int64) -> LossOutput``; V is the number of views
+    (1 for plain single-view training).
+    """
+
+    #: whether the loss needs more than one view or more than one utterance per speaker
+    needs_positives: bool = False
+
+    def set_margin_scale(self, factor: float) -> None:
+        """Scale every margin of the loss by ``factor`` in [0, 1] (margin warm-up). No-op here."""

@@ -1,0 +1,1 @@
+"""Turning run directories into comparison tables, plots and Markdown/HTML reports."""
