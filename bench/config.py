@@ -120,6 +120,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # NaN/inf losses tolerated before the run stops
     log_every: int = 10
     validate_every: int = 1  # epochs between validation-EER evaluations (0: never)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -139,6 +140,7 @@ class EvalConfig:
     p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
     max_seconds: float = 0.0  # 0: no cap on utterance length at evaluation
     batch_size: int = 32
+    untrained: bool = True  # also score the untrained model (metrics.json "untrained"), as a baseline
 
     def validate(self) -> None:
         if self.enroll_mode not in ("concat", "mean"):

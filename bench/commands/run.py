@@ -7,34 +7,156 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.commands.common import console, handle_errors, not_built
+from bench.commands.common import console, fail, handle_errors, print_json
 
 Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name: demo | reference.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
 
+CORPUS_KINDS = ("synthetic", "cnceleb", "cnceleb2", "cnceleb12", "voxceleb", "kaldi")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    from bench.errors import BenchError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds expects comma-separated integers, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds expects distinct comma-separated integers, got '{text}'")
+    return seeds
+
+
+def _corpus_overrides(corpus: str) -> list[str]:
+    """``--corpus NAME`` picks a corpus kind; ``--corpus PATH`` (or ``KIND:PATH``) a corpus folder."""
+    from bench.errors import BenchError
+
+    head, sep, tail = corpus.partition(":")
+    if sep and head in CORPUS_KINDS:
+        kind, path = head, tail
+    elif corpus in CORPUS_KINDS:
+        return [f"data.corpus={corpus}"]
+    else:
+        kind, path = "", corpus
+    if not Path(path).exists():
+        raise BenchError(
+            f"--corpus: '{corpus}' is neither a corpus kind ({', '.join(CORPUS_KINDS)}) nor an existing folder"
+        )
+    out = [f'data.root="{path}"']
+    return out + ([f"data.corpus={kind}"] if kind else [])
+
 
 @handle_errors
 def run(
-    losses: Annotated[str, typer.Option("--losses", help="Comma-separated loss names.")] = "",
+    losses: Annotated[str, typer.Option("--losses", help="Comma-separated loss names (default: loss.name).")] = "",
     preset: Preset = None,
     config: ConfigFile = None,
     sets: Sets = None,
+    experiment: Annotated[
+        Optional[str], typer.Option("--experiment", "-e", help="Experiment name (run folder).")
+    ] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")] = None,
+    backbone: Annotated[
+        Optional[str], typer.Option("--backbone", help="Backbone name (see bench list backbones).")
+    ] = None,
+    corpus: Annotated[Optional[str], typer.Option("--corpus", help="Corpus kind, folder, or KIND:FOLDER.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Root of the run directories.")] = Path("runs"),
+    force: Annotated[bool, typer.Option("--force", help="Rerun finished runs (their results are replaced).")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue unfinished runs from their last checkpoint.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
 ) -> None:
-    """Train and evaluate each loss (and seed) of an experiment."""
+    """Train and evaluate each loss (and seed) of an experiment into runs/<experiment>/<loss>/seed<k>/.
+
+    Finished runs are skipped unless --force. Launch under torchrun for DistributedDataParallel:
+    torchrun --nproc_per_node 2 -m bench run ...
+    """
     from bench.config import load_config, resolve, to_dict, to_toml
 
     overrides = list(sets or [])
+    if backbone:
+        overrides.append(f"model.backbone={backbone}")
+    if corpus:
+        overrides += _corpus_overrides(corpus)
+    if experiment:
+        overrides.append(f'experiment="{experiment}"')
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     names = [n.strip() for n in losses.split(",") if n.strip()] or [cfg.loss.name]
+    seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
     if print_config:
-        import dataclasses
+        from bench.runner.experiment import run_config
 
         for name in names:
-            one = resolve(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, name=name)))
+            one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
             if len(names) > 1:
                 console.print(f"# loss: {name}", highlight=False)
             console.print(to_toml(to_dict(one)), highlight=False, markup=False)
         return
-    not_built("run", 8)
+
+    import dataclasses
+    import time
+
+    from bench.runner import ddp
+    from bench.runner.experiment import run_experiment
+    from bench.runner.progress import RichReporter
+    from bench.runner.train import NullReporter
+
+    info, device = ddp.setup(cfg.train.device)
+    reporter = NullReporter() if (json_out or quiet or not info.is_main) else RichReporter(label=cfg.experiment)
+    t0 = time.time()
+    try:
+        outcomes = run_experiment(
+            cfg, names, seed_list, out, force=force, resume=resume, reporter=reporter, info=info, device=device
+        )
+    finally:
+        if isinstance(reporter, RichReporter):
+            reporter.close()
+        ddp.teardown()
+    wall = time.time() - t0
+    if not info.is_main:
+        return
+    failed = [o for o in outcomes if o.action == "failed"]
+    if json_out:
+        print_json(
+            {
+                "experiment": cfg.experiment,
+                "out": str(out / cfg.experiment),
+                "wall_seconds": wall,
+                "runs": [dataclasses.asdict(o) for o in outcomes],
+            }
+        )
+    else:
+        _print_table(outcomes, wall, out / cfg.experiment)
+    if failed:
+        fail(
+            f"{len(failed)} of {len(outcomes)} runs failed: "
+            + "; ".join(f"{o.loss}/seed{o.seed}: {o.error}" for o in failed),
+            code=1,
+        )
+
+
+def _print_table(outcomes: list, wall: float, where: Path) -> None:
+    from rich.table import Table
+
+    def f(v: float | None, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    t = Table(title=f"{where}  ({wall:.0f} s)")
+    for col in ("loss", "seed", "run", "EER %", "minDCF 0.01", "untrained EER %", "best val EER %", "utt/s"):
+        t.add_column(col, justify="left" if col in ("loss", "run") else "right")
+    for o in outcomes:
+        t.add_row(
+            o.loss,
+            str(o.seed),
+            o.action,
+            f(o.eer, ".2f"),
+            f(o.mindcf, ".3f"),
+            f(o.untrained_eer, ".2f"),
+            f(o.best_val_eer, ".2f"),
+            f(o.samples_per_s, ".0f"),
+        )
+    console.print(t)

@@ -1,0 +1,340 @@
+"""Embedding extraction, cosine scoring (+ optional AS-norm) and metrics, overall and per genre.
+
+Used by the runner after training (evaluation trials), every epoch (validation EER on held-out
+training speakers) and by ``bench embed`` / ``bench eval``. Utterances are embedded either at
+full length (batched with utterances of similar duration so padding stays small, valid lengths
+passed to the model) or as the mean of N evenly spaced fixed-length crops. Embeddings are
+L2-normalised, so cosine scoring is a dot product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import EvalConfig
+from bench.errors import BenchError
+
+Progress = Callable[[int], None]  # called with the number of utterances just embedded
+
+
+@dataclass
+class Embeddings:
+    """``matrix[i]`` (float32, unit norm) is the embedding of utterance ``ids[i]``."""
+
+    ids: list[str]
+    matrix: np.ndarray  # [N, D]
+    _pos: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pos = {u: i for i, u in enumerate(self.ids)}
+
+    def rows(self, ids: Sequence[str], what: str, path: str | None = None) -> np.ndarray:
+        """Row indices of ``ids``; an unknown id is a BenchError naming the trial file."""
+        out = np.empty(len(ids), dtype=np.int64)
+        for i, u in enumerate(ids):
+            j = self._pos.get(u)
+            if j is None:
+                raise BenchError(f"{what} '{u}' is not in the corpus index", path=path, line=None)
+            out[i] = j
+        return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class _UttDataset(torch.utils.data.Dataset):
+    """Decodes one utterance: full wave ``[T]`` or ``crops`` evenly spaced crops ``[N, L]``."""
+
+    def __init__(self, paths: list[str], sample_rate: int, resample: bool, crops: int, crop_len: int, max_len: int):
+        self.paths, self.sr, self.resample = paths, sample_rate, resample
+        self.crops, self.crop_len, self.max_len = crops, crop_len, max_len
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        from bench.data.audio import read_audio
+
+        frames = self.max_len if self.max_len > 0 else -1
+        wave = read_audio(self.paths[i], self.sr, self.resample, frames=frames)
+        if self.crops <= 0:
+            return i, wave
+        n = len(wave)
+        if n < self.crop_len:  # repeat-pad short utterances to one crop length
+            wave = np.tile(wave, -(-self.crop_len // n))[: self.crop_len]
+            n = self.crop_len
+        starts = np.linspace(0, n - self.crop_len, self.crops).astype(np.int64)
+        return i, np.stack([wave[s : s + self.crop_len] for s in starts])
+
+
+def _collate(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Zero-pad to the longest item; returns (positions, waves [b, T] or [b, N, L], lengths [b])."""
+    idx = [i for i, _ in items]
+    lengths = torch.tensor([w.shape[-1] for _, w in items], dtype=torch.int64)
+    shape = items[0][1].shape[:-1]
+    out = torch.zeros(len(items), *shape, int(lengths.max()))
+    for k, (_, w) in enumerate(items):
+        out[k, ..., : w.shape[-1]] = torch.from_numpy(w)
+    return idx, out, lengths
+
+
+def length_batches(durations: Sequence[float], batch_size: int) -> list[list[int]]:
+    """Positions grouped into batches of similar duration (longest first, stable for ties)."""
+    order = sorted(range(len(durations)), key=lambda i: (-float(durations[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def embed_utterances(
+    model: torch.nn.Module,
+    index: Any,
+    eval_cfg: EvalConfig,
+    *,
+    device: torch.device,
+    sample_rate: int = 16000,
+    resample: bool = True,
+    workers: int = 0,
+    autocast: Callable[[], Any] | None = None,
+    progress: Progress | None = None,
+) -> Embeddings:
+    """Embed every row of ``index`` (DataFrame with ``utt_id, path`` and ``duration``).
+
+    Returns unit-norm embeddings ``[N, D]`` in the index order. The model is put in eval mode for
+    the call and its previous mode restored.
+    """
+    ids = [str(u) for u in index["utt_id"]]
+    if not ids:
+        return Embeddings([], np.zeros((0, 0), np.float32))
+    paths = [str(p) for p in index["path"]]
+    durations = list(index["duration"]) if "duration" in index else [0.0] * len(ids)
+    crop_len = int(round(eval_cfg.crop_seconds * sample_rate))
+    max_len = int(round(eval_cfg.max_seconds * sample_rate)) if eval_cfg.max_seconds > 0 else 0
+    ds = _UttDataset(paths, sample_rate, resample, eval_cfg.crops, crop_len, max_len)
+    batches = length_batches(durations, max(1, eval_cfg.batch_size))
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers)
+    was_training = model.training
+    model.eval()
+    out: np.ndarray | None = None
+    try:
+        for pos, waves, lengths in loader:
+            with autocast() if autocast else _null():
+                if eval_cfg.crops > 0:
+                    b, n, ln = waves.shape
+                    emb = model(waves.reshape(b * n, ln).to(device), None).float()
+                    emb = torch.nn.functional.normalize(emb, dim=1).reshape(b, n, -1).mean(1)
+                else:
+                    full = bool((lengths == lengths.max()).all())
+                    emb = model(waves.to(device), None if full else lengths.to(device)).float()
+            emb_np = emb.cpu().numpy()
+            if out is None:
+                out = np.zeros((len(ids), emb_np.shape[1]), np.float32)
+            out[pos] = emb_np
+            if progress:
+                progress(len(pos))
+    finally:
+        model.train(was_training)
+    assert out is not None
+    return Embeddings(ids, _normalise(out))
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def mean_embeddings(emb: Embeddings, groups: dict[str, list[str]], what: str) -> Embeddings:
+    """One unit-norm embedding per group: the mean of its members' unit-norm embeddings."""
+    keys = sorted(groups)
+    mat = (
+        np.stack([emb.matrix[emb.rows(groups[k], f"{what} utterance of '{k}'")].mean(0) for k in keys])
+        if keys
+        else np.zeros((0, emb.matrix.shape[1]), np.float32)
+    )
+    return Embeddings(keys, _normalise(mat))
+
+
+def cosine_scores(enroll: np.ndarray, test: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Row-wise dot products of unit-norm ``enroll[N, D]`` and ``test[N, D]`` (chunked: CN-Celeb has 3.5 M trials)."""
+    out = np.empty(len(enroll), np.float64)
+    for s in range(0, len(enroll), chunk):
+        out[s : s + chunk] = np.einsum("nd,nd->n", enroll[s : s + chunk], test[s : s + chunk], dtype=np.float64)
+    return out
+
+
+def asnorm_scores(raw: np.ndarray, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray, top: int) -> np.ndarray:
+    """Adaptive S-norm of ``raw[N]`` given unit-norm enrol/test model embeddings and a cohort ``[C, D]``.
+
+    For each side, the ``top`` highest cohort scores give a mean and std; the normalised score is the
+    average of the two z-normalised scores (Matejka et al., 2017).
+    """
+    from bench import scoring
+
+    if hasattr(scoring, "asnorm"):
+        return np.asarray(scoring.asnorm(raw, enroll, test, cohort, top=top), dtype=np.float64)
+    raise BenchError("eval.asnorm needs bench.scoring.asnorm, which is not available")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class TrialScores:
+    """Scores of a trial list, with the test genre of each trial for per-genre metrics."""
+
+    enroll: list[str]
+    test: list[str]
+    scores: np.ndarray  # float64 [N]
+    labels: np.ndarray  # bool [N]
+    genres: list[str] | None = None
+
+
+def resolve_enroll_ids(trial_ids: Sequence[str], known: Embeddings) -> list[str]:
+    """Map trial enrolment ids onto embedded ids: exact, or with an ``enroll/`` prefix as in CN-Celeb lists."""
+    out = []
+    for u in trial_ids:
+        if u in known._pos:
+            out.append(u)
+        elif f"enroll/{u}" in known._pos:
+            out.append(f"enroll/{u}")
+        else:
+            out.append(u)  # rows() reports it
+    return out
+
+
+def score_trials(
+    enroll: Embeddings,
+    test: Embeddings,
+    trials: Any,
+    *,
+    cohort: np.ndarray | None = None,
+    asnorm_top: int = 100,
+    genre_of: dict[str, str] | None = None,
+) -> TrialScores:
+    """Cosine scores of ``trials`` (``bench.data.trials.Trials``), AS-normalised when a cohort is given."""
+    path = getattr(trials, "path", None) or None
+    e_ids = resolve_enroll_ids(trials.enroll, enroll)
+    ei = enroll.rows(e_ids, "trial enrolment id", path)
+    ti = test.rows(list(trials.test), "trial test id", path)
+    s = cosine_scores(enroll.matrix[ei], test.matrix[ti])
+    if cohort is not None:
+        s = asnorm_scores(s, enroll.matrix[ei], test.matrix[ti], cohort, asnorm_top)
+    genres = [genre_of.get(t, "") for t in trials.test] if genre_of else None
+    return TrialScores(list(trials.enroll), list(trials.test), s, np.asarray(trials.labels, bool), genres)
+
+
+def metrics_of(ts: TrialScores, p_targets: Sequence[float]) -> dict[str, Any]:
+    """``{"overall": {...}, "per_genre": {genre: {...}}}`` from :func:`bench.metrics.compute_metrics`.
+
+    A genre whose trials are all targets or all non-targets has no EER; it is listed with its counts
+    and ``eer = None``.
+    """
+    from bench.metrics import compute_metrics
+
+    out: dict[str, Any] = {"overall": _clean(compute_metrics(ts.scores, ts.labels, p_targets=tuple(p_targets)))}
+    per: dict[str, Any] = {}
+    if ts.genres is not None:
+        g = np.asarray(ts.genres)
+        for genre in sorted(set(ts.genres)):
+            m = g == genre
+            lab = ts.labels[m]
+            if lab.all() or not lab.any():
+                per[genre] = {"eer": None, "n_target": int(lab.sum()), "n_nontarget": int((~lab).sum())}
+            else:
+                per[genre] = _clean(compute_metrics(ts.scores[m], lab, p_targets=tuple(p_targets)))
+    out["per_genre"] = per
+    return out
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    """Numpy scalars -> python numbers, so metrics.json stays plain JSON."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
+
+
+def write_scores(path: str | Path, ts: TrialScores) -> None:
+    """``enroll test score label`` per trial, written atomically."""
+    from bench.io import atomic_write
+
+    body = "".join(f"{e} {t} {s:.6f} {int(lab)}\n" for e, t, s, lab in zip(ts.enroll, ts.test, ts.scores, ts.labels))
+    atomic_write(path, body)
+
+
+def cohort_embeddings(
+    embed: Callable[[Any], Embeddings], train_index: Any, cohort_size: int, utts_per_speaker: int = 3
+) -> np.ndarray:
+    """Unit-norm mean embeddings ``[C, D]`` of up to ``cohort_size`` training speakers (AS-norm cohort).
+
+    Speakers are taken evenly over the sorted speaker list and their first utterances (sorted by id),
+    so the cohort is deterministic.
+    """
+    speakers = sorted(set(train_index["speaker"]))
+    if cohort_size < len(speakers):
+        pick = np.linspace(0, len(speakers) - 1, cohort_size).round().astype(int)
+        speakers = [speakers[i] for i in sorted(set(pick.tolist()))]
+    sub = train_index[train_index["speaker"].isin(speakers)].sort_values("utt_id")
+    sub = sub.groupby("speaker", sort=True).head(utts_per_speaker)
+    emb = embed(sub)
+    groups = {spk: [str(u) for u in grp["utt_id"]] for spk, grp in sub.groupby("speaker", sort=True)}
+    return mean_embeddings(emb, groups, "cohort").matrix
+
+
+def evaluate_corpus(
+    embed: Callable[[Any], Embeddings], corpus: Any, eval_cfg: EvalConfig
+) -> tuple[TrialScores, dict[str, Any]]:
+    """Embed enrolment + test utterances of ``corpus``, score its trials and compute metrics.
+
+    ``embed(index) -> Embeddings`` is :func:`embed_utterances` bound to a model. ``enroll_mode``
+    ``concat`` uses the corpus' enrolment files; ``mean`` averages the per-utterance embeddings
+    listed in ``corpus.enroll_map``. Returns the scores and the metrics dict for ``metrics.json``.
+    """
+    if eval_cfg.enroll_mode == "mean":
+        if not getattr(corpus, "enroll_map", None):
+            raise BenchError(f"eval.enroll_mode=mean but corpus '{corpus.name}' has no enrolment map")
+        enroll = mean_embeddings(embed(corpus.extra), corpus.enroll_map, "enrolment")
+    else:
+        enroll = embed(corpus.enroll)
+    test = embed(corpus.test)
+    cohort = cohort_embeddings(embed, corpus.train, eval_cfg.cohort_size) if eval_cfg.asnorm else None
+    genre_of = dict(zip((str(u) for u in corpus.test["utt_id"]), (str(g) for g in corpus.test["genre"])))
+    ts = score_trials(enroll, test, corpus.trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top, genre_of=genre_of)
+    metrics = metrics_of(ts, eval_cfg.p_targets)
+    trials_path = getattr(corpus.trials, "path", "")
+    metrics.update(
+        {
+            "corpus": corpus.name,
+            "enroll_mode": eval_cfg.enroll_mode,
+            "asnorm": bool(eval_cfg.asnorm),
+            "crops": eval_cfg.crops,
+            "trials": {
+                "path": str(trials_path),
+                "sha256": file_sha256(trials_path) if trials_path and Path(trials_path).is_file() else None,
+                "n": len(ts.scores),
+            },
+        }
+    )
+    return ts, metrics
+
+
+def validation_eer(embed: Callable[[Any], Embeddings], corpus: Any, p_targets: Sequence[float]) -> float | None:
+    """EER (percent) on the validation trials of held-out training speakers; None when there are none."""
+    val, trials = getattr(corpus, "val", None), getattr(corpus, "val_trials", None)
+    if val is None or trials is None or len(val) == 0 or len(trials) == 0:
+        return None
+    emb = embed(val)
+    ts = score_trials(emb, emb, trials)
+    return float(metrics_of(ts, p_targets)["overall"]["eer"])

@@ -1,0 +1,300 @@
+"""Run an experiment: every (loss, seed) pair trained, evaluated and recorded in its run directory.
+
+``run_experiment`` loads the corpus once, then for each pair: takes the run-directory lock,
+decides skip / resume / fresh (:func:`bench.runner.rundir.decide`), writes the resolved config and
+``run.json`` (status ``running``), trains, scores the evaluation trials with the final model and
+writes ``scores.txt`` and ``metrics.json`` before marking the run ``finished``. Under torchrun only
+rank 0 touches the run directory; the other ranks follow its decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import ExperimentConfig, resolve, to_dict, to_toml
+from bench.errors import BenchError
+from bench.io import atomic_write, atomic_write_json, provenance
+from bench.runner import ddp
+from bench.runner.evaluate import evaluate_corpus, write_scores
+from bench.runner.rundir import RunDir, decide
+from bench.runner.train import LoaderFn, Reporter, default_loader, train
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one (loss, seed) run; the CLI prints a table or JSON of these."""
+
+    loss: str
+    seed: int
+    run_dir: str
+    action: str  # trained | resumed | skipped | failed
+    eer: float | None = None
+    mindcf: float | None = None
+    untrained_eer: float | None = None
+    best_val_eer: float | None = None
+    wall_seconds: float | None = None
+    samples_per_s: float | None = None
+    error: str | None = None
+
+
+def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | None = None) -> ExperimentConfig:
+    """The resolved config of one run: ``cfg`` with its loss name and seed set, params filled in.
+
+    ``loss.params`` (e.g. ``--set loss.params.margin=0.3``) go to every loss of the experiment that
+    has such a parameter, so ``--losses softmax,aam`` with a margin changes only ``aam``; a key that
+    no loss of ``losses`` knows is an error.
+    """
+    from losses import LOSSES
+
+    params = dict(cfg.loss.params)
+    if params:
+        known = {f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)}
+        for key in params:
+            users = [
+                n for n in (losses or [loss]) if key in {f.name for f in dataclasses.fields(LOSSES.get(n).config_cls)}
+            ]
+            if not users:
+                LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
+        params = {k: v for k, v in params.items() if k in known}
+    one = dataclasses.replace(
+        cfg,
+        loss=dataclasses.replace(cfg.loss, name=loss, params=params),
+        train=dataclasses.replace(cfg.train, seed=seed),
+    )
+    return resolve(one)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    losses: list[str],
+    seeds: list[int],
+    out: str | Path = "runs",
+    *,
+    force: bool = False,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    info: ddp.DistInfo = ddp.DistInfo(),
+    device: torch.device = torch.device("cpu"),
+    corpus: Any = None,
+    loader_fn: LoaderFn = default_loader,
+) -> list[RunOutcome]:
+    """Train and evaluate each loss x seed; returns one outcome per run (failed runs included).
+
+    Configs are all resolved before anything trains, so a typo in a loss name fails at once.
+    """
+    configs = [(loss, seed, run_config(cfg, loss, seed, losses)) for loss in losses for seed in seeds]
+    if corpus is None:
+        from bench.data.corpus import load_corpus
+
+        corpus = load_corpus(cfg.data)
+    outcomes = []
+    for loss, seed, one in configs:
+        rd = RunDir.for_run(out, cfg.experiment, loss, seed)
+        try:
+            outcomes.append(
+                run_one(
+                    one,
+                    rd,
+                    corpus,
+                    force=force,
+                    resume=resume,
+                    reporter=reporter,
+                    info=info,
+                    device=device,
+                    loader_fn=loader_fn,
+                )
+            )
+        except BenchError as e:
+            # one bad run (NaN loss, a locked directory) should not cost the other runs their results
+            outcomes.append(RunOutcome(loss, seed, str(rd.path), "failed", error=str(e)))
+            if reporter:
+                reporter.message(f"{loss} seed {seed}: FAILED: {e}")
+    return outcomes
+
+
+def run_one(
+    cfg: ExperimentConfig,
+    rd: RunDir,
+    corpus: Any,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    info: ddp.DistInfo = ddp.DistInfo(),
+    device: torch.device = torch.device("cpu"),
+    loader_fn: LoaderFn = default_loader,
+) -> RunOutcome:
+    """One run in ``rd`` (see the module docstring); BenchErrors in training mark it ``failed``."""
+    outcome = RunOutcome(cfg.loss.name, cfg.train.seed, str(rd.path), "skipped")
+    if not info.is_main:
+        action = ddp.broadcast_object(None, info)
+        if action != "skip":
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn)
+        return outcome
+    with rd.lock():
+        try:
+            action = decide(rd, force=force, resume=resume)
+            if action == "resume":
+                _check_same_config(cfg, rd)
+        except BenchError:
+            ddp.broadcast_object("skip", info)
+            raise
+        ddp.broadcast_object(action, info)
+        if action == "skip":
+            _fill_from_metrics(outcome, rd)
+            if reporter:
+                reporter.message(
+                    f"{cfg.loss.name} seed {cfg.train.seed}: finished run in {rd.path}, skipped (--force reruns it)"
+                )
+            return outcome
+        if action == "fresh":
+            rd.clear()
+            atomic_write(rd.config, to_toml(to_dict(cfg)))
+        t0 = time.time()
+        prev = rd.read_run_json() if action == "resume" else {}
+        rd.update_run_json(
+            **provenance(),
+            status="running",
+            loss=cfg.loss.name,
+            seed=cfg.train.seed,
+            experiment=cfg.experiment,
+            corpus=getattr(corpus, "name", cfg.data.corpus),
+            world_size=info.world_size,
+            training_device=str(device),
+            started=prev.get("started", _now()),
+            resumed=prev.get("resumed", 0) + (action == "resume"),
+            error=None,
+        )
+        try:
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn)
+        except BaseException as e:
+            msg = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+            rd.update_run_json(status="failed", error=msg, finished=_now(), traceback=traceback.format_exc()[-4000:])
+            raise
+        rd.update_run_json(
+            status="finished",
+            finished=_now(),
+            wall_seconds=(prev.get("wall_seconds") or 0.0) + time.time() - t0,
+            train_seconds=outcome.wall_seconds,
+            samples_per_s=outcome.samples_per_s,
+            best_val_eer=outcome.best_val_eer,
+        )
+    return outcome
+
+
+def _train_and_evaluate(
+    cfg: ExperimentConfig,
+    rd: RunDir,
+    corpus: Any,
+    action: str,
+    outcome: RunOutcome,
+    reporter: Reporter | None,
+    info: ddp.DistInfo,
+    device: torch.device,
+    loader_fn: LoaderFn,
+) -> None:
+    def untrained(embed: Any) -> dict[str, Any]:
+        if reporter:
+            reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
+        return evaluate_corpus(embed, corpus, cfg.eval)[1]["overall"]
+
+    result = train(
+        cfg,
+        corpus,
+        rd,
+        info=info,
+        device=device,
+        resume=action == "resume",
+        reporter=reporter,
+        loader_fn=loader_fn,
+        untrained_eval=untrained if cfg.eval.untrained else None,
+    )
+    outcome.action = "resumed" if action == "resume" else "trained"
+    outcome.samples_per_s = result.samples_per_s
+    outcome.wall_seconds = result.state.train_seconds
+    outcome.best_val_eer = result.state.best_val_eer
+    if not info.is_main:
+        return
+    from bench.runner.evaluate import embed_utterances
+    from bench.runner.optim import amp_mode, autocast
+
+    amp = amp_mode(cfg.train.amp, device)
+
+    def embed(index: Any) -> Any:
+        return embed_utterances(
+            result.model,
+            index,
+            cfg.eval,
+            device=device,
+            sample_rate=cfg.data.sample_rate,
+            resample=cfg.data.resample,
+            autocast=lambda: autocast(amp, device),
+        )
+
+    if reporter:
+        reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
+    scores, metrics = evaluate_corpus(embed, corpus, cfg.eval)
+    metrics["untrained"] = result.state.untrained
+    metrics["checkpoint"] = "last"
+    metrics["best_val_eer"] = result.state.best_val_eer
+    metrics["loss"] = cfg.loss.name
+    metrics["seed"] = cfg.train.seed
+    write_scores(rd.scores, scores)
+    atomic_write_json(rd.metrics, metrics)
+    outcome.eer = metrics["overall"]["eer"]
+    outcome.mindcf = metrics["overall"].get("mindcf@0.01")
+    outcome.untrained_eer = (result.state.untrained or {}).get("eer")
+
+
+def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
+    import json
+
+    m = json.loads(rd.metrics.read_text())
+    run = rd.read_run_json()
+    outcome.eer = m["overall"]["eer"]
+    outcome.mindcf = m["overall"].get("mindcf@0.01")
+    outcome.untrained_eer = (m.get("untrained") or {}).get("eer")
+    outcome.best_val_eer = m.get("best_val_eer")
+    outcome.wall_seconds = run.get("train_seconds")
+    outcome.samples_per_s = run.get("samples_per_s")
+
+
+def _check_same_config(cfg: ExperimentConfig, rd: RunDir) -> None:
+    """A resumed run must continue with the config it started with."""
+    if not rd.config.exists():
+        return
+    from bench.config import read_toml
+
+    old = read_toml(rd.config)
+    new = to_dict(cfg)
+    diffs = sorted(_diff(old, new))
+    if diffs:
+        raise BenchError(
+            f"--resume with a different config than the run was started with ({', '.join(diffs[:5])}); "
+            "use --force to start it again",
+            path=rd.config,
+        )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    if a != b and not (a in ("", None) and b in ("", None)):
+        return [prefix.rstrip(".")]
+    return []
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,128 @@
+"""Run-directory layout, the per-run lock, and the skip / resume / force decision.
+
+Layout of ``runs/<experiment>/<loss>/seed<k>/``::
+
+    config.toml        resolved config (reproduces the run on its own)
+    run.json           provenance, status running|finished|failed, timings, samples/s
+    train_log.csv      one row per logged step
+    epochs.csv         one row per epoch (train loss/acc, lr, val_eer)
+    scores.txt         ``enroll test score label`` per trial
+    metrics.json       overall + per_genre metrics, trials path + sha256, enroll_mode, corpus
+    checkpoints/last.pt, checkpoints/best.pt
+    .lock              fcntl lock held while a process works on the run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.io import atomic_write_json
+
+RESULT_FILES = ("run.json", "train_log.csv", "epochs.csv", "scores.txt", "metrics.json", "config.toml")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run; see the module docstring for the layout."""
+
+    path: Path
+
+    @classmethod
+    def for_run(cls, out: str | Path, experiment: str, loss: str, seed: int) -> RunDir:
+        return cls(Path(out) / experiment / loss / f"seed{seed}")
+
+    config = property(lambda self: self.path / "config.toml")
+    run_json = property(lambda self: self.path / "run.json")
+    train_log = property(lambda self: self.path / "train_log.csv")
+    epochs_csv = property(lambda self: self.path / "epochs.csv")
+    scores = property(lambda self: self.path / "scores.txt")
+    metrics = property(lambda self: self.path / "metrics.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last = property(lambda self: self.path / "checkpoints" / "last.pt")
+    best = property(lambda self: self.path / "checkpoints" / "best.pt")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    def read_run_json(self) -> dict[str, Any]:
+        if not self.run_json.exists():
+            return {}
+        try:
+            return json.loads(self.run_json.read_text())
+        except json.JSONDecodeError as e:
+            raise BenchError(f"corrupt run record: {e.msg}", path=self.run_json, line=e.lineno) from None
+
+    def status(self) -> str:
+        """``new`` (nothing there), ``running``, ``finished`` or ``failed``."""
+        return self.read_run_json().get("status", "new")
+
+    def is_finished(self) -> bool:
+        return self.status() == "finished" and self.metrics.exists()
+
+    def update_run_json(self, **fields: Any) -> dict[str, Any]:
+        data = self.read_run_json()
+        data.update(fields)
+        atomic_write_json(self.run_json, data)
+        return data
+
+    def clear(self) -> None:
+        """Remove results and checkpoints of a previous attempt (``--force``); keeps the lock."""
+        for name in RESULT_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        shutil.rmtree(self.path / "eval_untrained", ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive, non-blocking fcntl lock on ``.lock`` for the duration.
+
+        The kernel drops the lock when the process dies (even by SIGKILL), so a stale lock file
+        never blocks a later run; a live holder makes this raise a BenchError naming its pid.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise BenchError(
+                    f"run directory is in use by another bench process (pid {holder}); "
+                    "wait for it to finish or stop it",
+                    path=self.path,
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def decide(rd: RunDir, *, force: bool, resume: bool) -> str:
+    """What to do with a run directory: ``skip``, ``resume`` or ``fresh``.
+
+    A finished run is skipped unless ``force``; an unfinished one with a checkpoint continues
+    with ``resume`` and is otherwise refused, so a crashed run is never silently thrown away.
+    """
+    if force:
+        return "fresh"
+    status = rd.status()
+    if rd.is_finished():
+        return "skip"
+    if status == "new" and not rd.last.exists():
+        return "fresh"
+    if resume:
+        return "resume" if rd.last.exists() else "fresh"
+    raise BenchError(
+        f"an unfinished run (status '{status}') is already here; pass --resume to continue it "
+        "or --force to start it again",
+        path=rd.path,
+    )
