@@ -39,6 +39,7 @@ class DataConfig:
     root: str = "data/synth-demo"
     train_lists: list[str] = field(default_factory=list)  # extra corpus-specific list files
     eval_root: str = ""  # defaults to root
+    trials: str = ""  # trial list file; defaults to the corpus' own (eval/lists/trials.lst, veri_test2.txt, trials)
     musan: str = ""  # MUSAN-layout noise folder; defaults to <root>/musan when present
     rirs: str = ""  # RIRS_NOISES-layout folder; defaults to <root>/rirs when present
     sample_rate: int = 16000
