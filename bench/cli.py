@@ -22,13 +22,13 @@ app = typer.Typer(
 )
 
 data_app = typer.Typer(help="Corpora: generate the synthetic corpus, check a corpus.", no_args_is_help=True)
-data_app.command("synth", context_settings=LOOSE)(synth.synth)
+data_app.command("synth")(synth.synth)
 data_app.command("check", context_settings=LOOSE)(check.check)
 
 app.add_typer(data_app, name="data")
 app.command("run")(run.run)
-app.command("score", context_settings=LOOSE)(score.score)
-app.command("report", context_settings=LOOSE)(report.report)
+app.command("score")(score.score)
+app.command("report")(report.report)
 app.command("tune", context_settings=LOOSE)(tune.tune)
 app.command("demo", context_settings=LOOSE)(demo.demo)
 app.command("perf", context_settings=LOOSE)(perf.perf)

@@ -1,0 +1,653 @@
+"""Speaker-verification metrics: EER, minDCF, actDCF, Cllr, minCllr, DET points, bootstrap.
+
+This is the one place metrics are computed; training, ``bench score``, reports and tuning call it.
+
+Conventions (they hold for every function here):
+
+* ``scores`` are real numbers, larger = more likely the same speaker; ``labels`` are booleans
+  (``True`` = target trial).  ``NaN`` scores are rejected; ``+-inf`` are allowed.
+* A threshold ``t`` accepts a trial when ``score >= t``.  Equal scores are never split: every
+  operating point accepts or rejects all trials of a tied score value together, so the results
+  do not depend on the order of the input.  The operating points are the thresholds at every
+  distinct score value plus ``+inf`` (reject all).
+* ``P_miss(t)`` = fraction of target trials rejected, ``P_fa(t)`` = fraction of non-target trials
+  accepted.  EER values are in **percent**; DCF values are normalised (divided by the cost of the
+  best trivial system, ``min(p, 1 - p)``) with ``C_miss = C_fa = 1``; Cllr in bits.
+* LLR inputs (``act_dcf``, ``cllr``) are natural-log likelihood ratios.
+
+Algorithm: target and non-target scores are each sorted once (together the work of one sort of N,
+and far cheaper than an argsort of N).  All operating points that can matter are the thresholds at
+the distinct target scores ("corners" of the DET staircase: no other threshold has a lower P_miss
+for its P_fa); P_fa at those thresholds comes from binary search in the sorted non-targets. So
+everything is O(N log N) time, O(N) memory, with exact integer counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.errors import BenchError
+
+EER_METHODS = ("rocch", "interp")
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling and the shared ROC representation
+# --------------------------------------------------------------------------------------------
+
+
+def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    lab = np.asarray(labels)
+    if lab.dtype != bool:
+        if lab.size and not np.isin(lab, (0, 1)).all():
+            raise ValueError("labels must be booleans or 0/1")
+        lab = lab.astype(bool)
+    lab = lab.reshape(-1)
+    if s.shape != lab.shape:
+        raise ValueError(f"scores ({s.size}) and labels ({lab.size}) differ in length")
+    if np.isnan(s).any():
+        raise BenchError(f"{int(np.isnan(s).sum())} score(s) are NaN")
+    n_tar = int(lab.sum())
+    if n_tar == 0 or n_tar == lab.size:
+        kind = "no target" if n_tar == 0 else "no non-target"
+        raise BenchError(f"the trials have {kind} trials; EER/DCF need both classes")
+    return s, lab
+
+
+@dataclass
+class _Bins:
+    """Trials counted per score interval, relative to the distinct target scores ``tau``.
+
+    ``tcount[k]`` = targets with score == tau[k].  Non-target bins: ``nbins[2k]`` = non-targets
+    strictly between tau[k-1] and tau[k] (tau[-1] = -inf, tau[K] = +inf) and ``nbins[2k+1]`` =
+    non-targets equal to tau[k].  Every operating point's counts are sums of these bins.
+    """
+
+    tau: np.ndarray
+    tcount: np.ndarray
+    nbins: np.ndarray
+
+
+def _bins(scores: np.ndarray, labels: np.ndarray) -> _Bins:
+    tar = np.sort(scores[labels])
+    non = np.sort(scores[~labels])
+    first = np.empty(tar.size, dtype=bool)
+    first[0] = True
+    np.not_equal(tar[1:], tar[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    tau = tar[starts]
+    tcount = np.diff(np.append(starts, tar.size))
+    left = np.searchsorted(non, tau, "left")
+    right = np.searchsorted(non, tau, "right")
+    nbins = np.empty(2 * tau.size + 1, dtype=np.int64)
+    nbins[0 : 2 * tau.size : 2] = left - np.concatenate(([0], right[:-1]))
+    nbins[1::2] = right - left
+    nbins[-1] = non.size - right[-1]
+    return _Bins(tau, tcount, nbins)
+
+
+def _corners(tcount: np.ndarray, nbins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fa, miss) counts at thresholds [-inf, tau_0, ..., tau_{K-1}, +inf]; last axis = point.
+
+    Works on a leading batch axis (bootstrap replicates); counts may be float (still integral).
+    """
+    shape = tcount.shape[:-1]
+    k = tcount.shape[-1]
+    zero = np.zeros((*shape, 1), dtype=tcount.dtype)
+    miss = np.concatenate((zero, np.cumsum(tcount, axis=-1)), axis=-1)  # at tau_k: targets < tau_k
+    miss = np.concatenate((miss[..., :1], miss), axis=-1)  # -inf point also misses nothing
+    suffix = np.cumsum(nbins[..., ::-1], axis=-1)[..., ::-1]  # suffix[b] = sum of bins >= b
+    fa = np.concatenate((suffix[..., :1], suffix[..., 1 : 2 * k : 2], np.zeros((*shape, 1), suffix.dtype)), axis=-1)
+    return fa, miss
+
+
+def _polyline(tcount: np.ndarray, nbins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fa, miss) counts of every distinct operating point, in threshold order, 1-D.
+
+    Between corner k and corner k+1 the DET staircase goes to the point just above tau_k (its
+    tied non-targets leave together with its targets: a diagonal step when both exist) and then
+    only P_fa falls; those intermediate points are collinear, so corners plus the "just above"
+    points describe the whole piecewise-linear ROC.
+    """
+    fa_c, miss_c = _corners(tcount, nbins)
+    k = tcount.size
+    suffix = np.cumsum(nbins[::-1])[::-1]
+    fa_a = suffix[2::2]  # just above tau_k: non-targets in bins >= 2k+2
+    miss_a = miss_c[2 : k + 2]
+    fa = np.empty(2 * k + 2, dtype=fa_c.dtype)
+    miss = np.empty(2 * k + 2, dtype=miss_c.dtype)
+    fa[0], miss[0] = fa_c[0], miss_c[0]
+    fa[1 : 2 * k : 2], miss[1 : 2 * k : 2] = fa_c[1 : k + 1], miss_c[1 : k + 1]
+    fa[2 : 2 * k + 1 : 2], miss[2 : 2 * k + 1 : 2] = fa_a, miss_a
+    fa[-1], miss[-1] = 0, miss_c[-1]
+    return fa, miss
+
+
+def _corner_thresholds(tau: np.ndarray) -> np.ndarray:
+    return np.concatenate(([-np.inf], tau, [np.inf]))
+
+
+# --------------------------------------------------------------------------------------------
+# EER
+# --------------------------------------------------------------------------------------------
+
+
+def _walk(fa, miss, side, p, q) -> None:
+    """Quickhull walk of :func:`_rocch_crossing` on rows [B, M], updating ``p``/``q`` in place."""
+    b = fa.shape[0]
+    active = np.ones(b, dtype=bool)
+    for _ in range(fa.shape[1] + 1):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        pf, pm = fa[idx, p[idx]], miss[idx, p[idx]]
+        qf, qm = fa[idx, q[idx]], miss[idx, q[idx]]
+        cross = (qf - pf)[:, None] * (miss[idx] - pm[:, None]) - (qm - pm)[:, None] * (fa[idx] - pf[:, None])
+        r = np.argmax(cross, axis=1)
+        below = cross[np.arange(idx.size), r] > 0
+        active[idx[~below]] = False
+        idx, r = idx[below], r[below]
+        s = side[idx, r]
+        p[idx[s <= 0]] = r[s <= 0]
+        q[idx[s >= 0]] = r[s >= 0]
+        active[idx[s == 0]] = False
+
+
+def _rocch_crossing(fa: np.ndarray, miss: np.ndarray, n_non, n_tar, window: int = 256):
+    """Where the ROC convex hull crosses P_miss == P_fa, for a batch of point sets [B, M].
+
+    A quickhull walk restricted to the crossing: P (P_miss <= P_fa) and Q (P_miss >= P_fa) are
+    points of the set; the point farthest below chord PQ (a hull vertex) replaces P or Q by its
+    side of the diagonal, until no point is below PQ.  Then the line PQ supports the set, so the
+    chord lies on the hull and its crossing with the diagonal is the ROCCH EER.  Any P, Q on their
+    sides are valid starts, so the walk starts at the points nearest the diagonal and runs on a
+    window of points around P..Q; one pass over all points checks that PQ supports the whole
+    set, and rows where it does not go on from their P, Q with a window four times wider.
+    Cross products use raw counts: scaling the axes by 1/N and 1/T keeps their signs, and
+    integer counts keep them exact (products < 2**53).
+
+    Returns (eer fraction [B], index of P [B], index of Q [B], alpha [B]) with the crossing at
+    P + alpha (Q - P).
+    """
+    fa = np.asarray(fa, dtype=np.float64)
+    miss = np.asarray(miss, dtype=np.float64)
+    b, m = fa.shape
+    rows = np.arange(b)
+    n_non = np.broadcast_to(np.asarray(n_non, dtype=np.float64), (b,))
+    n_tar = np.broadcast_to(np.asarray(n_tar, dtype=np.float64), (b,))
+    # signed distance from the diagonal, times N*T: > 0 means P_miss > P_fa; points run in
+    # threshold order, so it is non-decreasing along a row
+    side = miss * n_non[:, None] - fa * n_tar[:, None]
+    # P strictly below and Q strictly above the diagonal (the trivial systems at both ends
+    # always are): a point on the diagonal need not be on the hull, only a farthest one is
+    q = (side <= 0).sum(axis=1)
+    p = (side < 0).sum(axis=1) - 1
+    todo = rows
+    width = window
+    while todo.size:
+        width = max(width, int((q[todo] - p[todo]).max()) + 2 * window)
+        if width >= m:
+            pt, qt = p[todo], q[todo]
+            _walk(fa[todo], miss[todo], side[todo], pt, qt)
+            p[todo], q[todo] = pt, qt
+            break
+        lo = np.clip((p[todo] + q[todo] - width) // 2, 0, m - width)
+        cols = lo[:, None] + np.arange(width)
+        pt, qt = p[todo] - lo, q[todo] - lo
+        _walk(*(np.take_along_axis(a[todo], cols, 1) for a in (fa, miss, side)), pt, qt)
+        p[todo], q[todo] = pt + lo, qt + lo
+        pf, pm, qf, qm = fa[todo, p[todo]], miss[todo, p[todo]], fa[todo, q[todo]], miss[todo, q[todo]]
+        cross = (qf - pf)[:, None] * (miss[todo] - pm[:, None]) - (qm - pm)[:, None] * (fa[todo] - pf[:, None])
+        todo = todo[(cross > 0).any(axis=1)]
+        width *= 4
+    sp, sq = side[rows, p], side[rows, q]
+    denom = sq - sp
+    alpha = np.where(denom > 0, -sp / np.where(denom > 0, denom, 1.0), 0.0)
+    up = fa[rows, p] / n_non
+    uq = fa[rows, q] / n_non
+    return up + alpha * (uq - up), p, q, alpha
+
+
+def _interp_crossing(fa: np.ndarray, miss: np.ndarray, n_non: float, n_tar: float) -> tuple[float, int, float]:
+    side = miss * float(n_non) - fa * float(n_tar)  # non-decreasing along the polyline
+    j = int(np.searchsorted(side, 0.0, "left"))
+    u = fa / n_non
+    if side[j] == 0:
+        return float(u[j]), j, 0.0
+    alpha = -side[j - 1] / (side[j] - side[j - 1])
+    return float(u[j - 1] + alpha * (u[j] - u[j - 1])), j - 1, float(alpha)
+
+
+def _eer_with_threshold(s: np.ndarray, lab: np.ndarray, method: str) -> tuple[float, float]:
+    if method not in EER_METHODS:
+        raise ValueError(f"unknown EER method {method!r}; choose from {EER_METHODS}")
+    bins = _bins(s, lab)
+    n_tar, n_non = int(lab.sum()), int((~lab).sum())
+    if method == "rocch":
+        fa, miss = _corners(bins.tcount, bins.nbins)
+        e, p, q, alpha = _rocch_crossing(fa[None], miss[None], n_non, n_tar)
+        thr = _corner_thresholds(bins.tau)
+        lo, hi, a = thr[p[0]], thr[q[0]], alpha[0]
+    else:
+        fa, miss = _polyline(bins.tcount, bins.nbins)
+        e0, j, a = _interp_crossing(fa, miss, n_non, n_tar)
+        e = np.array([e0])
+        # polyline point 2k+1 is corner tau_k, point 2k+2 is "just above tau_k"
+        thr = np.full(fa.size, np.nan)
+        thr[0] = -np.inf
+        thr[1:-1:2] = bins.tau
+        thr[2:-1:2] = np.nextafter(bins.tau, np.inf)
+        thr[-1] = np.inf
+        lo, hi = thr[j], thr[min(j + 1, thr.size - 1)]
+    # threshold of the end of the crossing segment nearest the crossing, preferring a finite one
+    t = lo if (a <= 0.5 and np.isfinite(lo)) or not np.isfinite(hi) else hi
+    return 100.0 * float(e[0]), float(t)
+
+
+def eer(scores, labels, method: str = "rocch") -> float:
+    """Equal error rate in percent.
+
+    ``method="rocch"`` (default): the point where the ROC convex hull crosses P_miss == P_fa
+    (as in BOSARIS / NIST tools).  It equals the largest minimum Bayes error over all priors,
+    is uniquely defined whatever the ties, and treats a score set and its monotone transforms
+    identically; it is never above the interpolated value and at most 50 %.
+    ``method="interp"``: linear interpolation between the two neighbouring operating points of
+    the (non-convex) ROC at the crossing, what ``scipy.optimize.brentq`` on scikit-learn's
+    ``roc_curve`` computes.  For thousands of trials the two differ in the second decimal.
+    """
+    s, lab = _as_arrays(scores, labels)
+    return _eer_with_threshold(s, lab, method)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# DCF and Cllr
+# --------------------------------------------------------------------------------------------
+
+
+def _check_p(p: float) -> float:
+    p = float(p)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p}")
+    return p
+
+
+def _min_dcf_counts(fa, miss, n_non, n_tar, p: float):
+    dcf = (p * miss / np.asarray(n_tar, float)[..., None] + (1 - p) * fa / np.asarray(n_non, float)[..., None]) / min(
+        p, 1 - p
+    )
+    return dcf.min(axis=-1), dcf.argmin(axis=-1)
+
+
+def min_dcf(scores, labels, p_target: float = 0.01, return_threshold: bool = False):
+    """Minimum normalised detection cost over all thresholds, C_miss = C_fa = 1.
+
+    ``min_t (p P_miss(t) + (1 - p) P_fa(t)) / min(p, 1 - p)``; 1.0 is the best trivial system.
+    With ``return_threshold`` also returns the minimising threshold (accept ``score >= t``).
+    """
+    p = _check_p(p_target)
+    s, lab = _as_arrays(scores, labels)
+    bins = _bins(s, lab)
+    fa, miss = _corners(bins.tcount, bins.nbins)
+    val, k = _min_dcf_counts(fa, miss, int((~lab).sum()), int(lab.sum()), p)
+    if return_threshold:
+        return float(val), float(_corner_thresholds(bins.tau)[k])
+    return float(val)
+
+
+def act_dcf(llr, labels, p_target: float = 0.01) -> float:
+    """Actual normalised DCF of calibrated LLR scores at the Bayes threshold.
+
+    Accepts when ``llr >= log((1 - p) / p)`` (C_miss = C_fa = 1), normalised by ``min(p, 1 - p)``.
+    """
+    p = _check_p(p_target)
+    s, lab = _as_arrays(llr, labels)
+    acc = s >= math.log((1 - p) / p)
+    p_miss = np.count_nonzero(~acc & lab) / np.count_nonzero(lab)
+    p_fa = np.count_nonzero(acc & ~lab) / np.count_nonzero(~lab)
+    return float((p * p_miss + (1 - p) * p_fa) / min(p, 1 - p))
+
+
+def cllr(llr, labels) -> float:
+    """Log-likelihood-ratio cost in bits, equal class weights:
+    ``0.5 (mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr))``.  1.0 = uninformative."""
+    s, lab = _as_arrays(llr, labels)
+    c_tar = np.logaddexp(0.0, -s[lab]).mean()
+    c_non = np.logaddexp(0.0, s[~lab]).mean()
+    return float(0.5 * (c_tar + c_non) / math.log(2))
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the lower-left convex hull of points ordered by decreasing x, increasing y.
+
+    Exact for integral counts whose products stay below 2**53.  Vectorised passes drop every
+    point that is not a strict convex turn between its neighbours (it lies on or above a chord of
+    the set, so it is never a hull vertex); a final monotone chain handles what is left.
+    A vertex B between A and C is convex when (B - A) x (C - A) < 0 in this orientation.
+    """
+    idx = np.arange(x.size)
+    for _ in range(8):
+        if idx.size < 3:
+            break
+        xa, ya = x[idx[:-2]], y[idx[:-2]]
+        xb, yb = x[idx[1:-1]], y[idx[1:-1]]
+        xc, yc = x[idx[2:]], y[idx[2:]]
+        cross = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+        keep = np.concatenate(([True], cross < 0, [True]))
+        if keep.all():
+            return idx
+        idx = idx[keep]
+    xs, ys = x[idx].tolist(), y[idx].tolist()
+    hull: list[int] = []
+    for i in range(len(xs)):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (xs[b] - xs[a]) * (ys[i] - ys[a]) - (ys[b] - ys[a]) * (xs[i] - xs[a]) < 0:
+                break
+            hull.pop()
+        hull.append(i)
+    return idx[np.array(hull)]
+
+
+def _min_cllr_bins(bins: _Bins, n_non: int, n_tar: int) -> float:
+    fa, miss = _corners(bins.tcount, bins.nbins)
+    h = _lower_hull(fa.astype(np.float64), miss.astype(np.float64))
+    # each hull edge is one PAV block: its trials get LLR log(dT/T) - log(dN/N)
+    d_tar = np.diff(miss[h]).astype(np.float64)
+    d_non = -np.diff(fa[h]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = np.log(d_tar / n_tar) - np.log(d_non / n_non)
+        c_tar = np.where(d_tar > 0, d_tar * np.logaddexp(0.0, -llr), 0.0).sum() / n_tar
+        c_non = np.where(d_non > 0, d_non * np.logaddexp(0.0, llr), 0.0).sum() / n_non
+    return float(0.5 * (c_tar + c_non) / math.log(2))
+
+
+def min_cllr(scores, labels) -> float:
+    """Cllr after the optimal monotone calibration (pool-adjacent-violators), in bits.
+
+    PAV blocks are the edges of the ROC convex hull, so they come from the same sorted counts;
+    tied scores always share one block.  Invariant under strictly increasing transforms.
+    """
+    s, lab = _as_arrays(scores, labels)
+    return _min_cllr_bins(_bins(s, lab), int((~lab).sum()), int(lab.sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# All metrics at once, and the DET curve
+# --------------------------------------------------------------------------------------------
+
+
+def compute_metrics(scores, labels, p_targets=(0.01, 0.05), llr: bool = False) -> dict:
+    """Every summary metric from one pass over the sorted scores.
+
+    Keys: ``eer`` (percent, ROCCH, see :func:`eer`), ``eer_threshold`` (score threshold of the
+    hull vertex nearest the EER point), ``mindcf@<p>`` for each p (``f"mindcf@{p:g}"``),
+    ``cllr`` (Cllr of the scores read as natural-log LLRs; only meaningful for calibrated
+    scores, e.g. not raw cosines), ``min_cllr``, ``n_target``, ``n_nontarget``; with
+    ``llr=True`` also ``actdcf@<p>``.
+    """
+    s, lab = _as_arrays(scores, labels)
+    n_tar, n_non = int(lab.sum()), int((~lab).sum())
+    bins = _bins(s, lab)
+    fa, miss = _corners(bins.tcount, bins.nbins)
+    e, p_i, q_i, alpha = _rocch_crossing(fa[None], miss[None], n_non, n_tar)
+    thr = _corner_thresholds(bins.tau)
+    lo, hi = thr[p_i[0]], thr[q_i[0]]
+    t = lo if (alpha[0] <= 0.5 and np.isfinite(lo)) or not np.isfinite(hi) else hi
+    out: dict = {"eer": 100.0 * float(e[0]), "eer_threshold": float(t)}
+    for p in p_targets:
+        val, _ = _min_dcf_counts(fa, miss, n_non, n_tar, _check_p(p))
+        out[f"mindcf@{p:g}"] = float(val)
+        if llr:
+            out[f"actdcf@{p:g}"] = act_dcf(s, lab, p)
+    out["cllr"] = cllr(s, lab)
+    out["min_cllr"] = _min_cllr_bins(bins, n_non, n_tar)
+    out["n_target"] = n_tar
+    out["n_nontarget"] = n_non
+    return out
+
+
+def det_curve(scores, labels, max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """DET operating points ``(p_fa, p_miss)`` (fractions), thinned for plotting.
+
+    Points run from the accept-all end (p_fa = 1) to reject-all (p_miss = 1) and include every
+    vertex of the piecewise-linear ROC before thinning.  Thinning keeps both ends and at most
+    ``max_points`` points spread evenly along the curve's length on probit (normal deviate) axes,
+    probabilities clipped to [1e-6, 1 - 1e-6] for that measure only.
+    """
+    from scipy.special import ndtri
+
+    if max_points < 2:
+        raise ValueError("max_points must be >= 2")
+    s, lab = _as_arrays(scores, labels)
+    bins = _bins(s, lab)
+    fa, miss = _polyline(bins.tcount, bins.nbins)
+    p_fa = fa / float((~lab).sum())
+    p_miss = miss / float(lab.sum())
+    keep = np.concatenate(([True], (np.diff(p_fa) != 0) | (np.diff(p_miss) != 0)))
+    p_fa, p_miss = p_fa[keep], p_miss[keep]
+    if p_fa.size <= max_points:
+        return p_fa, p_miss
+    x = ndtri(np.clip(p_fa, 1e-6, 1 - 1e-6))
+    y = ndtri(np.clip(p_miss, 1e-6, 1 - 1e-6))
+    arc = np.concatenate(([0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))))
+    want = np.linspace(0.0, arc[-1], max_points)
+    idx = np.unique(np.clip(np.searchsorted(arc, want), 0, arc.size - 1))
+    idx = np.union1d(idx, [0, arc.size - 1])
+    return p_fa[idx], p_miss[idx]
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap
+# --------------------------------------------------------------------------------------------
+
+
+def _metric_fn(metric: str):
+    """Batched metric on corner counts: f(fa[B, M], miss[B, M], n_non[B], n_tar[B]) -> [B]."""
+    if metric == "eer":
+        return lambda fa, miss, nn, nt: 100.0 * _rocch_crossing(fa, miss, nn, nt)[0]
+    if metric == "mindcf" or metric.startswith("mindcf@"):
+        p = _check_p(metric.partition("@")[2] or 0.01)
+        return lambda fa, miss, nn, nt: _min_dcf_counts(fa, miss, nn, nt, p)[0]
+    raise ValueError(f"unknown bootstrap metric {metric!r}: use 'eer' or 'mindcf@<p_target>'")
+
+
+def _chunks(n_boot: int, width: int):
+    step = max(1, min(n_boot, 4_000_000 // max(width, 1)))
+    for start in range(0, n_boot, step):
+        yield min(step, n_boot - start)
+
+
+def _incidence(bin_of: np.ndarray, n_bins: int, groups_idx: np.ndarray, n_groups: int):
+    """Sparse [n_groups, n_bins] matrix: trials of group g that fall in bin b."""
+    from scipy import sparse
+
+    mat = sparse.coo_matrix((np.ones(bin_of.size), (groups_idx, bin_of)), shape=(n_groups, n_bins)).tocsr()
+    mat.sum_duplicates()
+    return mat
+
+
+def _trial_bins(s: np.ndarray, lab: np.ndarray, bins: _Bins) -> tuple[np.ndarray, np.ndarray]:
+    """Bin of each trial: targets into [0, K), non-targets into [0, 2K] (see :class:`_Bins`)."""
+    tb = np.searchsorted(bins.tau, s[lab])
+    j = np.searchsorted(bins.tau, s[~lab], "left")
+    tied = np.zeros(j.size, dtype=bool)
+    inside = j < bins.tau.size
+    tied[inside] = bins.tau[j[inside]] == s[~lab][inside]
+    return tb, 2 * j + tied
+
+
+class _Resampler:
+    """Draws per-trial or per-group bootstrap multiplicities and sums them into score bins."""
+
+    def __init__(self, lab: np.ndarray, groups, rng: np.random.Generator):
+        self.lab, self.rng = lab, rng
+        if groups is None:
+            self.groups = None
+        else:
+            g = np.asarray(groups).reshape(-1)
+            if g.size != lab.size:
+                raise ValueError(f"groups ({g.size}) and labels ({lab.size}) differ in length")
+            uniq, self.groups = np.unique(g, return_inverse=True)
+            self.n_groups = uniq.size
+
+    def weights(self, b: int) -> np.ndarray:
+        """[b, N] trial multiplicities (float); trial resampling is stratified by class."""
+        n = self.lab.size
+        if self.groups is None:
+            w = np.zeros((b, n))
+            for cls in (True, False):
+                pos = np.flatnonzero(self.lab == cls)
+                for i in range(b):
+                    w[i, pos] = np.bincount(self.rng.integers(0, pos.size, pos.size), minlength=pos.size)
+            return w
+        m = self.rng.multinomial(self.n_groups, np.full(self.n_groups, 1.0 / self.n_groups), size=b)
+        return m[:, self.groups].astype(np.float64)
+
+
+def _resample_counts(counts: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """[b, len(counts)] bin counts of ``counts.sum()`` items redrawn with replacement."""
+    total = int(counts.sum())
+    nz = np.flatnonzero(counts)
+    out = np.zeros((b, counts.size))
+    # a multinomial costs one binomial draw per occupied bin, redrawing items one per item:
+    # take whichever is cheaper (a binomial draw costs several uniform draws)
+    if total < 6 * nz.size:
+        cat = np.repeat(np.arange(nz.size), counts[nz])
+        for i in range(b):
+            out[i, nz] = np.bincount(cat[rng.integers(0, total, total)], minlength=nz.size)
+    else:
+        out[:, nz] = rng.multinomial(total, counts[nz] / total, size=b)
+    return out
+
+
+def _replicates(s, lab, bins, metric, n_boot, groups, rng) -> np.ndarray:
+    fn = _metric_fn(metric)
+    k = bins.tau.size
+    out = []
+    if groups is None:
+        # Stratified trial resampling: drawing T targets (N non-targets) with replacement and
+        # counting them per bin is a multinomial over the bins, so each replicate is O(K).
+        n_tar, n_non = int(lab.sum()), int((~lab).sum())
+        for b in _chunks(n_boot, 3 * k + 3):
+            tc = _resample_counts(bins.tcount, b, rng)
+            nb = _resample_counts(bins.nbins, b, rng)
+            fa, miss = _corners(tc, nb)
+            out.append(fn(fa, miss, np.full(b, n_non), np.full(b, n_tar)))
+        return np.concatenate(out)
+    g = np.asarray(groups).reshape(-1)
+    if g.size != lab.size:
+        raise ValueError(f"groups ({g.size}) and labels ({lab.size}) differ in length")
+    uniq, gi = np.unique(g, return_inverse=True)
+    tb, nb_of = _trial_bins(s, lab, bins)
+    tmat = _incidence(tb, k, gi[lab], uniq.size)
+    nmat = _incidence(nb_of, 2 * k + 1, gi[~lab], uniq.size)
+    for b in _chunks(n_boot, 3 * k + 3 + uniq.size):
+        m = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=b).astype(np.float64)
+        tc = np.asarray((tmat.T @ m.T).T)
+        nb = np.asarray((nmat.T @ m.T).T)
+        nt, nn = tc.sum(axis=1), nb.sum(axis=1)
+        ok = (nt > 0) & (nn > 0)
+        vals = np.full(b, np.nan)
+        if ok.any():
+            fa, miss = _corners(tc[ok], nb[ok])
+            vals[ok] = fn(fa, miss, nn[ok], nt[ok])
+        out.append(vals)
+    return np.concatenate(out)
+
+
+def _finite_replicates(vals: np.ndarray) -> np.ndarray:
+    good = vals[np.isfinite(vals)]
+    if good.size < 0.5 * vals.size:
+        raise BenchError(
+            f"only {good.size} of {vals.size} bootstrap resamples contained both classes; "
+            "use more groups or trial resampling"
+        )
+    return good
+
+
+def bootstrap_ci(
+    scores, labels, metric: str = "eer", n_boot: int = 1000, groups=None, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval ``(low, high)`` at level ``1 - alpha``.
+
+    ``metric``: ``"eer"`` (percent, ROCCH) or ``"mindcf@<p>"`` (``"mindcf"`` = p 0.01).
+    ``groups=None``: trials are resampled with replacement within each class (target and
+    non-target counts stay fixed).  ``groups`` = one id per trial (e.g. the enrolment speaker):
+    whole groups are resampled with replacement and each drawn group brings all its trials,
+    which respects the dependence between trials sharing a speaker (wider, more honest
+    intervals).  Resamples left without one of the classes are discarded.  Deterministic in
+    ``seed``.
+    """
+    s, lab = _as_arrays(scores, labels)
+    rng = np.random.default_rng(seed)
+    vals = _finite_replicates(_replicates(s, lab, _bins(s, lab), metric, n_boot, groups, rng))
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _system_metric_from_weights(s, lab, bins, w: np.ndarray, fn) -> np.ndarray:
+    from scipy import sparse
+
+    k = bins.tau.size
+    tb, nb_of = _trial_bins(s, lab, bins)
+    tpos, npos = np.flatnonzero(lab), np.flatnonzero(~lab)
+    tmat = sparse.csr_matrix((np.ones(tpos.size), (tpos, tb)), shape=(lab.size, k))
+    nmat = sparse.csr_matrix((np.ones(npos.size), (npos, nb_of)), shape=(lab.size, 2 * k + 1))
+    tc = np.asarray((tmat.T @ w.T).T)
+    nb = np.asarray((nmat.T @ w.T).T)
+    nt, nn = tc.sum(axis=1), nb.sum(axis=1)
+    ok = (nt > 0) & (nn > 0)
+    vals = np.full(w.shape[0], np.nan)
+    if ok.any():
+        fa, miss = _corners(tc[ok], nb[ok])
+        vals[ok] = fn(fa, miss, nn[ok], nt[ok])
+    return vals
+
+
+def paired_bootstrap(
+    scores_a, scores_b, labels, groups=None, metric: str = "eer", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """Paired bootstrap test of ``metric(A) - metric(B)`` on the same trials.
+
+    Each resample draws the same trials (or groups, see :func:`bootstrap_ci`) for both systems,
+    so trial difficulty cancels.  Returns ``diff`` (A - B on all trials; negative = A has the
+    lower error), ``low``/``high`` (percentile interval of the resampled differences at level
+    ``1 - alpha``) and ``p_value``: two-sided, ``min(1, 2 min(#(d* <= 0) + 1, #(d* >= 0) + 1) /
+    (n + 1))`` over the ``n`` resampled differences ``d*``, i.e. the smallest level at which
+    the percentile interval excludes zero (with the +1 that keeps it away from exactly 0).
+    """
+    sa, lab = _as_arrays(scores_a, labels)
+    sb, _ = _as_arrays(scores_b, labels)
+    fn = _metric_fn(metric)
+    rng = np.random.default_rng(seed)
+    res = _Resampler(lab, groups, rng)
+    bins_a, bins_b = _bins(sa, lab), _bins(sb, lab)
+    full = {
+        name: float(fn(*_corners(bn.tcount[None], bn.nbins[None]), np.array([(~lab).sum()]), np.array([lab.sum()]))[0])
+        for name, bn in (("a", bins_a), ("b", bins_b))
+    }
+    diffs = []
+    width = 2 * lab.size + 6 * max(bins_a.tau.size, bins_b.tau.size)
+    for b in _chunks(n_boot, width):
+        w = res.weights(b)
+        va = _system_metric_from_weights(sa, lab, bins_a, w, fn)
+        vb = _system_metric_from_weights(sb, lab, bins_b, w, fn)
+        diffs.append(va - vb)
+    d = _finite_replicates(np.concatenate(diffs))
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    n = d.size
+    p = min(1.0, 2.0 * min(np.count_nonzero(d <= 0) + 1, np.count_nonzero(d >= 0) + 1) / (n + 1))
+    return {
+        "metric": metric,
+        "a": full["a"],
+        "b": full["b"],
+        "diff": full["a"] - full["b"],
+        "low": float(lo),
+        "high": float(hi),
+        "p_value": float(p),
+        "n_boot": int(n),
+    }

@@ -1,0 +1,349 @@
+"""Cosine scoring, adaptive S-norm, and the embedding / score file formats.
+
+Formats:
+
+* Embedding file: ``.npz`` with ``ids`` (unicode string array, unique) and ``embeddings``
+  (float32 ``[N, D]``, finite).  Read without pickle.
+* Score file: one trial per line, whitespace separated, ``enroll test score [label]``; label is
+  ``1``/``0`` (also read: ``target``/``nontarget``, ``true``/``false``).  Blank lines and lines
+  starting with ``#`` are skipped.  Scores are written with ``repr`` so they read back exactly.
+
+Trial and utterance ids are compared without an audio extension (``.wav``, ``.flac``, ...), as
+in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a trial list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.io import atomic_open, atomic_save
+
+_AUDIO_EXT = re.compile(r"\.(wav|flac|mp3|ogg|opus|m4a|sph|aac|aiff?)$", re.IGNORECASE)
+_LABELS = {"1": True, "0": False, "target": True, "nontarget": False, "true": True, "false": False}
+
+
+def strip_ext(utt_id: str) -> str:
+    """``utt_id`` without a trailing audio file extension."""
+    return _AUDIO_EXT.sub("", utt_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def write_embeddings(path: str | Path, ids: Sequence[str], matrix: np.ndarray) -> None:
+    """Write ids and a float32 ``[N, D]`` matrix to ``path`` (npz) atomically."""
+    ids_arr = np.asarray([str(i) for i in ids], dtype=np.str_)
+    mat = np.asarray(matrix, dtype=np.float32)
+    if mat.ndim != 2 or mat.shape[0] != ids_arr.size:
+        raise ValueError(f"need embeddings [N, D] for {ids_arr.size} ids, got shape {mat.shape}")
+    atomic_save(path, lambda fh: np.savez(fh, ids=ids_arr, embeddings=mat))
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Ids (extensions stripped) and the float32 ``[N, D]`` matrix of an embedding file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "ids" not in z or "embeddings" not in z:
+                raise BenchError(f"embedding file needs arrays 'ids' and 'embeddings', has {sorted(z.files)}", path)
+            ids = [strip_ext(str(i)) for i in z["ids"]]
+            mat = np.asarray(z["embeddings"], dtype=np.float32)
+    except BenchError:
+        raise
+    except (OSError, ValueError) as e:
+        raise BenchError(f"cannot read embedding file: {e}", path) from e
+    if mat.ndim != 2 or mat.shape[0] != len(ids):
+        raise BenchError(f"'embeddings' has shape {mat.shape} for {len(ids)} ids", path)
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise BenchError(f"duplicate id {dup!r}", path)
+    bad = ~np.isfinite(mat).all(axis=1)
+    if bad.any():
+        raise BenchError(f"{int(bad.sum())} embedding(s) are not finite, first {ids[int(np.argmax(bad))]!r}", path)
+    return ids, mat
+
+
+def _as_lookup(emb) -> tuple[dict[str, int], np.ndarray]:
+    """(id -> row, matrix) from a mapping id -> vector or an ``(ids, matrix)`` pair."""
+    if isinstance(emb, Mapping):
+        ids = list(emb)
+        mat = np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]) if ids else np.zeros((0, 0), np.float32)
+    else:
+        ids, mat = emb
+        ids = list(ids)
+        mat = np.asarray(mat, dtype=np.float32)
+    return {strip_ext(str(i)): r for r, i in enumerate(ids)}, mat
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def read_enroll_map(path: str | Path) -> dict[str, list[str]]:
+    """Enrolment map: lines ``model_id utt_id [utt_id ...]`` (ids without extensions)."""
+    path = Path(path)
+    out: dict[str, list[str]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise BenchError(f"cannot read enrolment map: {e.strerror}", path) from e
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) < 2:
+            raise BenchError("expected 'model_id utt_id [utt_id ...]'", path, n)
+        model = strip_ext(parts[0])
+        if model in out:
+            raise BenchError(f"model {model!r} listed twice", path, n)
+        out[model] = [strip_ext(u) for u in parts[1:]]
+    return out
+
+
+def mean_enroll(embeddings, enroll_map: Mapping[str, Sequence[str]], path=None) -> tuple[list[str], np.ndarray]:
+    """Model embeddings as the mean of their L2-normalised utterance embeddings."""
+    index, mat = _as_lookup(embeddings)
+    mat = l2_normalise(mat)
+    ids, rows = [], []
+    for model, utts in enroll_map.items():
+        missing = [u for u in utts if u not in index]
+        if missing:
+            raise BenchError(f"enrolment utterance {missing[0]!r} of model {model!r} has no embedding", path)
+        ids.append(model)
+        rows.append(mat[[index[u] for u in utts]].mean(axis=0))
+    return ids, np.stack(rows) if rows else np.zeros((0, mat.shape[1]), np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def _trial_ids(trials) -> tuple[list[str], list[str]]:
+    if hasattr(trials, "enroll") and hasattr(trials, "test"):
+        return list(trials.enroll), list(trials.test)
+    enroll, test = trials
+    return list(enroll), list(test)
+
+
+def trial_line(trials, i: int) -> int:
+    """1-based line of trial ``i``: from ``trials.lines`` when the reader kept them."""
+    lines = getattr(trials, "lines", None)
+    return int(lines[i]) if lines is not None and len(lines) > i else i + 1
+
+
+def _rows(ids: list[str], index: dict[str, int], trials, what: str) -> np.ndarray:
+    out = np.empty(len(ids), dtype=np.int64)
+    for i, u in enumerate(ids):
+        r = index.get(u)
+        if r is None:
+            r = index.get(strip_ext(u))
+            if r is None:
+                raise BenchError(
+                    f"{what} id {u!r} has no embedding", getattr(trials, "path", None), trial_line(trials, i)
+                )
+        out[i] = r
+    return out
+
+
+def cosine_score(enroll_emb, test_emb, trials, max_block: int = 1 << 22) -> np.ndarray:
+    """Cosine similarity of each trial's enrolment and test embeddings, float64 ``[n_trials]``.
+
+    ``enroll_emb``/``test_emb``: mapping id -> vector or ``(ids, matrix)``; ``trials``: an object
+    with ``enroll``/``test`` id lists (e.g. :class:`bench.data.trials.Trials`) or a pair of lists.
+    Embeddings are L2-normalised, then scored in blocks of at most ``max_block`` floats: when the
+    trials cover a good share of all enrol x test pairs (e.g. CN-Celeb: every pair) as matrix
+    products of enrolment blocks against all test embeddings, otherwise as row-wise dot products
+    of gathered pairs.  Peak extra memory is O(max_block) beyond the index arrays.
+    """
+    e_index, e_mat = _as_lookup(enroll_emb)
+    t_index, t_mat = _as_lookup(test_emb)
+    enroll, test = _trial_ids(trials)
+    ei = _rows(enroll, e_index, trials, "enrolment")
+    ti = _rows(test, t_index, trials, "test")
+    e_mat, t_mat = l2_normalise(e_mat), l2_normalise(t_mat)
+    out = np.empty(ei.size, dtype=np.float64)
+    if ei.size == 0:
+        return out
+    ue, ce = np.unique(ei, return_inverse=True)
+    ut, ct = np.unique(ti, return_inverse=True)
+    if ue.size * ut.size <= 4 * ei.size:
+        t_sub = t_mat[ut]
+        order = np.argsort(ce, kind="stable")
+        starts = np.searchsorted(ce[order], np.arange(ue.size + 1))
+        rows_per = max(1, max_block // max(ut.size, 1))
+        for r0 in range(0, ue.size, rows_per):
+            r1 = min(r0 + rows_per, ue.size)
+            block = e_mat[ue[r0:r1]] @ t_sub.T
+            sel = order[starts[r0] : starts[r1]]
+            out[sel] = block[ce[sel] - r0, ct[sel]]
+        return out
+    step = max(1, max_block // max(e_mat.shape[1], 1))
+    for s0 in range(0, ei.size, step):
+        a = e_mat[ei[s0 : s0 + step]]
+        b = t_mat[ti[s0 : s0 + step]]
+        out[s0 : s0 + step] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def _cohort_stats(mat: np.ndarray, cohort: np.ndarray, top_k: int, max_block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each row's ``top_k`` highest cosine scores against the cohort."""
+    mu = np.empty(mat.shape[0])
+    sd = np.empty(mat.shape[0])
+    step = max(1, max_block // max(cohort.shape[0], 1))
+    for s0 in range(0, mat.shape[0], step):
+        sc = mat[s0 : s0 + step] @ cohort.T
+        if top_k < cohort.shape[0]:
+            sc = np.partition(sc, sc.shape[1] - top_k, axis=1)[:, -top_k:]
+        mu[s0 : s0 + step] = sc.mean(axis=1)
+        sd[s0 : s0 + step] = sc.std(axis=1)
+    return mu, sd
+
+
+def asnorm(
+    scores,
+    enroll_ids: Sequence[str],
+    test_ids: Sequence[str],
+    embeddings,
+    cohort: np.ndarray,
+    top_k: int = 300,
+    test_embeddings=None,
+    max_block: int = 1 << 22,
+) -> np.ndarray:
+    """Adaptive symmetric score normalisation (AS-norm).
+
+    For each trial ``(e, t)`` with raw score ``s``:
+    ``0.5 ((s - mu_e) / sd_e + (s - mu_t) / sd_t)``, where ``mu_x``/``sd_x`` are the mean and
+    (population) standard deviation of the ``top_k`` highest cosine scores of ``x`` against the
+    cohort embeddings ``cohort [C, D]`` (``top_k >= C`` uses the whole cohort: plain S-norm).
+    ``embeddings`` (mapping or ``(ids, matrix)``) looks up enrolment ids, and test ids too unless
+    ``test_embeddings`` is given.  Statistics are computed once per distinct id.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if top_k < 1:
+        raise ValueError("top_k must be >= 1")
+    cohort = l2_normalise(np.asarray(cohort, dtype=np.float32))
+    if cohort.ndim != 2 or cohort.shape[0] < 2:
+        raise BenchError("AS-norm needs a cohort of at least 2 embeddings")
+    top_k = min(top_k, cohort.shape[0])
+    out = np.zeros_like(s)
+    for ids, emb in (
+        (enroll_ids, embeddings),
+        (test_ids, test_embeddings if test_embeddings is not None else embeddings),
+    ):
+        index, mat = _as_lookup(emb)
+        rows = _rows(list(ids), index, (list(ids), list(ids)), "trial")
+        uniq, inv = np.unique(rows, return_inverse=True)
+        mu, sd = _cohort_stats(l2_normalise(mat[uniq]), cohort, top_k, max_block)
+        out += (s - mu[inv]) / np.maximum(sd[inv], 1e-12)
+    return 0.5 * out
+
+
+# --------------------------------------------------------------------------------------------
+# Score files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreFile:
+    """A parsed score file; ``labels`` is None when the lines had no label column."""
+
+    enroll: list[str]
+    test: list[str]
+    scores: np.ndarray
+    labels: np.ndarray | None
+    lines: np.ndarray
+    path: Path
+
+
+def write_scores(path: str | Path, trials, scores, labels=None) -> None:
+    """Write ``enroll test score label`` lines atomically; labels from ``trials.labels`` unless
+    given (omitted when neither has them)."""
+    enroll, test = _trial_ids(trials)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size != len(enroll):
+        raise ValueError(f"{s.size} scores for {len(enroll)} trials")
+    if labels is None:
+        labels = getattr(trials, "labels", None)
+    with atomic_open(path, "w") as fh:
+        if labels is None:
+            fh.writelines(f"{e} {t} {v!r}\n" for e, t, v in zip(enroll, test, s.tolist()))
+        else:
+            lab = np.asarray(labels, dtype=bool).tolist()
+            fh.writelines(f"{e} {t} {v!r} {int(b)}\n" for e, t, v, b in zip(enroll, test, s.tolist(), lab))
+
+
+def read_scores(path: str | Path) -> ScoreFile:
+    """Parse a score file (see the module docstring); errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BenchError(f"cannot read score file: {e.strerror}", path) from e
+    except UnicodeDecodeError as e:
+        raise BenchError("score file is not text", path) from e
+    enroll: list[str] = []
+    test: list[str] = []
+    vals: list[float] = []
+    labs: list[bool] = []
+    nums: list[int] = []
+    ncols = None
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) not in (3, 4):
+            raise BenchError(f"expected 'enroll test score [label]', got {len(parts)} fields", path, n)
+        if ncols is None:
+            ncols = len(parts)
+        elif len(parts) != ncols:
+            raise BenchError(f"{len(parts)} fields where earlier lines have {ncols}", path, n)
+        try:
+            v = float(parts[2])
+        except ValueError:
+            raise BenchError(f"score {parts[2]!r} is not a number", path, n) from None
+        if math.isnan(v):
+            raise BenchError("score is NaN", path, n)
+        if ncols == 4:
+            lab = _LABELS.get(parts[3].lower())
+            if lab is None:
+                raise BenchError(f"label {parts[3]!r} is not 1/0 or target/nontarget", path, n)
+            labs.append(lab)
+        enroll.append(strip_ext(parts[0]))
+        test.append(strip_ext(parts[1]))
+        vals.append(v)
+        nums.append(n)
+    if not vals:
+        raise BenchError("score file has no trials", path)
+    return ScoreFile(
+        enroll,
+        test,
+        np.asarray(vals, dtype=np.float64),
+        np.asarray(labs, dtype=bool) if ncols == 4 else None,
+        np.asarray(nums, dtype=np.int64),
+        path,
+    )
+
+
+def key_index(enroll: Sequence[str], test: Sequence[str], path=None, lines=None) -> dict[tuple[str, str], int]:
+    """``(enroll, test) -> position``; a repeated pair is an error naming both lines."""
+    out: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(enroll, test)):
+        j = out.setdefault(key, i)
+        if j != i:
+            ln = (lambda k: int(lines[k])) if lines is not None and len(lines) else (lambda k: k + 1)
+            raise BenchError(f"duplicate trial '{key[0]} {key[1]}' (first on line {ln(j)})", path, ln(i))
+    return out
