@@ -1,0 +1,303 @@
+"""Tests of the synthetic corpus generator (`bench data synth`).
+
+One tiny corpus is generated per module (3 training speakers, 1-1.5 s utterances) and checked
+against the CN-Celeb1 layout, list formats, determinism, resume and no-op re-runs.  The demo
+preset's baseline EER check is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bench.errors import BenchError
+
+pytest.importorskip("espeakng_loader")
+
+TINY = dict(speakers=3, utts=3, min_seconds=1.0, max_seconds=1.5)
+UTT_RE = re.compile(r"^[a-z_]+-\d{2}-\d{3}$")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from bench.synth import generate, make_config
+
+    cfg = make_config("demo", **TINY)
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    manifest = generate(cfg, out, workers=2)
+    return cfg, out, manifest
+
+
+def _lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def _flac(root: Path, rel: str) -> Path:
+    assert rel.endswith(".wav"), rel
+    return root / (rel[:-4] + ".flac")
+
+
+def test_layout_and_lists(tiny):
+    cfg, out, manifest = tiny
+    n_train_val = cfg.train_speakers + cfg.val_speakers
+    train_ids = [f"id{i:05d}" for i in range(cfg.train_speakers)]
+    val_ids = [f"id{i:05d}" for i in range(cfg.train_speakers, n_train_val)]
+    eval_ids = [f"id{i:05d}" for i in range(n_train_val, n_train_val + cfg.eval_speakers)]
+
+    assert (out / "dev" / "dev.lst").read_text().split() == train_ids
+    for spk in train_ids + val_ids:
+        files = sorted((out / "data" / spk).glob("*.flac"))
+        assert len(files) == cfg.utts
+        assert all(UTT_RE.match(f.stem) for f in files)
+
+    lists = out / "eval" / "lists"
+    enroll = _lines(lists / "enroll.lst")
+    assert enroll == [[f"{s}-enroll", f"enroll/{s}-enroll.wav"] for s in eval_ids]
+    enroll_map = {row[0]: row[1:] for row in _lines(lists / "enroll.map")}
+    assert sorted(enroll_map) == [f"{s}-enroll" for s in eval_ids]
+    for model, parts in enroll_map.items():
+        spk = model.removesuffix("-enroll")
+        assert len(parts) == cfg.enroll_utts
+        assert all(p.startswith(spk + "/") and _flac(out / "data", p).exists() for p in parts)
+        # The enrolment file is exactly the concatenation of its parts.
+        whole = sf.read(_flac(out / "eval", f"enroll/{model}.wav"), dtype="int16")[0]
+        joined = np.concatenate([sf.read(_flac(out / "data", p), dtype="int16")[0] for p in parts])
+        assert np.array_equal(whole, joined)
+
+    tests = [row[0] for row in _lines(lists / "test.lst")]
+    assert len(tests) == cfg.eval_speakers * cfg.test_utts
+    pattern = re.compile(r"^test/(id\d{5})-([a-z_]+-\d{2}-\d{3})\.wav$")
+    assert all(pattern.match(t) and _flac(out / "eval", t).exists() for t in tests)
+    assert {pattern.match(t).group(1) for t in tests} == set(eval_ids)
+
+    # Trials: every enrolment model against every test utterance, target iff same speaker.
+    trials = _lines(lists / "trials.lst")
+    expected = {(f"{e}-enroll", t, "1" if t.startswith(f"test/{e}-") else "0") for e in eval_ids for t in tests}
+    assert len(trials) == len(expected) and {tuple(r) for r in trials} == expected
+
+    # Enrolment and test come from different sessions (channel mismatch as in CN-Celeb).
+    for model, parts in enroll_map.items():
+        spk = model.removesuffix("-enroll")
+        sessions = {p.split("/")[1].rsplit("-", 1)[0] for p in parts}
+        test_sessions = {t.split("-", 1)[1].rsplit("-", 1)[0] for t in tests if t.startswith(f"test/{spk}-")}
+        assert len(sessions) == 1 and not sessions & test_sessions
+
+    # Validation trials: held-out speakers only, labels consistent with speaker ids.
+    val = _lines(out / "dev" / "val_trials.lst")
+    assert val and all(len(r) == 3 for r in val)
+    for a, b, lab in val:
+        sa, sb = a.split("/")[0], b.split("/")[0]
+        assert sa in val_ids and sb in val_ids and a != b
+        assert lab == ("1" if sa == sb else "0")
+        assert _flac(out / "data", a).exists()
+    n_val_utts = cfg.val_speakers * cfg.utts
+    assert sum(r[2] == "1" for r in val) == cfg.val_speakers * cfg.utts * (cfg.utts - 1) // 2
+    assert len({(a, b) for a, b, _ in val}) == len(val) <= n_val_utts * (n_val_utts - 1) // 2
+
+    # Banks.
+    for kind, n in (("noise", cfg.noise_files), ("music", cfg.music_files), ("speech", cfg.speech_files)):
+        assert len(list((out / "musan" / kind).glob("*.flac"))) == n
+    rirs = list((out / "rirs" / "simulated_rirs").glob("*/*.flac"))
+    assert len(rirs) == manifest["counts"]["rirs"] == 3 * cfg.rir_rooms * cfg.rirs_per_room
+
+    saved = json.loads((out / "corpus.json").read_text())
+    assert saved["params"]["train_speakers"] == cfg.train_speakers and saved["seed"] == cfg.seed
+    assert not (out / ".synth-params.json").exists()
+
+
+def test_audio_format_and_durations(tiny):
+    cfg, out, _ = tiny
+    for path in sorted((out / "data").glob("*/*.flac"))[:10] + sorted((out / "eval" / "test").glob("*.flac"))[:5]:
+        info = sf.info(path)
+        assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert cfg.min_seconds - 0.01 <= info.duration <= cfg.max_seconds + 0.01
+        x = sf.read(path, dtype="float32")[0]
+        assert np.sqrt(np.mean(x**2)) > 1e-3  # not silent
+
+
+def test_cnceleb_loader_reads_it(tiny):
+    cfg, out, _ = tiny
+    corpus_mod = pytest.importorskip("bench.data.corpus")
+    from bench.config import DataConfig
+
+    c = corpus_mod.load_corpus(DataConfig(corpus="synthetic", root=str(out)))
+    assert c.speakers == [f"id{i:05d}" for i in range(cfg.train_speakers)]
+    assert len(c.train) == cfg.train_speakers * cfg.utts
+    assert len(c.test) == cfg.eval_speakers * cfg.test_utts
+    assert len(c.trials.labels) == cfg.eval_speakers**2 * cfg.test_utts
+    assert int(np.sum(c.trials.labels)) == cfg.eval_speakers * cfg.test_utts
+    assert set(c.val["speaker"]).isdisjoint(c.speakers)
+
+
+def test_rerun_is_noop_and_other_params_refused(tiny):
+    from bench.synth import generate, make_config
+
+    cfg, out, _ = tiny
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = generate(cfg, out, workers=1)
+    assert again["reused"] is True
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    with pytest.raises(BenchError, match="different parameters"):
+        generate(make_config("demo", **{**TINY, "seed": 1}), out, workers=1)
+
+
+def test_resume_recreates_identical_files(tiny, tmp_path):
+    """Delete some outputs and the manifest: a single-process re-run must rebuild exactly the same
+    bytes as the two-worker original (determinism across worker counts and task order)."""
+    from bench.synth import generate
+
+    cfg, out, _ = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    victims = [
+        sorted((copy / "data").glob("id00001/*.flac"))[0],
+        sorted((copy / "eval" / "test").glob("*.flac"))[-1],
+        sorted((copy / "eval" / "enroll").glob("*.flac"))[0],
+        sorted((copy / "musan" / "speech").glob("*.flac"))[0],
+        sorted((copy / "rirs" / "simulated_rirs").glob("*/*.flac"))[0],
+        copy / "eval" / "lists" / "trials.lst",
+    ]
+    for v in victims:
+        v.unlink()
+    (copy / "corpus.json").unlink()
+    # What an interrupted run leaves behind: the pending-parameters marker.
+    from bench.io import atomic_write_json
+    from bench.synth.corpus import manifest_params
+
+    atomic_write_json(copy / ".synth-params.json", manifest_params(cfg))
+    kept = sorted((copy / "data").glob("id00000/*.flac"))[0]
+    kept_mtime = kept.stat().st_mtime_ns
+    result = generate(cfg, copy, workers=1)
+    assert result["reused"] is False
+    for v in victims:
+        original = out / v.relative_to(copy)
+        assert v.read_bytes() == original.read_bytes(), v
+    assert kept.stat().st_mtime_ns == kept_mtime
+
+
+def test_seed_changes_audio(tiny):
+    """A different seed gives a different speaker for the same id (so the equality above can fail)."""
+    from bench.synth import make_config
+    from bench.synth.corpus import SpeakerWriter, plan_speaker
+
+    cfg, out, _ = tiny
+    other = make_config("demo", **{**TINY, "seed": 7})
+    sp = plan_speaker(other, 0, "train")
+    x = SpeakerWriter(other, out, sp).render(sp.utts[0])
+    y = sf.read(out / "data" / "id00000" / f"{plan_speaker(cfg, 0, 'train').utts[0].name}.flac", dtype="int16")[0]
+    assert x.shape != y.shape or not np.array_equal(x, y)
+
+
+def test_refuses_foreign_folder(tmp_path):
+    from bench.synth import generate, make_config
+
+    (tmp_path / "something.txt").write_text("not a corpus")
+    with pytest.raises(BenchError, match="not empty"):
+        generate(make_config("demo", **TINY), tmp_path)
+
+
+def test_config_validation():
+    from bench.synth import make_config
+
+    with pytest.raises(BenchError, match="min-seconds"):
+        make_config("demo", min_seconds=4.0, max_seconds=3.0)
+    with pytest.raises(BenchError, match="unknown preset"):
+        make_config("huge")
+    assert make_config("full").train_speakers >= 1000
+
+
+def test_missing_espeak_says_what_to_install(monkeypatch):
+    import builtins
+    import ctypes.util
+
+    from bench.synth import espeak
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "espeakng_loader":
+            raise ImportError("no module")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(BenchError, match="pip install espeakng-loader.*libespeak-ng1"):
+        espeak.locate_espeak()
+
+
+def test_text_uses_only_word_list():
+    from bench.synth.text import passage, word_classes
+
+    vocab = {w.lower() for words in word_classes().values() for phrase in words for w in phrase.split()}
+    rng = np.random.default_rng(0)
+    text = passage(rng, 40)
+    words = re.findall(r"[A-Za-z_]+", text)
+    assert len(words) >= 40
+    template_words = {"the", "did", "were", "and", "a", "please", "was", "we", "will", "my", "is", "why"}
+    assert {w.lower() for w in words} <= vocab | template_words
+
+
+def _brute_force_eer(scores: np.ndarray, labels: np.ndarray) -> float:
+    best = (2.0, 0.0)
+    for t in np.unique(scores):
+        far = np.mean(scores[~labels] >= t)
+        frr = np.mean(scores[labels] < t)
+        best = min(best, (abs(far - frr), (far + frr) / 2))
+    return 100 * best[1]
+
+
+def test_private_eer_matches_brute_force():
+    from bench.synth.baseline import _eer_percent
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(600) < 0.2
+    scores = rng.normal(size=600) + 1.2 * labels
+    assert _eer_percent(scores, labels) == pytest.approx(_brute_force_eer(scores, labels), abs=1.0)
+
+
+def test_cli_json_reuses_corpus(tiny):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    cfg, out, _ = tiny
+    args = [
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--speakers",
+        "3",
+        "--utts",
+        "3",
+        "--min-seconds",
+        "1",
+        "--max-seconds",
+        "1.5",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout[res.stdout.index("{") :])
+    assert data["reused"] is True and data["counts"]["train"] == 3
+    bad = CliRunner().invoke(app, ["data", "synth", "--out", str(out), "--min-seconds", "9", "--max-seconds", "2"])
+    assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+def test_demo_preset_baseline_is_neither_trivial_nor_impossible(tmp_path):
+    from bench.synth import generate, make_config, run_baseline
+
+    out = tmp_path / "demo"
+    generate(make_config("demo"), out, workers=min(2, os.cpu_count() or 1))
+    result = run_baseline(out, return_scores=True)
+    eer = _brute_force_eer(result["scores"], result["labels"])
+    assert 5.0 < eer < 40.0
+    assert result["eer"] == pytest.approx(eer, abs=1.0)
