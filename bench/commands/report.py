@@ -1,10 +1,83 @@
-"""`bench report` (not built yet)."""
+"""`bench report`: comparison tables with uncertainty, paired tests, DET curves and plots."""
 
 from __future__ import annotations
 
-from bench.commands.common import not_built
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bench.commands.common import console, err_console, handle_errors, print_json
 
 
-def report() -> None:
-    """Build comparison tables, paired tests and DET curves from run directories."""
-    not_built("report", 10)
+@handle_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Experiment or run directories (searched for metrics.json).")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output folder [default: reports/out/<name>/].")
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: md,html,csv,tex.")] = "md,html,csv,tex",
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for intervals and paired tests.")] = 1000,
+    unit: Annotated[
+        str, typer.Option("--unit", help="Bootstrap unit: speaker (enrolment speaker) or trial.")
+    ] = "speaker",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the bootstrap.")] = 0,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Tables only (faster).")] = False,
+    title: Annotated[str, typer.Option("--title", help="Report title.")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Replace a finished report in the output folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison table as JSON on stdout.")] = False,
+) -> None:
+    """Build comparison tables, paired tests and DET curves from run directories.
+
+    Runs are grouped into systems by (loss, backbone, training corpus, evaluation corpus); seeds of
+    a system are aggregated (mean ± std). Systems are compared per evaluation corpus, and only on
+    identical trial lists. Intervals and paired tests bootstrap over enrolment speakers by default.
+
+    Example: bench report runs/demo --out reports/out/demo --format md,html
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.errors import BenchError
+    from reports.build import Options, build, parse_formats, summary
+
+    if unit not in ("speaker", "trial"):
+        raise BenchError(f"--unit must be speaker or trial, got '{unit}'")
+    if n_boot < 0:
+        raise BenchError(f"--n-boot must be >= 0, got {n_boot}")
+    opts = Options(
+        formats=parse_formats(formats),
+        n_boot=n_boot,
+        seed=seed,
+        unit=unit,
+        figures=not no_figures,
+        title=title,
+        force=force,
+    )
+    # Progress goes to stderr so that --json output on stdout stays machine-readable.
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+
+        def tick(desc: str, total: int):
+            task = bar.add_task(desc, total=max(total, 1))
+            return lambda: bar.advance(task)
+
+        out_dir, rep = build(list(runs), out, opts, progress=tick)
+    if as_json:
+        print_json(summary(rep))
+        return
+    for sec in rep.sections:
+        best = sec.table.loc[sec.table["eer_mean"].idxmin(), "system"]
+        console.print(f"[bold]{sec.corpus}[/]: {len(sec.table)} systems, best EER: {best}", highlight=False)
+        for p in sec.pairwise.itertuples():
+            console.print(
+                f"  {p.system_a} vs {p.system_b}: ΔEER {p.diff:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
+                f"p={p.p_value:.3g} → {p.verdict}",
+                highlight=False,
+            )
+    console.print(f"report written to {out_dir}", highlight=False)

@@ -1,0 +1,351 @@
+"""Build a report: run folders -> systems -> statistics -> figures -> Markdown/HTML/CSV/LaTeX files.
+
+Output folder layout::
+
+    report.md  report.html  report.json
+    table.csv  pairwise.csv  runs.csv  table.tex
+    figures/<name>.png, figures/<name>.svg
+
+``report.json`` is written last and marks the folder as a finished report; a folder holding one
+is never overwritten unless ``force`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.io import atomic_write, atomic_write_json
+from reports.collect import Run, System, group_systems, load_runs, runs_frame
+from reports.render import FORMATS, Report, Section, pairwise_csv, table_csv, table_tex, to_html, to_markdown
+from reports.stats import METRICS, Aligned, align, genre_table, p_targets_of, pairwise, system_table
+
+MARKER = "report.json"
+
+
+@dataclass
+class Options:
+    """Settings of one report build (the CLI maps its flags onto these)."""
+
+    formats: tuple[str, ...] = FORMATS
+    n_boot: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+    unit: str = "speaker"  # bootstrap unit: speaker | trial
+    pair_metric: str = "eer"
+    metrics: tuple[str, ...] = tuple(METRICS)
+    figures: bool = True
+    embeddings: bool = True
+    title: str = ""
+    force: bool = False
+
+
+def default_name(paths: list[str | Path], runs: list[Run]) -> str:
+    """Report folder name: the experiment name(s), else the first input folder's name."""
+    exps = sorted({r.experiment for r in runs if r.experiment})
+    name = "+".join(exps) if 0 < len(exps) <= 3 else Path(paths[0]).resolve().name
+    return "".join(ch if ch.isalnum() or ch in "-_+." else "_" for ch in name) or "report"
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to overwrite a finished report, or to write into an unrelated non-empty folder."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise BenchError("report output path exists and is not a folder", path=out)
+    if (out / MARKER).exists():
+        if not force:
+            raise BenchError("a finished report is already here; pass --force to replace it or choose --out", path=out)
+        return
+    if any(out.iterdir()) and not force:
+        raise BenchError("output folder is not empty and holds no report; pass --force or choose --out", path=out)
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    items = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise BenchError(f"unknown report format '{', '.join(bad) or text}'; choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _representative(mat: np.ndarray, eers: list[float]) -> int:
+    """Index of the seed with the median EER (the lower middle one for an even count)."""
+    order = np.argsort(eers, kind="stable")
+    return int(order[(len(order) - 1) // 2])
+
+
+def _det_curves(al: Aligned, table: pd.DataFrame, p_target: float) -> list[dict[str, Any]]:
+    from bench.metrics import compute_metrics, det_curve, min_dcf
+
+    labels = al.labels
+    out = []
+    for s, mat, (_, row) in zip(al.systems, al.scores, table.iterrows()):
+        k = _representative(mat, row["eer_seeds"])
+        fpr, fnr = det_curve(mat[k], labels, max_points=2000)
+        m = compute_metrics(mat[k], labels, p_targets=(p_target,))
+        _, thr = min_dcf(mat[k], labels, p_target=p_target, return_threshold=True)
+        # The operating point at the minDCF threshold (accept score >= thr), to mark on the curve.
+        accept = mat[k] >= thr
+        dcf_point = (float(accept[~labels].mean()), float((~accept[labels]).mean()))
+        out.append(
+            {
+                "label": s.label,
+                "fpr": np.asarray(fpr),
+                "fnr": np.asarray(fnr),
+                "eer": float(m["eer"]),
+                "p_target": p_target,
+                "dcf_point": dcf_point,
+                "scores": mat[k],
+                "labels": labels,
+                "threshold": m.get("eer_threshold"),
+            }
+        )
+    return out
+
+
+def _epochs(system: System) -> list[pd.DataFrame]:
+    frames = []
+    for r in system.runs:
+        path = r.epochs_path
+        if path is None:
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise BenchError(f"unreadable epoch log ({e})", path=path) from None
+        if not df.empty:
+            frames.append(df)
+    return frames
+
+
+def utt_speaker(utt: str) -> str:
+    """Speaker of an utterance id (``id00800/x``, ``test/id00800-singing-01-005``, ``id10270/yt/00001``)."""
+    parts = utt.split("/")
+    if len(parts) > 1 and parts[0] in ("test", "enroll", "eval", "data", "wav"):
+        parts = parts[1:]
+    head = parts[0]
+    return head.split("-", 1)[0] if len(parts) == 1 else head
+
+
+def _embedding_points(
+    systems: list[System], n_speakers: int = 6, per_speaker: int = 40, seed: int = 0
+) -> pd.DataFrame | None:
+    """PCA of a few speakers' embeddings, per system, from an ``*.npz`` (ids, embeddings) in its run."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    for s in systems:
+        r = s.runs[0]
+        files = sorted({*r.path.glob("*.npz"), *((r.run_root or r.path).glob("*.npz"))})
+        for f in files:
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    if "ids" not in z or "embeddings" not in z:
+                        continue
+                    ids, emb = z["ids"].astype(str), np.asarray(z["embeddings"], dtype=np.float64)
+            except (OSError, ValueError):
+                continue
+            spk = np.array([utt_speaker(u) for u in ids])
+            uniq, counts = np.unique(spk, return_counts=True)
+            chosen = sorted(uniq[np.argsort(-counts, kind="stable")][:n_speakers])
+            idx = np.concatenate([rng.permutation(np.flatnonzero(spk == c))[:per_speaker] for c in chosen])
+            x = emb[idx] / np.maximum(np.linalg.norm(emb[idx], axis=1, keepdims=True), 1e-12)
+            x = x - x.mean(axis=0)
+            _, _, vt = np.linalg.svd(x, full_matrices=False)
+            xy = x @ vt[:2].T
+            rows.append(
+                pd.DataFrame(
+                    {"x": xy[:, 0], "y": xy[:, 1] if xy.shape[1] > 1 else 0.0, "speaker": spk[idx], "system": s.label}
+                )
+            )
+            break
+    return pd.concat(rows, ignore_index=True) if rows else None
+
+
+def build(
+    paths: list[str | Path],
+    out: str | Path | None = None,
+    opts: Options | None = None,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> tuple[Path, Report]:
+    """Build the report for the runs under ``paths`` into ``out`` (default ``reports/out/<name>/``).
+
+    ``progress(description, total)`` may return a callback advanced once per unit of slow work.
+    """
+    opts = opts or Options()
+    runs = load_runs(paths)
+    grouped = group_systems(runs)
+    out_dir = Path(out) if out else Path("reports/out") / default_name(paths, runs)
+    check_out_dir(out_dir, opts.force)
+    tick = progress or (lambda desc, total: lambda: None)
+
+    # Write into a sibling temp folder, then swap it in, so a failed build never leaves half a report
+    # where a good one was (and --force replaces the old one only once the new one is complete).
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fig_dir = tmp / "figures"
+    sections = []
+    try:
+        for corpus, systems in grouped.items():
+            al = align(systems, group_by=opts.unit)
+            n = len(systems)
+            table = system_table(
+                al,
+                list(opts.metrics),
+                n_boot=opts.n_boot,
+                seed=opts.seed,
+                alpha=opts.alpha,
+                progress=tick(f"bootstrap intervals ({corpus})", n * len(opts.metrics)),
+            )
+            pairs = pairwise(
+                al,
+                metric=opts.pair_metric,
+                n_boot=opts.n_boot,
+                seed=opts.seed,
+                alpha=opts.alpha,
+                progress=tick(f"paired tests ({corpus})", n * (n - 1) // 2),
+            )
+            genre = genre_table(systems, "eer")
+            sec = Section(
+                corpus=corpus,
+                trials_path=systems[0].runs[0].trials_path,
+                trials_sha256=systems[0].runs[0].trials_sha256,
+                enroll_modes=sorted({r.enroll_mode for s in systems for r in s.runs}),
+                table=table,
+                pairwise=pairs,
+                genre=genre,
+            )
+            if opts.figures:
+                sec.figures = _figures(al, table, systems, genre, fig_dir, corpus, opts, tick)
+            sections.append(sec)
+        title = opts.title or f"Speaker-verification loss comparison: {default_name(paths, runs)}"
+        report = Report(
+            title=title,
+            sections=sections,
+            runs=runs_frame(runs),
+            metrics=list(opts.metrics),
+            settings={
+                "n_boot": opts.n_boot,
+                "alpha": opts.alpha,
+                "unit": opts.unit,
+                "seed": opts.seed,
+                "pair_metric": opts.pair_metric,
+            },
+        )
+        _write(report, tmp, opts)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # Figures were recorded at their temporary paths; point them at the final folder.
+    for sec in report.sections:
+        for f in sec.figures:
+            f.png = out_dir / f.png.relative_to(tmp)
+            f.svg = out_dir / f.svg.relative_to(tmp)
+    return out_dir, report
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in s.lower()).strip("-") or "corpus"
+
+
+def _figures(
+    al: Aligned,
+    table: pd.DataFrame,
+    systems: list[System],
+    genre: pd.DataFrame,
+    fig_dir: Path,
+    corpus: str,
+    opts: Options,
+    tick: Callable[[str, int], Callable[[], None]],
+) -> list[Any]:
+    # Imported here so table-only builds (and --json) never pay for matplotlib and seaborn.
+    from reports import figures as figs
+
+    step = tick(f"figures ({corpus})", 5)
+    slug = _slug(corpus)
+    p = p_targets_of(list(opts.metrics))[0]
+    curves = _det_curves(al, table, p)
+    out = [figs.det_figure(curves, fig_dir, f"det-{slug}", f"DET curves — {corpus}")]
+    step()
+    out.append(figs.histogram_figure(curves, fig_dir, f"scores-{slug}", f"Score distributions — {corpus}"))
+    step()
+    training = figs.training_figure(
+        [{"label": s.label, "epochs": _epochs(s)} for s in systems], fig_dir, f"training-{slug}", "Training curves"
+    )
+    if training:
+        out.append(training)
+    step()
+    if genre is not None and not genre.empty and len(genre) > 1:
+        out.append(figs.genre_figure(genre, fig_dir, f"genre-eer-{slug}", f"EER per genre — {corpus}"))
+    step()
+    if opts.embeddings:
+        pts = _embedding_points(systems, seed=opts.seed)
+        if pts is not None:
+            out.append(figs.embedding_figure(pts, fig_dir, f"embeddings-{slug}", f"Embedding map — {corpus}"))
+    step()
+    return out
+
+
+def summary(report: Report) -> list[dict[str, Any]]:
+    """The comparison table as JSON-ready records (one per system), also the CLI's ``--json`` output."""
+    recs = []
+    for sec in report.sections:
+        for _, row in sec.table.iterrows():
+            rec: dict[str, Any] = {
+                "eval_corpus": sec.corpus,
+                "system": row["system"],
+                "loss": row["loss"],
+                "backbone": row["backbone"],
+                "train_corpus": row["train_corpus"],
+                "seeds": [int(x) for x in str(row["seeds"]).split(",")],
+            }
+            for m in report.metrics:
+                rec[m] = {k: _clean(row[f"{m}_{k}"]) for k in ("mean", "std", "low", "high", "best")}
+                rec[m]["per_seed"] = [float(x) for x in row[f"{m}_seeds"]]
+            recs.append(rec)
+    return recs
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    v = float(v)
+    return None if np.isnan(v) else v
+
+
+def _write(report: Report, out: Path, opts: Options) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if "md" in opts.formats:
+        atomic_write(out / "report.md", to_markdown(report, base=out))
+    if "html" in opts.formats:
+        atomic_write(out / "report.html", to_html(report))
+    if "csv" in opts.formats:
+        atomic_write(out / "table.csv", table_csv(report))
+        atomic_write(out / "pairwise.csv", pairwise_csv(report))
+        atomic_write(out / "runs.csv", report.runs.to_csv(index=False))
+    if "tex" in opts.formats:
+        atomic_write(out / "table.tex", table_tex(report))
+    pairs = [s.pairwise for s in report.sections]
+    atomic_write_json(
+        out / MARKER,
+        {
+            "title": report.title,
+            "settings": report.settings,
+            "formats": list(opts.formats),
+            "table": summary(report),
+            "pairwise": json.loads(pd.concat(pairs, ignore_index=True).to_json(orient="records")) if pairs else [],
+            "figures": [f.name for s in report.sections for f in s.figures],
+            "runs": [str(p) for p in report.runs["run"]],
+        },
+    )

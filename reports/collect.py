@@ -1,0 +1,382 @@
+"""Read run directories into records and a tidy table, and group them into comparable systems.
+
+A *run* is a folder holding ``metrics.json`` (a training run ``runs/<exp>/<loss>/seed<k>/`` or its
+cross-corpus evaluation ``<run>/eval/<corpus>/``). A *system* is the set of runs that differ only by
+seed: same loss, backbone, training corpus and evaluation corpus. Systems are compared only within
+one evaluation corpus, and only when all their runs scored the same trial list (same sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class Run:
+    """One scored run: where it is, what produced it, and its headline numbers as recorded."""
+
+    path: Path
+    experiment: str
+    loss: str
+    backbone: str
+    train_corpus: str
+    eval_corpus: str
+    seed: int
+    preset: str
+    enroll_mode: str
+    trials_path: str
+    trials_sha256: str
+    status: str
+    metrics: dict[str, Any]
+    per_genre: dict[str, dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    run_root: Path | None = None  # the training run folder (differs from path for eval/<corpus>/)
+
+    @property
+    def system_key(self) -> tuple[str, str, str, str]:
+        return (self.loss, self.backbone, self.train_corpus, self.eval_corpus)
+
+    @property
+    def scores_path(self) -> Path:
+        return self.path / "scores.txt"
+
+    @property
+    def epochs_path(self) -> Path | None:
+        for base in (self.path, self.run_root):
+            if base is not None and (base / "epochs.csv").exists():
+                return base / "epochs.csv"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return dict(self.provenance.get("versions") or {})
+
+    def git_commit(self) -> str:
+        git = self.provenance.get("git") or {}
+        commit = str(git.get("commit", "unknown"))
+        return commit[:10] + ("+dirty" if git.get("dirty") else "")
+
+
+@dataclass
+class System:
+    """Runs of one (loss, backbone, train corpus, eval corpus) that differ only by seed."""
+
+    key: tuple[str, str, str, str]
+    runs: list[Run]
+    label: str = ""
+
+    @property
+    def loss(self) -> str:
+        return self.key[0]
+
+    @property
+    def backbone(self) -> str:
+        return self.key[1]
+
+    @property
+    def train_corpus(self) -> str:
+        return self.key[2]
+
+    @property
+    def eval_corpus(self) -> str:
+        return self.key[3]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+
+def find_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Every folder under ``paths`` (experiment dirs or run dirs) that holds a ``metrics.json``."""
+    if not paths:
+        raise BenchError("no run directories given")
+    found: list[Path] = []
+    for p in paths:
+        root = Path(p)
+        if not root.exists():
+            raise BenchError("no such run or experiment directory", path=root)
+        if root.is_file():
+            if root.name == METRICS_FILE:
+                found.append(root.parent)
+                continue
+            raise BenchError("expected a run or experiment directory, got a file", path=root)
+        hits = sorted(m.parent for m in root.rglob(METRICS_FILE) if not _ignored(m.parent.relative_to(root)))
+        if not hits:
+            raise BenchError(f"no {METRICS_FILE} found below this directory (is it a finished run?)", path=root)
+        found.extend(hits)
+    # The same run named twice (e.g. an experiment dir and one of its runs) counts once.
+    unique: dict[Path, None] = {}
+    for d in found:
+        unique.setdefault(d.resolve(), None)
+    return list(unique)
+
+
+# Folders whose metrics are diagnostics, not systems: the runner's score of the untrained model.
+IGNORED_DIRS = {"eval_untrained", "checkpoints"}
+
+
+def _ignored(rel: Path) -> bool:
+    return any(part in IGNORED_DIRS or part.startswith(".") for part in rel.parts)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise BenchError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+    if not isinstance(data, dict):
+        raise BenchError("expected a JSON object", path=path)
+    return data
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise BenchError(f"invalid TOML: {e}", path=path) from None
+
+
+def _find_up(start: Path, name: str, levels: int = 3) -> Path | None:
+    """``name`` in ``start`` or, for ``<run>/eval/<corpus>/``, in the training run above it."""
+    d = start
+    for _ in range(levels):
+        if (d / name).exists():
+            return d / name
+        d = d.parent
+    return None
+
+
+def _seed_of(path: Path, cfg: dict[str, Any]) -> int:
+    seed = (cfg.get("train") or {}).get("seed")
+    if isinstance(seed, int):
+        return seed
+    for part in reversed(path.parts):
+        if part.startswith("seed") and part[4:].isdigit():
+            return int(part[4:])
+    return 0
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run folder: ``metrics.json`` plus the config and provenance of its training run."""
+    d = Path(path)
+    mfile = d / METRICS_FILE
+    if not mfile.exists():
+        raise BenchError(f"not a run directory: {METRICS_FILE} is missing", path=d)
+    m = _read_json(mfile)
+    overall = m.get("overall")
+    if not isinstance(overall, dict) or "eer" not in overall:
+        raise BenchError("metrics.json has no 'overall' metrics with an 'eer'", path=mfile)
+    trials = m.get("trials") or {}
+    if not isinstance(trials, dict):
+        raise BenchError("metrics.json: 'trials' should be an object with path and sha256", path=mfile)
+    sha = trials.get("sha256")
+    if not sha:
+        # Trials generated in memory have no file to hash; identify them by their content instead.
+        if not (d / "scores.txt").exists():
+            raise BenchError("metrics.json records no trial-list sha256 and there is no scores.txt", path=mfile)
+        sha = "keys:" + trials_fingerprint(d / "scores.txt")
+
+    cfg_file = _find_up(d, "config.toml")
+    cfg = _read_toml(cfg_file) if cfg_file else {}
+    run_file = _find_up(d, "run.json")
+    run_json = _read_json(run_file) if run_file else {}
+    run_root = run_file.parent if run_file else (cfg_file.parent if cfg_file else d)
+
+    data_cfg = cfg.get("data") or {}
+    train_corpus = str(data_cfg.get("corpus", "unknown"))
+    eval_corpus = str(m.get("corpus") or (d.name if d.parent.name == "eval" else train_corpus))
+    # run.json keeps provenance either at the top level or under "provenance".
+    prov = run_json.get("provenance") if isinstance(run_json.get("provenance"), dict) else run_json
+    return Run(
+        path=d,
+        experiment=str(cfg.get("experiment") or run_root.parent.parent.name),
+        loss=str((cfg.get("loss") or {}).get("name") or m.get("loss") or run_root.parent.name),
+        backbone=str((cfg.get("model") or {}).get("backbone", "unknown")),
+        train_corpus=train_corpus,
+        eval_corpus=eval_corpus,
+        seed=_seed_of(run_root, cfg),
+        preset=str(cfg.get("preset") or ""),
+        enroll_mode=str(m.get("enroll_mode") or (cfg.get("eval") or {}).get("enroll_mode", "unknown")),
+        trials_path=str(trials.get("path", "")),
+        trials_sha256=str(sha),
+        status=str(run_json.get("status", "unknown")),
+        metrics=overall,
+        per_genre=dict(m.get("per_genre") or {}),
+        config=cfg,
+        provenance=prov or {},
+        run_root=run_root,
+    )
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    """Find and read all runs under ``paths``; unfinished runs are refused by name."""
+    runs = [load_run(d) for d in find_run_dirs(paths)]
+    bad = [r for r in runs if r.status not in ("finished", "unknown")]
+    if bad:
+        names = ", ".join(str(r.path) for r in bad[:5])
+        raise BenchError(f"{len(bad)} run(s) are not finished (status {bad[0].status}): {names}")
+    return runs
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """A tidy table, one row per run, with identity, provenance and the recorded metrics."""
+    rows = []
+    for r in runs:
+        v = r.versions()
+        row: dict[str, Any] = {
+            "run": str(r.path),
+            "experiment": r.experiment,
+            "loss": r.loss,
+            "backbone": r.backbone,
+            "train_corpus": r.train_corpus,
+            "eval_corpus": r.eval_corpus,
+            "seed": r.seed,
+            "preset": r.preset,
+            "enroll_mode": r.enroll_mode,
+            "trials": r.trials_path,
+            "trials_sha256": r.trials_sha256[:12],
+            "git": r.git_commit(),
+            "torch": v.get("torch", ""),
+            "python": v.get("python", ""),
+        }
+        for k, val in r.metrics.items():
+            if isinstance(val, (int, float)):
+                row[k] = val
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def group_systems(runs: list[Run]) -> dict[str, list[System]]:
+    """Systems per evaluation corpus, refusing to compare runs on different trial lists.
+
+    Within one evaluation corpus every run must carry the same trial-list sha256; otherwise the
+    comparison would silently mix different trials, so it stops and names the conflicting runs.
+    """
+    by_corpus: dict[str, list[Run]] = {}
+    for r in runs:
+        by_corpus.setdefault(r.eval_corpus, []).append(r)
+    out: dict[str, list[System]] = {}
+    for corpus, rs in sorted(by_corpus.items()):
+        shas: dict[str, list[Run]] = {}
+        for r in rs:
+            shas.setdefault(r.trials_sha256, []).append(r)
+        if len(shas) > 1:
+            lines = [
+                f"  trials {sha[:12]} ({group[0].trials_path or '?'}): " + ", ".join(str(x.path) for x in group[:3])
+                for sha, group in shas.items()
+            ]
+            raise BenchError(
+                f"runs evaluated on corpus '{corpus}' used different trial lists; they cannot be compared "
+                "trial by trial. Report them separately:\n" + "\n".join(lines),
+                path=rs[0].path,
+            )
+        systems: dict[tuple[str, str, str, str], list[Run]] = {}
+        for r in rs:
+            systems.setdefault(r.system_key, []).append(r)
+        group = []
+        for key, members in sorted(systems.items()):
+            seeds = [m.seed for m in members]
+            if len(set(seeds)) != len(seeds):
+                dup = sorted({s for s in seeds if seeds.count(s) > 1})
+                paths = ", ".join(str(m.path) for m in members if m.seed in dup)
+                raise BenchError(f"system {'/'.join(key)} has more than one run with seed {dup[0]}: {paths}")
+            group.append(System(key=key, runs=sorted(members, key=lambda m: m.seed)))
+        _label(group)
+        out[corpus] = group
+    return out
+
+
+def _label(systems: list[System]) -> None:
+    """Name systems by the parts of their key that vary (loss alone when only losses differ)."""
+    names = ["loss", "backbone", "train"]
+    varying = [i for i in range(3) if len({s.key[i] for s in systems}) > 1] or [0]
+    if 0 not in varying:
+        varying = [0, *varying]
+    for s in systems:
+        s.label = " / ".join(s.key[i] if i == 0 else f"{names[i]}={s.key[i]}" for i in varying)
+
+
+def trials_fingerprint(scores_path: Path) -> str:
+    """sha256 of the sorted ``enroll test label`` keys of a score file (the scores themselves excluded)."""
+    import hashlib
+
+    df = read_scores(scores_path)
+    keys = sorted(f"{e} {t} {int(lab)}" for e, t, lab in zip(df["enroll"], df["test"], df["label"]))
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """Read a score file (``enroll test score label`` per line) into columns enroll, test, score, label.
+
+    Labels may be 1/0, true/false or target/nontarget. Bad lines stop with the file and line number.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BenchError("score file not found", path=p)
+    try:
+        df = pd.read_csv(
+            p,
+            sep=r"\s+",
+            header=None,
+            names=["enroll", "test", "score", "label"],
+            dtype=str,
+            comment="#",
+            engine="c",
+            on_bad_lines="error",
+        )
+    except pd.errors.ParserError as e:
+        raise BenchError(f"malformed score file ({e})", path=p) from None
+    except pd.errors.EmptyDataError:
+        raise BenchError("score file is empty", path=p) from None
+    missing = df["label"].isna()
+    if missing.any():
+        raise BenchError(
+            "expected 4 fields 'enroll test score label'", path=p, line=_line_of(p, int(np.argmax(missing)))
+        )
+    score = pd.to_numeric(df["score"], errors="coerce")
+    if score.isna().any():
+        i = int(np.argmax(score.isna().to_numpy()))
+        raise BenchError(f"score '{df['score'].iloc[i]}' is not a number", path=p, line=_line_of(p, i))
+    lab = (
+        df["label"]
+        .str.lower()
+        .map({"1": True, "0": False, "true": True, "false": False, "target": True, "nontarget": False})
+    )
+    if lab.isna().any():
+        i = int(np.argmax(lab.isna().to_numpy()))
+        raise BenchError(f"label '{df['label'].iloc[i]}' is not 1/0 or target/nontarget", path=p, line=_line_of(p, i))
+    df["score"] = score.astype(np.float64)
+    df["label"] = lab.astype(bool)
+    if not np.isfinite(df["score"].to_numpy()).all():
+        i = int(np.argmax(~np.isfinite(df["score"].to_numpy())))
+        raise BenchError("score is not finite", path=p, line=_line_of(p, i))
+    if df.duplicated(["enroll", "test"]).any():
+        i = int(np.argmax(df.duplicated(["enroll", "test"]).to_numpy()))
+        raise BenchError(
+            f"trial ({df['enroll'].iloc[i]}, {df['test'].iloc[i]}) appears twice", path=p, line=_line_of(p, i)
+        )
+    return df
+
+
+def _line_of(path: Path, row: int) -> int:
+    """1-based file line of data row ``row``, skipping blank and comment lines like the parser did."""
+    n = -1
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            s = line.strip()
+            if s and not s.startswith("#"):
+                n += 1
+                if n == row:
+                    return lineno
+    return row + 1
