@@ -66,7 +66,6 @@ def supervised_contrastive(
     n = x.shape[0]
     with float32_logits(x.device):
         z = F.normalize(x.float(), dim=1)
-        cos = (z @ z.T).clamp(-1.0, 1.0)
         self_mask = torch.eye(n, dtype=torch.bool, device=x.device)
         pos = (y[:, None] == y[None, :]) & ~self_mask
         # With V >= 2 every anchor has its other views as positives, so only V == 1 can lack them;
@@ -76,13 +75,18 @@ def supervised_contrastive(
                 f"{where}: the batch holds no positive pair (B={b} utterances, V={v} view, all speakers "
                 "distinct); use more than one view per utterance or more than one utterance per speaker"
             )
+        factor = scale / temperature
+        # The factor is folded into one operand so no [N, N] pass is spent on scaling.
+        logits = (z * factor) @ z.T
         if margin > 0:
-            cos = torch.where(pos, additive_angular_margin(cos, margin, easy_margin), cos)
-        logits = cos * (scale / temperature)
-        log_denom = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
-        log_prob = logits - log_denom
+            # Positives are ~V*utts/N of the pairs, so the margin is computed on them alone, not on [N, N].
+            ii, jj = pos.nonzero(as_tuple=True)
+            cos_pos = (logits[ii, jj] / factor).clamp(-1.0, 1.0)
+            logits = logits.index_put((ii, jj), additive_angular_margin(cos_pos, margin, easy_margin) * factor)
+        log_denom = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
+        # mean_p log_prob_ip = (sum_p l_ip) / |P(i)| - log_denom_i
         n_pos = pos.sum(1)
-        mean_log_prob_pos = torch.where(pos, log_prob, 0.0).sum(1) / n_pos.clamp_min(1)
+        mean_log_prob_pos = (logits * pos).sum(1) / n_pos.clamp_min(1) - log_denom
         has_pos = (n_pos > 0).float()
         return -(mean_log_prob_pos * has_pos).sum() / has_pos.sum().clamp_min(1.0)
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import losses.classification
 import losses.contrastive
+import losses.perf
 import losses.schedule
 from bench.cli import app
 from bench.errors import BenchError
@@ -139,7 +140,7 @@ def test_cli_lists_every_loss_as_json():
 
 
 def test_docstring_examples_run():
-    for mod in (losses.classification, losses.contrastive, losses.schedule):
+    for mod in (losses.classification, losses.contrastive, losses.schedule, losses.perf):
         result = doctest.testmod(mod)
         assert result.failed == 0 and result.attempted > 0, mod.__name__
 
