@@ -396,3 +396,13 @@ def test_paired_bootstrap():
     assert g["diff"] == pytest.approx(M.min_dcf(a, lab, 0.05) - M.min_dcf(b, lab, 0.05))
     with pytest.raises(ValueError):
         M.paired_bootstrap(a, b, lab, metric="cllr", n_boot=10)
+
+
+def test_perf_metrics_small_run_agrees():
+    from bench.perf_metrics import sklearn_eer, time_metrics
+
+    r = time_metrics(n=3000, repeats=1, bootstrap_n=2000)
+    assert r["ours_eer_mindcf"]["value"][0] == pytest.approx(r["ours_compute_metrics"]["value"]["eer"])
+    assert r["sklearn_roc_curve_eer"]["value"] == pytest.approx(r["ours_eer_interp"]["value"], abs=1e-9)
+    s, lab = np.array([1, 2, 3, 4.0]), np.array([0, 1, 0, 1], bool)
+    assert sklearn_eer(s, lab) == pytest.approx(50.0)

@@ -1,0 +1,114 @@
+"""Benchmark of the metrics on a CN-Celeb-sized trial list, beside scikit-learn and SpeechBrain.
+
+Not a test: ``python -c "from bench.perf_metrics import time_metrics; print(time_metrics())"``.
+Scores are synthetic (Gaussian, float32 like cosine scores, so ties occur) with the CN-Celeb1
+eval class ratio (17,755 targets in 3,484,292 trials).  Times are the best of ``repeats`` runs;
+peak memory is the tracemalloc peak of the call (numpy allocations; torch's are not seen).
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+CNCELEB_TRIALS = 3_484_292
+CNCELEB_TARGETS = 17_755
+# SpeechBrain's EER/minDCF compare every score with every candidate threshold in one tensor,
+# O(N^2) memory: cap its sample so the run survives (20k trials already means ~400 M entries).
+SPEECHBRAIN_CAP = 20_000
+
+
+def synthetic(n: int, n_target: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_target = n_target if n_target is not None else max(1, round(n * CNCELEB_TARGETS / CNCELEB_TRIALS))
+    labels = np.zeros(n, dtype=bool)
+    labels[rng.choice(n, n_target, replace=False)] = True
+    scores = (0.1 * rng.standard_normal(n) + 0.3 * labels).astype(np.float32)
+    return scores, labels
+
+
+def _measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    best = float("inf")
+    value = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t0)
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"seconds": best, "peak_mib": peak / 2**20, "value": value}
+
+
+def eer_and_min_dcf(scores, labels, p_target: float = 0.01) -> tuple[float, float]:
+    """The EER + minDCF part of :func:`bench.metrics.compute_metrics`, from one set of counts."""
+    from bench import metrics as m
+
+    s, lab = m._as_arrays(scores, labels)
+    n_tar, n_non = int(lab.sum()), int(lab.size - lab.sum())
+    bins = m._bins(s, lab)
+    fa, miss = m._corners(bins.tcount, bins.nbins)
+    eer = 100.0 * float(m._rocch_crossing(fa[None], miss[None], n_non, n_tar)[0][0])
+    return eer, float(m._min_dcf_counts(fa, miss, n_non, n_tar, p_target)[0])
+
+
+def sklearn_eer(scores, labels) -> float:
+    """The common recipe: roc_curve, then the linearly interpolated crossing."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fnr = 1 - tpr  # falls from 1 while fpr rises from 0
+    j = int(np.flatnonzero(fnr <= fpr)[0])
+    if j == 0 or fnr[j] == fpr[j]:
+        return 100.0 * float(fpr[j])
+    d0, d1 = fnr[j - 1] - fpr[j - 1], fnr[j] - fpr[j]
+    a = -d0 / (d1 - d0)
+    return 100.0 * float(fpr[j - 1] + a * (fpr[j] - fpr[j - 1]))
+
+
+def time_metrics(n: int = CNCELEB_TRIALS, repeats: int = 3, bootstrap_n: int = 50_000) -> dict[str, Any]:
+    """Time (best of ``repeats``) and peak memory of ours vs peers on ``n`` synthetic trials."""
+    from bench import metrics as m
+
+    scores, labels = synthetic(n)
+    out: dict[str, Any] = {"n_trials": n, "n_target": int(labels.sum()), "repeats": repeats}
+    out["ours_eer_mindcf"] = _measure(lambda: eer_and_min_dcf(scores, labels), repeats)
+    out["ours_compute_metrics"] = _measure(lambda: m.compute_metrics(scores, labels), repeats)
+    out["ours_eer_interp"] = _measure(lambda: m.eer(scores, labels, method="interp"), repeats)
+    try:
+        out["sklearn_roc_curve_eer"] = _measure(lambda: sklearn_eer(scores, labels), repeats)
+    except ImportError:
+        out["sklearn_roc_curve_eer"] = "not installed"
+    try:
+        import torch
+        from speechbrain.utils.metric_stats import EER, minDCF
+
+        k = min(n, SPEECHBRAIN_CAP)
+        s_cap, l_cap = synthetic(k, max(1, round(k * CNCELEB_TARGETS / CNCELEB_TRIALS)), seed=1)
+        pos, neg = torch.from_numpy(s_cap[l_cap]), torch.from_numpy(s_cap[~l_cap])
+
+        def sb():
+            return 100.0 * float(EER(pos, neg)[0]), float(minDCF(pos, neg, p_target=0.01)[0])
+
+        res = _measure(sb, repeats)
+        res["n_trials_cap"] = k
+        res["ours_same_sample"] = eer_and_min_dcf(s_cap, l_cap)
+        res["ours_same_sample_seconds"] = _measure(lambda: eer_and_min_dcf(s_cap, l_cap), repeats)["seconds"]
+        out["speechbrain_eer_mindcf"] = res
+    except ImportError:
+        out["speechbrain_eer_mindcf"] = "not installed"
+    bs, bl = synthetic(bootstrap_n, bootstrap_n // 2, seed=2)
+    boot = _measure(lambda: m.bootstrap_ci(bs, bl, n_boot=1000), 1)
+    out["bootstrap_eer_1000x"] = {**boot, "n_trials": bootstrap_n, "target_fraction": 0.5}
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(time_metrics(), indent=2, default=float))
