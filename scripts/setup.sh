@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/uv" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv || true
 fi
 if [ -x "$VENV/bin/uv" ]; then
-    "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e ".[test]"
+    "$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -e ".[test]"
 else
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
