@@ -76,21 +76,33 @@ def read_audio(
         BenchError: missing/empty/corrupt/non-audio file, non-finite samples, or a wrong rate with
             ``resample=False``.
     """
-    info = audio_info(path)
-    sr = info.sample_rate
-    if sr != sample_rate and not resample:
-        raise BenchError(f"sample rate is {sr} Hz, expected {sample_rate} Hz (data.resample=false)", path=path)
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError("audio file not found", path=p)
+    try:
+        # one open serves header checks, seek and read: training decodes thousands of crops a second
+        with sf.SoundFile(str(p)) as f:
+            sr, total = int(f.samplerate), int(f.frames)
+            if total <= 0:
+                raise BenchError("empty audio file (0 samples)", path=p)
+            if sr != sample_rate and not resample:
+                raise BenchError(f"sample rate is {sr} Hz, expected {sample_rate} Hz (data.resample=false)", path=p)
+            # offset/frames are given at the target rate; convert to the file's own rate
+            start = int(round(offset * sr / sample_rate))
+            count = -1 if frames < 0 else int(np.ceil(frames * sr / sample_rate))
+            if start >= total:
+                raise BenchError(f"no samples at offset {offset} (file has {total} frames)", path=p)
+            if start:
+                f.seek(start)
+            data = f.read(count, dtype="float32", always_2d=True)
+    except BenchError:
+        raise
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError by version
+        raise BenchError(f"unreadable audio ({_reason(e)})", path=p) from None
     if sr != sample_rate:
         warnings.warn(f"{path}: resampling {sr} Hz -> {sample_rate} Hz", stacklevel=2)
-    # offset/frames are given at the target rate; convert to the file's own rate
-    start = int(round(offset * sr / sample_rate))
-    count = -1 if frames < 0 else int(np.ceil(frames * sr / sample_rate))
-    try:
-        data, _ = sf.read(str(path), start=start, frames=count, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise BenchError(f"unreadable audio ({_reason(e)})", path=path) from None
     if data.shape[0] == 0:
-        raise BenchError(f"no samples at offset {offset} (file has {info.frames} frames)", path=path)
+        raise BenchError(f"no samples at offset {offset} (file has {total} frames)", path=path)
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(wave)):
         raise BenchError("audio contains NaN or infinite samples", path=path)

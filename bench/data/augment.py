@@ -17,6 +17,7 @@ noise/RIR folders are reported when the augmenter is built (at loader start-up),
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +33,19 @@ AUGMENTATIONS = Registry("view type")
 RIR_CACHE = 512  # decoded RIRs kept per worker; the simulated set has 60k short files
 
 
+@functools.lru_cache(maxsize=16)
+def _listing(folder: Path) -> tuple[Path, ...]:
+    # the loader is rebuilt every epoch; RIRS_NOISES alone has 60k files to walk
+    return tuple(audio_files(folder))
+
+
 class SoundBank:
     """Audio files of one folder, read as random segments of a requested length."""
 
     def __init__(self, folder: Path, sample_rate: int, what: str, exclude: str = ""):
         if not folder.is_dir():
             raise BenchError(f"{what} folder not found (needed by the configured view types)", path=folder)
-        self.files = [p for p in audio_files(folder) if not (exclude and exclude in p.name)]
+        self.files = [p for p in _listing(folder) if not (exclude and exclude in p.name)]
         if not self.files:
             raise BenchError(f"no audio files in the {what} folder", path=folder)
         self.folder = folder
@@ -208,11 +215,27 @@ class Reverb(View):
         return repeat_pad(out, len(wave)).astype(np.float32)
 
 
+def fast_length(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n: FFTs of such sizes are fast, and much shorter than the next power of 2."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Full linear convolution ``[len(x)+len(h)-1]`` via real FFTs (numpy only: importing
     scipy.signal costs seconds in every fresh worker)."""
     n = len(x) + len(h) - 1
-    size = 1 << (n - 1).bit_length()
+    size = fast_length(n)
     return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:n]
 
 
@@ -269,7 +292,7 @@ class MultiViewAugmenter:
                 raise BenchError("no simulated_rirs/ or real_rirs_isotropic_noises/ in the RIR folder", path=rirs)
             bank = SoundBank(folders[0], sr, "RIR", exclude="noise")
             for extra in folders[1:]:
-                bank.files += [p for p in audio_files(extra) if "noise" not in p.name]
+                bank.files += [p for p in _listing(extra) if "noise" not in p.name]
             banks.rir = bank
         self.banks = banks
         params = params or {}

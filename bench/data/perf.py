@@ -29,7 +29,7 @@ def loader_throughput(
     file caches) are not timed.
 
     Returns:
-        dict with ``crops_per_s``, ``views_per_s``, ``seconds``, ``batches``, ``batch_size``,
+        dict with ``crops_per_s``, ``views_per_s``, ``seconds``, ``cpu_ms_per_crop``, ``batches``, ``batch_size``,
         ``views``, ``crop_seconds``, ``workers``.
     """
     from bench.data.corpus import load_corpus
@@ -52,14 +52,17 @@ def loader_throughput(
         it = iter(loader)
         for _ in range(warmup):
             next(it)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for waves, _ in it:
             n += waves.shape[0]
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     return {
         "crops_per_s": n / seconds if seconds > 0 else float("nan"),
         "views_per_s": n * views / seconds if seconds > 0 else float("nan"),
         "seconds": seconds,
+        # main-process CPU per crop: with workers=0 the whole cost, robust to other load on the machine
+        "cpu_ms_per_crop": 1000 * cpu / n if n else float("nan"),
         "batches": batches,
         "batch_size": speakers_per_batch * utts_per_speaker,
         "views": views,
