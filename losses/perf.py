@@ -46,9 +46,10 @@ def time_losses(
     """Median forward+backward wall time of each loss in ``names`` (default: every registry entry).
 
     ``dtype`` is the embedding dtype (fp16/bf16 mimic an AMP backbone output); ``params`` maps a
-    loss name to registry parameter overrides. Each row: ``loss``, ``fwd_bwd_ms`` (median), ``min_ms``,
-    ``times_ms`` (all repeats), ``batch``, ``views``, ``embed_dim``, ``num_classes``, ``device``,
-    ``dtype``, ``threads``, ``loss_value``.
+    loss name to registry parameter overrides. Each row: ``loss``, ``fwd_bwd_ms`` (median wall),
+    ``min_ms`` (fastest wall), ``cpu_ms`` (median process CPU time), ``times_ms`` (all repeats),
+    ``batch``, ``views``, ``embed_dim``, ``num_classes``, ``device``, ``dtype``, ``threads``,
+    ``loss_value``.
     """
     device = torch.device(device)
     names = list(names) if names is not None else LOSSES.names()
@@ -76,17 +77,20 @@ def time_losses(
         for _ in range(warmup):
             step()
         _sync(device)
-        times = []
+        times, cpu_times = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             value = step()
             _sync(device)
             times.append((time.perf_counter() - t0) * 1000.0)
+            cpu_times.append((time.process_time() - c0) * 1000.0)
         rows.append(
             {
                 "loss": name,
                 "fwd_bwd_ms": statistics.median(times),
                 "min_ms": min(times),
+                # CPU seconds of this process: on a shared machine far steadier than wall time
+                "cpu_ms": statistics.median(cpu_times),
                 "times_ms": times,
                 "batch": batch,
                 "views": views,
