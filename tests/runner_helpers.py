@@ -137,3 +137,37 @@ def ensure_metrics() -> None:
     mod = types.ModuleType("bench.metrics")
     mod.compute_metrics = compute_metrics
     sys.modules["bench.metrics"] = mod
+
+
+def register_probe_backbone() -> str:
+    """A BatchNorm-free backbone (conv + mean pooling + linear) for the DDP equality test.
+
+    BatchNorm normalises with per-rank statistics under DDP (SyncBatchNorm has no CPU kernel), so a
+    model with BatchNorm is not expected to match single-process training on the global batch.
+    """
+    from dataclasses import dataclass
+
+    from models import BACKBONES
+    from models.base import Backbone
+
+    name = "_ddp_probe"
+    if name in BACKBONES:
+        return name
+
+    @dataclass
+    class ProbeConfig:
+        channels: int = 16
+        embed_dim: int = 8
+
+    @BACKBONES.register(name, ProbeConfig, "test-only BatchNorm-free backbone")
+    class Probe(Backbone):
+        def __init__(self, cfg, in_features: int):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(in_features, cfg.channels, 3, padding=1)
+            self.out = torch.nn.Linear(cfg.channels, cfg.embed_dim)
+            self.embed_dim = cfg.embed_dim
+
+        def forward(self, feats, mask=None):
+            return self.out(torch.relu(self.conv(feats)).mean(-1))
+
+    return name

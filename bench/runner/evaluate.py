@@ -154,35 +154,11 @@ class _null:
 
 
 def mean_embeddings(emb: Embeddings, groups: dict[str, list[str]], what: str) -> Embeddings:
-    """One unit-norm embedding per group: the mean of its members' unit-norm embeddings."""
-    keys = sorted(groups)
-    mat = (
-        np.stack([emb.matrix[emb.rows(groups[k], f"{what} utterance of '{k}'")].mean(0) for k in keys])
-        if keys
-        else np.zeros((0, emb.matrix.shape[1]), np.float32)
-    )
-    return Embeddings(keys, _normalise(mat))
+    """One embedding per group: the mean of its members' unit-norm embeddings (``bench.scoring.mean_enroll``)."""
+    from bench.scoring import mean_enroll
 
-
-def cosine_scores(enroll: np.ndarray, test: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Row-wise dot products of unit-norm ``enroll[N, D]`` and ``test[N, D]`` (chunked: CN-Celeb has 3.5 M trials)."""
-    out = np.empty(len(enroll), np.float64)
-    for s in range(0, len(enroll), chunk):
-        out[s : s + chunk] = np.einsum("nd,nd->n", enroll[s : s + chunk], test[s : s + chunk], dtype=np.float64)
-    return out
-
-
-def asnorm_scores(raw: np.ndarray, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray, top: int) -> np.ndarray:
-    """Adaptive S-norm of ``raw[N]`` given unit-norm enrol/test model embeddings and a cohort ``[C, D]``.
-
-    For each side, the ``top`` highest cohort scores give a mean and std; the normalised score is the
-    average of the two z-normalised scores (Matejka et al., 2017).
-    """
-    from bench import scoring
-
-    if hasattr(scoring, "asnorm"):
-        return np.asarray(scoring.asnorm(raw, enroll, test, cohort, top=top), dtype=np.float64)
-    raise BenchError("eval.asnorm needs bench.scoring.asnorm, which is not available")
+    ids, mat = mean_enroll((emb.ids, emb.matrix), groups)
+    return Embeddings(list(ids), _normalise(mat) if len(ids) else mat)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -206,15 +182,7 @@ class TrialScores:
 
 def resolve_enroll_ids(trial_ids: Sequence[str], known: Embeddings) -> list[str]:
     """Map trial enrolment ids onto embedded ids: exact, or with an ``enroll/`` prefix as in CN-Celeb lists."""
-    out = []
-    for u in trial_ids:
-        if u in known._pos:
-            out.append(u)
-        elif f"enroll/{u}" in known._pos:
-            out.append(f"enroll/{u}")
-        else:
-            out.append(u)  # rows() reports it
-    return out
+    return [f"enroll/{u}" if u not in known._pos and f"enroll/{u}" in known._pos else u for u in trial_ids]
 
 
 def score_trials(
@@ -226,16 +194,30 @@ def score_trials(
     asnorm_top: int = 100,
     genre_of: dict[str, str] | None = None,
 ) -> TrialScores:
-    """Cosine scores of ``trials`` (``bench.data.trials.Trials``), AS-normalised when a cohort is given."""
-    path = getattr(trials, "path", None) or None
+    """Cosine scores of ``trials`` (``bench.data.trials.Trials``), AS-normalised when a cohort is given.
+
+    Scoring itself is :mod:`bench.scoring`'s (one implementation for training, ``bench score`` and
+    ``bench eval``); unknown trial ids are errors naming the trial file and line.
+    """
+    from bench.scoring import asnorm, cosine_score
+
     e_ids = resolve_enroll_ids(trials.enroll, enroll)
-    ei = enroll.rows(e_ids, "trial enrolment id", path)
-    ti = test.rows(list(trials.test), "trial test id", path)
-    s = cosine_scores(enroll.matrix[ei], test.matrix[ti])
+    pairs = (e_ids, list(trials.test))
+    e_emb, t_emb = (enroll.ids, enroll.matrix), (test.ids, test.matrix)
+    path, lines = getattr(trials, "path", None), getattr(trials, "lines", None)
+
+    class _Located:  # the trial list's ids after enrolment-id mapping, keeping its path/lines for errors
+        pass
+
+    located = _Located()
+    located.enroll, located.test, located.path, located.lines = pairs[0], pairs[1], path, lines
+    s = cosine_score(e_emb, t_emb, located)
     if cohort is not None:
-        s = asnorm_scores(s, enroll.matrix[ei], test.matrix[ti], cohort, asnorm_top)
+        s = asnorm(s, e_ids, list(trials.test), e_emb, cohort, top_k=asnorm_top, test_embeddings=t_emb)
     genres = [genre_of.get(t, "") for t in trials.test] if genre_of else None
-    return TrialScores(list(trials.enroll), list(trials.test), s, np.asarray(trials.labels, bool), genres)
+    return TrialScores(
+        list(trials.enroll), list(trials.test), np.asarray(s, np.float64), np.asarray(trials.labels, bool), genres
+    )
 
 
 def metrics_of(ts: TrialScores, p_targets: Sequence[float]) -> dict[str, Any]:
@@ -267,11 +249,10 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_scores(path: str | Path, ts: TrialScores) -> None:
-    """``enroll test score label`` per trial, written atomically."""
-    from bench.io import atomic_write
+    """``enroll test score label`` per trial, atomically (``bench.scoring.write_scores``)."""
+    from bench.scoring import write_scores as _write
 
-    body = "".join(f"{e} {t} {s:.6f} {int(lab)}\n" for e, t, s, lab in zip(ts.enroll, ts.test, ts.scores, ts.labels))
-    atomic_write(path, body)
+    _write(path, (ts.enroll, ts.test), ts.scores, ts.labels)
 
 
 def cohort_embeddings(

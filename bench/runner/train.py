@@ -115,6 +115,7 @@ def default_loader(corpus: Any, cfg: ExperimentConfig, *, epoch: int, info: ddp.
         rank=info.rank,
         world_size=info.world_size,
         start_batch=start_batch,
+        num_batches=cfg.train.steps_per_epoch or None,
     )
 
 
@@ -127,7 +128,7 @@ def steps_per_epoch(cfg: ExperimentConfig, corpus: Any, loader_fn: LoaderFn, inf
         return cfg.train.steps_per_epoch
     loader = loader_fn(corpus, cfg, epoch=0, info=info, start_batch=0)
     try:
-        n = len(loader)
+        n = getattr(loader, "num_batches", None) or len(loader)
     except TypeError:
         batch = cfg.data.speakers_per_batch * cfg.data.utts_per_speaker
         n = len(corpus.train) // batch
