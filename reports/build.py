@@ -140,6 +140,8 @@ def _embedding_points(
     systems: list[System], n_speakers: int = 6, per_speaker: int = 40, seed: int = 0
 ) -> pd.DataFrame | None:
     """PCA of a few speakers' embeddings, per system, from an ``*.npz`` (ids, embeddings) in its run."""
+    from bench.scoring import read_embeddings
+
     rows = []
     rng = np.random.default_rng(seed)
     for s in systems:
@@ -147,12 +149,10 @@ def _embedding_points(
         files = sorted({*r.path.glob("*.npz"), *((r.run_root or r.path).glob("*.npz"))})
         for f in files:
             try:
-                with np.load(f, allow_pickle=False) as z:
-                    if "ids" not in z or "embeddings" not in z:
-                        continue
-                    ids, emb = z["ids"].astype(str), np.asarray(z["embeddings"], dtype=np.float64)
-            except (OSError, ValueError):
-                continue
+                ids, mat = read_embeddings(f)
+            except BenchError:
+                continue  # some other .npz; the map is optional
+            emb = np.asarray(mat, dtype=np.float64)
             spk = np.array([utt_speaker(u) for u in ids])
             uniq, counts = np.unique(spk, return_counts=True)
             chosen = sorted(uniq[np.argsort(-counts, kind="stable")][:n_speakers])

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
@@ -317,66 +316,19 @@ def trials_fingerprint(scores_path: Path) -> str:
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    """Read a score file (``enroll test score label`` per line) into columns enroll, test, score, label.
+    """A labelled score file (``enroll test score label``) as columns enroll, test, score, label.
 
-    Labels may be 1/0, true/false or target/nontarget. Bad lines stop with the file and line number.
+    Parsing is ``bench.scoring.read_scores`` (errors name the file and line); a report also needs
+    the labels and unique (enroll, test) keys, checked here.
     """
+    from bench.scoring import key_index
+    from bench.scoring import read_scores as parse
+
     p = Path(path)
     if not p.exists():
         raise BenchError("score file not found", path=p)
-    try:
-        df = pd.read_csv(
-            p,
-            sep=r"\s+",
-            header=None,
-            names=["enroll", "test", "score", "label"],
-            dtype=str,
-            comment="#",
-            engine="c",
-            on_bad_lines="error",
-        )
-    except pd.errors.ParserError as e:
-        raise BenchError(f"malformed score file ({e})", path=p) from None
-    except pd.errors.EmptyDataError:
-        raise BenchError("score file is empty", path=p) from None
-    missing = df["label"].isna()
-    if missing.any():
-        raise BenchError(
-            "expected 4 fields 'enroll test score label'", path=p, line=_line_of(p, int(np.argmax(missing)))
-        )
-    score = pd.to_numeric(df["score"], errors="coerce")
-    if score.isna().any():
-        i = int(np.argmax(score.isna().to_numpy()))
-        raise BenchError(f"score '{df['score'].iloc[i]}' is not a number", path=p, line=_line_of(p, i))
-    lab = (
-        df["label"]
-        .str.lower()
-        .map({"1": True, "0": False, "true": True, "false": False, "target": True, "nontarget": False})
-    )
-    if lab.isna().any():
-        i = int(np.argmax(lab.isna().to_numpy()))
-        raise BenchError(f"label '{df['label'].iloc[i]}' is not 1/0 or target/nontarget", path=p, line=_line_of(p, i))
-    df["score"] = score.astype(np.float64)
-    df["label"] = lab.astype(bool)
-    if not np.isfinite(df["score"].to_numpy()).all():
-        i = int(np.argmax(~np.isfinite(df["score"].to_numpy())))
-        raise BenchError("score is not finite", path=p, line=_line_of(p, i))
-    if df.duplicated(["enroll", "test"]).any():
-        i = int(np.argmax(df.duplicated(["enroll", "test"]).to_numpy()))
-        raise BenchError(
-            f"trial ({df['enroll'].iloc[i]}, {df['test'].iloc[i]}) appears twice", path=p, line=_line_of(p, i)
-        )
-    return df
-
-
-def _line_of(path: Path, row: int) -> int:
-    """1-based file line of data row ``row``, skipping blank and comment lines like the parser did."""
-    n = -1
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            s = line.strip()
-            if s and not s.startswith("#"):
-                n += 1
-                if n == row:
-                    return lineno
-    return row + 1
+    sf = parse(p)
+    if sf.labels is None:
+        raise BenchError("score file has no label column; a report needs 'enroll test score label'", path=p)
+    key_index(sf.enroll, sf.test, path=p, lines=sf.lines)
+    return pd.DataFrame({"enroll": sf.enroll, "test": sf.test, "score": sf.scores, "label": sf.labels})

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-DET_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40]  # percent
+DET_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40, 60, 80, 90]  # percent
 # Matplotlib writes the current date into SVG metadata by default; a fixed record keeps
 # re-rendered reports byte-identical for the same runs.
 SVG_META = {"Date": None}
@@ -66,11 +66,13 @@ def det_figure(curves: list[dict[str, Any]], out_dir: Path, name: str, title: st
     colors = sns.color_palette("tab10", n_colors=max(len(curves), 1))
     # The lower limit follows the data (0.1 % by default) so the EER and minDCF markers stay in view;
     # points beyond the axes (e.g. a minDCF point at 0 false acceptances) are drawn on the edge.
-    lo, hi = 1e-3, max(DET_TICKS) / 100
+    lo, hi = 1e-3, 0.4
     for c in curves:
         lo = min(lo, 0.5 * c["eer"] / 100 if c["eer"] > 0 else lo)
-        lo = min(lo, *[0.8 * v for v in (c.get("dcf_point") or ()) if v > 0])
-    lo = max(lo, min(DET_TICKS) / 100)
+        dcf = [v for v in (c.get("dcf_point") or ()) if 0 < v < 1]
+        lo = min(lo, *[0.8 * v for v in dcf])
+        hi = max(hi, *[1.15 * v for v in dcf])  # a minDCF point at p=0.01 often has a high miss rate
+    lo, hi = max(lo, min(DET_TICKS) / 100), min(hi, max(DET_TICKS) / 100)
 
     def edge(v: float) -> np.ndarray:
         return _probit(np.array([min(max(v, lo), hi)]))
@@ -88,7 +90,7 @@ def det_figure(curves: list[dict[str, Any]], out_dir: Path, name: str, title: st
         if c.get("dcf_point") is not None:
             fpr, fnr = c["dcf_point"]
             ax.plot(edge(fpr), edge(fnr), "s", color=col, ms=6, mec="black", mew=0.6, clip_on=False, zorder=5)
-    ticks = [t for t in DET_TICKS if t / 100 >= lo * 0.999] or DET_TICKS
+    ticks = [t for t in DET_TICKS if lo * 0.999 <= t / 100 <= hi * 1.001] or DET_TICKS
     pos = _probit(np.array(ticks) / 100)
     ax.plot(_probit(np.array([lo, hi])), _probit(np.array([lo, hi])), color="grey", lw=0.7, ls="--")
     for setter, tick_setter in ((ax.set_xlim, ax.set_xticks), (ax.set_ylim, ax.set_yticks)):

@@ -178,6 +178,7 @@ figcaption{color:#555;font-size:0.85em}
 .note{color:#444;font-size:0.9em}
 .runs td{font-family:monospace;font-size:0.8em}
 .sig{color:#0a6}
+.wide{overflow-x:auto}
 """
 
 
@@ -229,7 +230,9 @@ def to_html(r: Report) -> str:
         "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in r.runs[cols].itertuples(index=False)
     )
     body.append(
-        '<h2>Runs</h2><table class="runs"><tr>' + "".join(f"<th>{e(c)}</th>" for c in cols) + f"</tr>{runs}</table>"
+        '<h2>Runs</h2><div class="wide"><table class="runs"><tr>'
+        + "".join(f"<th>{e(c)}</th>" for c in cols)
+        + f"</tr>{runs}</table></div>"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

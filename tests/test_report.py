@@ -24,6 +24,7 @@ from bench.config import load_config, to_dict, to_toml
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json, git_revision, versions
 from bench.metrics import compute_metrics
+from bench.scoring import write_scores
 from reports.build import Options, build, parse_formats
 from reports.collect import load_runs, read_scores
 from reports.stats import speaker_of
@@ -46,13 +47,10 @@ def make_trials(n_spk: int = N_SPK, per_spk: int = PER_SPK, seed: int = 0) -> tu
 
 
 def draw_scores(labels: np.ndarray, sep: float, seed: int) -> np.ndarray:
-    """Targets ~ N(sep, 1), non-targets ~ N(0, 1), plus a shared offset per enrolment speaker.
-
-    Rounded to the 6 decimals of the score file, so the file holds exactly these numbers.
-    """
+    """Targets ~ N(sep, 1), non-targets ~ N(0, 1), plus a shared offset per enrolment speaker."""
     rng = np.random.default_rng(seed)
     offset = np.repeat(rng.normal(0, 0.3, labels.size // PER_SPK), PER_SPK)
-    return np.round(np.where(labels, rng.normal(sep, 1, labels.size), rng.normal(0, 1, labels.size)) + offset, 6)
+    return np.where(labels, rng.normal(sep, 1, labels.size), rng.normal(0, 1, labels.size)) + offset
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,9 +94,7 @@ def write_run(
         "epoch,train_loss,train_acc,lr,val_eer\n"
         + "".join(f"{e},{4 / e:.4f},{1 - 1 / (e + 1):.4f},{0.002 * 0.9**e:.6f},{30 / e:.3f}\n" for e in range(1, 5)),
     )
-    atomic_write(
-        d / "scores.txt", "".join(f"{e} {t} {s:.6f} {int(lab)}\n" for e, t, s, lab in zip(enroll, test, scores, labels))
-    )
+    write_scores(d / "scores.txt", (enroll, test), scores, labels)
     genre = np.array([t.split("-")[1] for t in test])
     per_genre = {g: compute_metrics(scores[genre == g], labels[genre == g]) for g in GENRES}
     sha = hashlib.sha256(trials_path.read_bytes()).hexdigest()
@@ -314,7 +310,13 @@ def test_read_scores_reports_bad_lines(tmp_path):
     with pytest.raises(BenchError, match=r"scores.txt:3: score 'oops'"):
         read_scores(p)
     p.write_text("a b 0.5 1\nc d 0.1\n")
-    with pytest.raises(BenchError, match=r"scores.txt:2: expected 4 fields"):
+    with pytest.raises(BenchError, match=r"scores.txt:2: 3 fields"):
+        read_scores(p)
+    p.write_text("a b 0.5\n")
+    with pytest.raises(BenchError, match=r"no label column"):
+        read_scores(p)
+    p.write_text("a b 0.5 1\na b 0.7 1\n")
+    with pytest.raises(BenchError, match=r"scores.txt:2: duplicate trial"):
         read_scores(p)
     p.write_text("a b 0.5 target\nc d -1 nontarget\n")
     assert read_scores(p)["label"].tolist() == [True, False]

@@ -14,7 +14,7 @@ from bench.commands.common import console, err_console, handle_errors, print_jso
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Experiment or run directories (searched for metrics.json).")],
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Output folder [default: reports/out/<name>/].")
+        Optional[Path], typer.Option("--out", "-o", help="Output folder (default: reports/out/<experiment>/).")
     ] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md,html,csv,tex.")] = "md,html,csv,tex",
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for intervals and paired tests.")] = 1000,
@@ -29,9 +29,7 @@ def report(
 ) -> None:
     """Build comparison tables, paired tests and DET curves from run directories.
 
-    Runs are grouped into systems by (loss, backbone, training corpus, evaluation corpus); seeds of
-    a system are aggregated (mean ± std). Systems are compared per evaluation corpus, and only on
-    identical trial lists. Intervals and paired tests bootstrap over enrolment speakers by default.
+    Runs are grouped into systems by loss, backbone, training corpus and evaluation corpus; the seeds of a system are aggregated as mean ± std. Systems are compared per evaluation corpus, only on identical trial lists. Intervals and paired tests bootstrap over enrolment speakers by default (--unit trial resamples single trials).
 
     Example: bench report runs/demo --out reports/out/demo --format md,html
     """
