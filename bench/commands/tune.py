@@ -1,10 +1,250 @@
-"""`bench tune` (not built yet)."""
+"""`bench tune`: Optuna search over loss hyper-parameters; `bench tune --show STUDY` summarises one."""
 
 from __future__ import annotations
 
-from bench.commands.common import not_built
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from bench.commands.common import console, handle_errors, print_json
+from bench.commands.run import ConfigFile, Preset, Sets
 
 
-def tune() -> None:
-    """Optuna search over margin, temperature, scale and loss weights."""
-    not_built("tune", 11)
+@handle_errors
+def tune(
+    loss: Annotated[
+        Optional[str], typer.Option("--loss", help="Loss to tune (default: the config's loss.name).")
+    ] = None,
+    params: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--param", help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses."
+        ),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option("--trials", help="Finished trials the study should hold (all workers together).")
+    ] = 20,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    sets: Sets = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Experiment name.")] = None,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="Backbone name.")] = None,
+    corpus: Annotated[Optional[str], typer.Option("--corpus", help="Corpus kind, folder, or KIND:FOLDER.")] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            "--storage",
+            help="Optuna storage: sqlite:///f.db, postgresql://..., journal:FILE (default: OUT/tune/STUDY.db).",
+        ),
+    ] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name (default: EXPERIMENT-LOSS).")] = None,
+    pruner: Annotated[str, typer.Option("--pruner", help="median | hyperband | none.")] = "median",
+    seed: Annotated[int, typer.Option("--seed", help="Sampler seed (the training seed is train.seed).")] = 0,
+    startup: Annotated[
+        int, typer.Option("--startup-trials", help="Random trials before TPE, and trials before median pruning.")
+    ] = 5,
+    keep_checkpoints: Annotated[
+        bool, typer.Option("--keep-checkpoints", help="Keep each trial's checkpoints.")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Root of the run directories.")] = Path("runs"),
+    show: Annotated[Optional[str], typer.Option("--show", help="Summarise study STUDY and exit (no training).")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the study's figures.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Search loss hyper-parameters with Optuna (seeded TPE, per-epoch pruning on the validation EER).
+
+    Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
+    several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
+    killed study. The objective is the last epoch's validation EER on held-out training speakers; the
+    evaluation trials are never scored. Example:
+
+    bench tune --preset demo --loss aamsupcon --param aam_margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
+    """
+    from bench.tune.storage import default_storage
+
+    if show:
+        _show(show, storage or default_storage(out, show), json_out, plots)
+        return
+    from bench.commands.run import _corpus_overrides
+    from bench.config import load_config
+    from bench.tune import TuneConfig, parse_space
+
+    overrides = list(sets or [])
+    if backbone:
+        overrides.append(f"model.backbone={backbone}")
+    if corpus:
+        overrides += _corpus_overrides(corpus)
+    if experiment:
+        overrides.append(f'experiment="{experiment}"')
+    cfg = load_config(preset=preset, file=config, overrides=overrides)
+    name = loss or cfg.loss.name
+    tcfg = TuneConfig(
+        loss=name, params=list(params or []), trials=trials, study=study or "", storage=storage or "",
+        pruner=pruner, seed=seed, out=str(out), startup_trials=startup, keep_checkpoints=keep_checkpoints,
+    )  # fmt: skip
+    tcfg.validate()
+    from losses import LOSSES
+
+    known = {p[0] for p in LOSSES.get(name).parameters()}
+    fixed = {k: v for k, v in cfg.loss.params.items() if k in known}
+    space = parse_space(tcfg.params, name, fixed)
+    origin = {"preset": preset or "", "config": str(config) if config else "", "sets": overrides, "out": str(out)}
+    _tune(cfg, tcfg, space, origin, json_out, quiet, plots)
+
+
+def _tune(cfg: Any, tcfg: Any, space: list, origin: dict, json_out: bool, quiet: bool, plots: bool) -> None:
+    import os
+
+    from bench.data.corpus import load_corpus
+    from bench.errors import BenchError
+    from bench.runner import ddp
+    from bench.tune.objective import runner_train_fn
+    from bench.tune.study import run_study
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BenchError(
+            "bench tune trains one process per trial; start several bench tune workers instead of torchrun"
+        )
+    device = ddp.pick_device(cfg.train.device)
+    corpus = load_corpus(cfg.data)
+    if getattr(corpus, "val_trials", None) is None or len(corpus.val_trials) == 0:
+        raise BenchError(
+            f"corpus '{corpus.name}' has no validation trials to tune on; set data.val_speakers > 0 "
+            "(held-out training speakers)"
+        )
+    progress = None if (json_out or quiet) else TuneProgress(tcfg.trials)
+    try:
+        result = run_study(
+            cfg, tcfg, space, runner_train_fn(corpus, device),
+            reporter=progress, origin=origin, corpus_name=corpus.name, device=str(device),
+            on_trial=progress.trial_done if progress else None,
+        )  # fmt: skip
+    finally:
+        if progress:
+            progress.close()
+    summary = _finish(result.study, result.storage, result.study_dir, plots)
+    summary["worker"] = {"started": result.started, "stopped": result.stopped}
+    if json_out:
+        print_json(summary)
+    else:
+        _print(summary)
+
+
+def _finish(study: Any, storage: str, study_dir: Path | None, plots: bool = True) -> dict[str, Any]:
+    """Summary + plots written to the study folder (``study.json``, ``plots/``)."""
+    from bench.io import atomic_write_json
+    from bench.tune.plots import save_plots
+    from bench.tune.summary import summarize
+
+    summary = summarize(study, storage)
+    summary["plots"] = []
+    if study_dir is not None:
+        if plots:
+            summary["plots"] = [str(p) for p in save_plots(study, Path(study_dir) / "plots")]
+        atomic_write_json(Path(study_dir) / "study.json", summary)
+    return summary
+
+
+def _show(name: str, url: str, json_out: bool, plots: bool) -> None:
+    from bench.tune.storage import load_study
+
+    study = load_study(name, url)
+    folder = study.user_attrs.get("study_dir")
+    summary = _finish(study, url, Path(folder) if folder else None, plots)
+    if json_out:
+        print_json(summary)
+    else:
+        _print(summary)
+
+
+def _print(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"study {summary['study']}  ({summary['finished']} finished; {summary['objective']})")
+    names = [s.split("=", 1)[0] for s in summary["space"]]
+    for col in ("trial", "state", "val EER %", *names, "epochs"):
+        t.add_column(col, justify="left" if col == "state" else "right")
+    rows = sorted(summary["trials"], key=lambda r: (r["value"] is None, r["value"] or 0.0, r["number"]))
+    for r in rows:
+        t.add_row(
+            str(r["number"]),
+            r["state"],
+            "" if r["value"] is None else f"{r['value']:.2f}",
+            *[_fmt(r["params"].get(n)) for n in names],
+            str(len(r["epochs"])),
+        )
+    console.print(t)
+    best = summary["best"]
+    if best is None:
+        console.print("no complete trial yet", highlight=False)
+        return
+    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+    console.print(f"best: trial {best['number']}, val EER {best['value']:.2f}%: {shown}", highlight=False)
+    console.print("train the final model with:", highlight=False)
+    console.print(f"  {best['command']}", highlight=False, markup=False, soft_wrap=True)
+    if summary.get("plots"):
+        console.print(f"plots: {Path(summary['plots'][0]).parent}", highlight=False)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class TuneProgress:
+    """Rich progress of a worker: a study bar (finished / target, best so far) and an epoch bar."""
+
+    def __init__(self, target: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.progress.start()
+        self.study_task = self.progress.add_task("trials", total=target, stats="")
+        self.epoch_task: Any = None
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        desc = f"epoch {epoch + 1}/{epochs}"
+        if self.epoch_task is None:
+            self.epoch_task = self.progress.add_task(desc, total=steps, completed=done, stats="")
+        else:
+            self.progress.reset(self.epoch_task, total=steps, completed=done, description=desc, stats="")
+
+    def step(self, values: dict[str, Any]) -> None:
+        if self.epoch_task is not None:
+            self.progress.update(self.epoch_task, advance=1, stats=f"loss {values['loss']:.3f}")
+
+    def end_epoch(self, row: dict[str, Any]) -> None:
+        val = row.get("val_eer")
+        if self.epoch_task is not None and val is not None:
+            self.progress.update(self.epoch_task, stats=f"val EER {val:.2f}%")
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False)
+
+    def trial_done(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        state = trial.state.name.lower()
+        what = f"val EER {trial.value:.2f}%" if trial.value is not None else ""
+        if trial.state == TrialState.FAIL:
+            what = str(trial.user_attrs.get("error", "failed (see run.json)"))
+        self.message(f"trial {trial.number}: {state} {what}".rstrip())
+        best = f"best {min(values):.2f}%" if values else ""
+        self.progress.update(self.study_task, completed=finished, stats=best)
+
+    def close(self) -> None:
+        self.progress.stop()

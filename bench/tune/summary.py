@@ -1,0 +1,93 @@
+"""A study in numbers: trial table, best trial, and the ``bench run`` command for the final model."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+
+def final_command(attrs: dict[str, Any], params: dict[str, Any]) -> str:
+    """``bench run ...`` that trains the final model with ``params`` under the study's own settings.
+
+    The study records how its base config was given (preset, config file, ``--set`` list), so the
+    command reproduces it and adds one ``--set loss.params.NAME=VALUE`` per tuned parameter. Values
+    are written exactly (shortest round-trip repr), not rounded.
+    """
+    origin = attrs.get("origin", {})
+    experiment = attrs.get("experiment", "default")
+    parts = ["bench", "run", "--losses", attrs.get("loss", "")]
+    if origin.get("preset"):
+        parts += ["--preset", origin["preset"]]
+    if origin.get("config"):
+        parts += ["--config", origin["config"]]
+    tuned = set(params)
+    for s in origin.get("sets", []):
+        key = s.split("=", 1)[0].strip()
+        if key.startswith("loss.params.") and key[len("loss.params.") :] in tuned:
+            continue
+        if key in ("experiment", "loss.name"):
+            continue
+        parts += ["--set", s]
+    for k, v in params.items():
+        parts += ["--set", f"loss.params.{k}={_value(v)}"]
+    parts += ["--experiment", f"{experiment}-tuned"]
+    if origin.get("out") and origin["out"] != "runs":
+        parts += ["--out", origin["out"]]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
+def summarize(study: Any, storage: str = "") -> dict[str, Any]:
+    """JSON-friendly summary: counts per state, best trial (+ command), every trial's values."""
+    from optuna.trial import TrialState
+
+    from bench.tune.storage import redact
+
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    rows = []
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "params": dict(t.params),
+                "epochs": {int(k): v for k, v in sorted(t.intermediate_values.items())},
+                "best_val_eer": t.user_attrs.get("best_val_eer"),
+                "run_dir": t.user_attrs.get("run_dir"),
+                "seconds": t.duration.total_seconds() if t.duration is not None else None,
+            }
+        )
+    attrs = dict(study.user_attrs)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = None
+    if complete:
+        b = min(complete, key=lambda t: (t.value, t.number))
+        best = {
+            "number": b.number,
+            "value": b.value,
+            "params": dict(b.params),
+            "run_dir": b.user_attrs.get("run_dir"),
+            "command": final_command(attrs, dict(b.params)),
+        }
+    return {
+        "study": study.study_name,
+        "storage": redact(storage) if storage else "",
+        "objective": "validation EER % of the last epoch (held-out training speakers); lower is better",
+        "loss": attrs.get("loss"),
+        "space": attrs.get("space", []),
+        "study_dir": attrs.get("study_dir"),
+        "counts": counts,
+        "finished": counts.get("complete", 0) + counts.get("pruned", 0),
+        "best": best,
+        "trials": rows,
+    }
