@@ -32,10 +32,10 @@ class AudioInfo:
 
 
 def audio_info(path: str | Path) -> AudioInfo:
-    """Read only the header of ``path`` (cheap: no decoding).
+    """Read the header of ``path`` and check its last sample decodes (cheap: one seek, no full decode).
 
     Raises:
-        BenchError: the file is missing, not audio, or has no samples.
+        BenchError: the file is missing, not audio, has no samples, or is truncated.
     """
     p = Path(path)
     if not p.is_file():
@@ -46,6 +46,13 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise BenchError(f"unreadable audio ({_reason(e)})", path=p) from None
     if info.frames <= 0:
         raise BenchError("empty audio file (0 samples)", path=p)
+    try:
+        # a truncated FLAC keeps the full length in its header; seeking to the last sample finds it
+        with sf.SoundFile(str(p)) as f:
+            f.seek(int(info.frames) - 1)
+            f.read(1, dtype="float32")
+    except Exception as e:
+        raise BenchError(f"truncated or corrupt audio: last sample unreadable ({_reason(e)})", path=p) from None
     return AudioInfo(int(info.frames), int(info.samplerate), int(info.channels))
 
 
