@@ -66,6 +66,9 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue unfinished runs from their last checkpoint.")
     ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Leave out unreadable audio (listed in bad_files.txt) instead of stopping.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
@@ -84,6 +87,8 @@ def run(
         overrides += _corpus_overrides(corpus)
     if experiment:
         overrides.append(f'experiment="{experiment}"')
+    if skip_bad:
+        overrides.append("data.skip_bad=true")
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     names = [n.strip() for n in losses.split(",") if n.strip()] or [cfg.loss.name]
     seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
@@ -101,7 +106,7 @@ def run(
     import time
 
     from bench.runner import ddp
-    from bench.runner.experiment import run_experiment
+    from bench.runner.experiment import run_config, run_experiment
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
 
@@ -109,9 +114,22 @@ def run(
     reporter = NullReporter() if (json_out or quiet or not info.is_main) else RichReporter(label=cfg.experiment)
     t0 = time.time()
     try:
+        from bench.data.corpus import load_corpus
+
+        for name in names:  # a typo'd loss name fails before the corpus loads
+            run_config(cfg, name, seed_list[0], names)
+        corpus = load_corpus(cfg.data)
+        if corpus.bad_files and info.is_main:
+            listing = _write_bad_files(out / cfg.experiment, corpus.bad_files)
+            reporter.message(f"skipped {len(corpus.bad_files)} unreadable audio files (data.skip_bad): see {listing}")
         outcomes = run_experiment(
-            cfg, names, seed_list, out, force=force, resume=resume, reporter=reporter, info=info, device=device
+            cfg, names, seed_list, out, force=force, resume=resume, reporter=reporter, info=info, device=device,
+            corpus=corpus,
         )
+        if corpus.bad_files and info.is_main:
+            for o in outcomes:
+                if o.action in ("trained", "resumed"):
+                    _write_bad_files(Path(o.run_dir), corpus.bad_files)
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()
@@ -126,6 +144,7 @@ def run(
                 "experiment": cfg.experiment,
                 "out": str(out / cfg.experiment),
                 "wall_seconds": wall,
+                "bad_files": len(corpus.bad_files),
                 "runs": [dataclasses.asdict(o) for o in outcomes],
             }
         )
@@ -137,6 +156,15 @@ def run(
             + "; ".join(f"{o.loss}/seed{o.seed}: {o.error}" for o in failed),
             code=1,
         )
+
+
+def _write_bad_files(folder: Path, bad_files: list) -> Path:
+    """``folder/bad_files.txt``: one ``path<TAB>reason`` line per audio file left out by data.skip_bad."""
+    from bench.io import atomic_write
+
+    path = folder / "bad_files.txt"
+    atomic_write(path, "".join(f"{b.path}\t{b.reason}\n" for b in bad_files))
+    return path
 
 
 def _print_table(outcomes: list, wall: float, where: Path) -> None:
