@@ -139,14 +139,13 @@ def utt_speaker(utt: str) -> str:
 def _embedding_points(
     systems: list[System], n_speakers: int = 6, per_speaker: int = 40, seed: int = 0
 ) -> pd.DataFrame | None:
-    """PCA of a few speakers' embeddings, per system, from an ``*.npz`` (ids, embeddings) in its run."""
+    """PCA of a few speakers' embeddings, per system, from the first ``*.npz`` (ids, embeddings) in its runs."""
     from bench.scoring import read_embeddings
 
     rows = []
     rng = np.random.default_rng(seed)
     for s in systems:
-        r = s.runs[0]
-        files = sorted({*r.path.glob("*.npz"), *((r.run_root or r.path).glob("*.npz"))})
+        files = [f for r in s.runs for f in sorted({*r.path.glob("*.npz"), *(r.run_root or r.path).glob("*.npz")})]
         for f in files:
             try:
                 ids, mat = read_embeddings(f)

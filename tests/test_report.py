@@ -96,7 +96,7 @@ def write_run(
     )
     write_scores(d / "scores.txt", (enroll, test), scores, labels)
     genre = np.array([t.split("-")[1] for t in test])
-    per_genre = {g: compute_metrics(scores[genre == g], labels[genre == g]) for g in GENRES}
+    per_genre = {g: compute_metrics(scores[genre == g], labels[genre == g]) for g in sorted(set(genre))}
     sha = hashlib.sha256(trials_path.read_bytes()).hexdigest()
     atomic_write_json(
         d / "metrics.json",

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.metrics import compute_metrics, det_curve
+from bench.scoring import write_embeddings
 from reports.build import Options, build
 from tests.test_report import SYSTEMS, draw_scores, make_trials, write_run, write_trials
 
@@ -33,14 +34,19 @@ def full_report(tmp_path_factory):
     for loss in ("base", "good"):
         sep, base_seed = SYSTEMS[loss]
         for seed in (0, 1):
-            write_run(root, loss, seed, draw_scores(trials[2], sep, base_seed + seed), trials, tpath)
+            d = write_run(root, loss, seed, draw_scores(trials[2], sep, base_seed + seed), trials, tpath)
+        # Test-utterance embeddings beside one run of each system give the optional 2-D map.
+        rng = np.random.default_rng(base_seed)
+        centres = rng.normal(size=(8, 16))
+        ids = [f"test/id{k:05d}-vlog-01-{i:03d}" for k in range(8) for i in range(20)]
+        write_embeddings(d / "embeddings.npz", ids, np.repeat(centres, 20, axis=0) + 0.3 * rng.normal(size=(160, 16)))
     return build([root / "exp"], tmp_path_factory.mktemp("rep") / "r", Options(n_boot=200))
 
 
 def test_html_embeds_every_figure(full_report):
     out, rep = full_report
     names = [f.name for s in rep.sections for f in s.figures]
-    assert {n.split("-")[0] for n in names} == {"det", "scores", "training", "genre"}
+    assert {n.split("-")[0] for n in names} == {"det", "scores", "training", "genre", "embeddings"}
     html = (out / "report.html").read_text()
     embedded = re.findall(r'<img class="report-figure" alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
     assert len(embedded) == len(names)
