@@ -32,8 +32,8 @@ app.command("report")(report.report)
 app.command("tune")(tune.tune)
 app.command("demo", context_settings=LOOSE)(demo.demo)
 app.command("perf", context_settings=LOOSE)(perf.perf)
-app.command("embed", context_settings=LOOSE)(evaluate.embed)
-app.command("eval", context_settings=LOOSE)(evaluate.evaluate)
+app.command("embed")(evaluate.embed)
+app.command("eval")(evaluate.evaluate)
 app.add_typer(listing.app, name="list")
 
 

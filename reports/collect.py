@@ -193,7 +193,8 @@ def load_run(path: str | Path) -> Run:
     run_root = run_file.parent if run_file else (cfg_file.parent if cfg_file else d)
 
     data_cfg = cfg.get("data") or {}
-    train_corpus = str(data_cfg.get("corpus", "unknown"))
+    # a cross-corpus result (bench eval) records the training corpus it came from
+    train_corpus = str(m.get("train_corpus") or data_cfg.get("corpus", "unknown"))
     eval_corpus = str(m.get("corpus") or (d.name if d.parent.name == "eval" else train_corpus))
     # run.json keeps provenance either at the top level or under "provenance".
     prov = run_json.get("provenance") if isinstance(run_json.get("provenance"), dict) else run_json
@@ -304,6 +305,8 @@ def _label(systems: list[System]) -> None:
         varying = [0, *varying]
     for s in systems:
         s.label = " / ".join(s.key[i] if i == 0 else f"{names[i]}={s.key[i]}" for i in varying)
+        if s.train_corpus != s.eval_corpus:
+            s.label += f" ({s.train_corpus} -> {s.eval_corpus})"
 
 
 def trials_fingerprint(scores_path: Path) -> str:

@@ -1,0 +1,538 @@
+"""Cross-corpus evaluation: embed and score any corpus with a trained run's model, without retraining.
+
+Used by ``bench embed`` and ``bench eval``. A run directory alone is enough: the model and frontend
+come from its ``config.toml`` and a checkpoint (``best``, ``last`` or a file), and the checkpoint's
+own recorded config must agree with ``config.toml`` so a checkpoint copied in from another run is
+refused instead of silently evaluated. Embedding, scoring and metrics are the runner's
+(:mod:`bench.runner.evaluate`), so a cross-corpus result is computed exactly like the run's own.
+
+Results of ``bench eval`` go to ``<run>/eval/<name>/``::
+
+    scores.txt        enroll test score label, one trial per line
+    metrics.json      the run's metrics.json schema (overall, per_genre, trials path + sha256,
+                      enroll_mode, corpus) plus train_corpus, eval_corpus, checkpoint, loss, seed
+    embeddings.npz    ids + float32 embeddings of every utterance embedded (enrolment, test, cohort)
+    provenance.json   versions, git revision, device, checkpoint sha256, corpus root, command options
+
+The folder is built beside its final place and renamed into it, so a crash never leaves a
+half-written result that ``bench report`` would pick up; a finished one is replaced only with
+``force``. ``<name>`` defaults to the corpus type (``cnceleb``, ``voxceleb``, ...); when that is
+also the training corpus' name it becomes ``<type>-<folder name>``, so the report does not mistake
+the new result for the run's own evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.config import DataConfig, EvalConfig, ExperimentConfig
+from bench.errors import BenchError
+
+# progress(description, total) -> advance(n): one bar per embedding pass
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+EVAL_DIR = "eval"
+CHECKPOINT_CHOICES = ("best", "last")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# ------------------------------------------------------------------------------------ the run's model
+
+
+@dataclass
+class RunModel:
+    """A trained run's model, ready to embed, and where it came from."""
+
+    run_dir: Path
+    cfg: ExperimentConfig
+    checkpoint: Path
+    checkpoint_name: str  # best | last | the path given
+    model: Any  # torch.nn.Module in eval mode on ``device``
+    device: Any  # torch.device
+    amp: str = "none"
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a run recorded in its ``config.toml``; errors name the file."""
+    from bench.config import read_toml
+    from bench.registry import config_from_mapping
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise BenchError("run directory not found", path=d)
+    path = d / "config.toml"
+    if not path.is_file():
+        raise BenchError("not a run directory: config.toml is missing", path=d)
+    return config_from_mapping(ExperimentConfig, read_toml(path), where=str(path))
+
+
+def checkpoint_path(run_dir: str | Path, which: str | None) -> tuple[Path, str]:
+    """(file, label) of ``which``: ``best``, ``last``, a path, or None (best, else last).
+
+    Without validation a run may have no ``best.pt`` for long; None then falls back to ``last``,
+    while an explicit ``best`` that is missing is an error.
+    """
+    ck = Path(run_dir) / "checkpoints"
+    if which is None:
+        best = ck / "best.pt"
+        return (best, "best") if best.exists() else (ck / "last.pt", "last")
+    if which in CHECKPOINT_CHOICES:
+        return ck / f"{which}.pt", which
+    return Path(which), str(which)
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> RunModel:
+    """Build the run's model from its ``config.toml`` and load ``checkpoint`` into it.
+
+    Raises:
+        BenchError: missing/truncated/foreign checkpoint, or one whose recorded model config
+            (backbone, parameters, frontend) differs from the run's ``config.toml`` — each naming
+            the checkpoint file.
+    """
+    from bench.config import to_dict
+    from bench.registry import config_from_mapping
+    from bench.runner.ddp import pick_device
+    from bench.runner.train import load_for_eval
+
+    d = Path(run_dir)
+    cfg = read_run_config(d)
+    path, label = checkpoint_path(d, checkpoint)
+    dev = pick_device(device)
+    # load_for_eval checks the file (missing, truncated, not a bench checkpoint) and that the weights
+    # fit the model its own config describes; what it cannot see is a checkpoint from another run.
+    model, ckpt_cfg = load_for_eval(path, dev)
+    try:
+        recorded = config_from_mapping(ExperimentConfig, ckpt_cfg, where=str(path)).model
+    except BenchError as e:
+        raise BenchError(f"checkpoint config is unreadable: {e.message}", path=path) from None
+    if recorded != cfg.model:
+        diffs = _diff(to_dict(recorded), to_dict(cfg.model), "model.")
+        shown = "; ".join(f"{k}: checkpoint {a!r} vs config.toml {b!r}" for k, a, b in diffs[:3])
+        raise BenchError(
+            f"checkpoint was trained with another model than this run's config.toml ({shown}); "
+            "it belongs to a different run",
+            path=path,
+        )
+    amp = cfg.train.amp if dev.type == "cuda" else "none"
+    return RunModel(d, cfg, path, label, model, dev, amp)
+
+
+def _diff(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def embedder(rm: RunModel, eval_cfg: EvalConfig, workers: int = 0, progress: ProgressFactory | None = None):
+    """``embed(index, what) -> Embeddings`` with the run's model: :func:`bench.runner.evaluate.embed_utterances`."""
+    from bench.runner.evaluate import embed_utterances
+    from bench.runner.optim import amp_mode, autocast
+
+    amp = amp_mode(rm.amp, rm.device)
+
+    def embed(index: Any, what: str = "utterances") -> Any:
+        advance = progress(f"embedding {what}", len(index)) if progress else None
+        return embed_utterances(
+            rm.model,
+            index,
+            eval_cfg,
+            device=rm.device,
+            sample_rate=rm.cfg.data.sample_rate,
+            resample=rm.cfg.data.resample,
+            workers=workers,
+            autocast=lambda: autocast(amp, rm.device),
+            progress=advance,
+        )
+
+    return embed
+
+
+# ---------------------------------------------------------------------------------------- corpora
+
+
+def detect_corpus_type(root: str | Path) -> str:
+    """The reader a corpus folder needs, from its layout; ambiguous folders ask for ``--corpus-type``."""
+    r = Path(root)
+    if not r.is_dir():
+        raise BenchError("corpus folder not found", path=r)
+    if (r / "eval" / "lists").is_dir() or ((r / "data").is_dir() and (r / "eval").is_dir()):
+        return "cnceleb"
+    if (r / "wav.scp").is_file():
+        return "kaldi"
+    for base in (r, r / "wav"):
+        if base.is_dir() and any(p.is_dir() and p.name.startswith("id") for p in base.iterdir()):
+            return "voxceleb"
+    raise BenchError(
+        "cannot tell the corpus layout (no eval/lists, wav.scp or id*/ folders); pass --corpus-type", path=r
+    )
+
+
+def eval_data_config(
+    run_cfg: ExperimentConfig, root: str | Path, corpus_type: str | None, trials: str | None
+) -> DataConfig:
+    """The run's audio settings (sample rate, resampling) on another corpus folder and trial list."""
+    kind = corpus_type or detect_corpus_type(root)
+    return dataclasses.replace(
+        run_cfg.data,
+        corpus=kind,
+        root=str(root),
+        eval_root="",
+        trials=str(trials) if trials else "",
+        train_lists=[],
+        musan="",
+        rirs="",
+        val_speakers=0,
+    )
+
+
+def load_eval_corpus(run_cfg: ExperimentConfig, root: str | Path, corpus_type: str | None, trials: str | None) -> Any:
+    """The corpus at ``root`` with the run's audio settings; it must have a trial list."""
+    from bench.data.corpus import load_corpus
+
+    data_cfg = eval_data_config(run_cfg, root, corpus_type, trials)
+    corpus = load_corpus(data_cfg, require_train=False)
+    if corpus.trials is None or len(corpus.test) == 0:
+        raise BenchError(
+            f"corpus '{data_cfg.corpus}' has no evaluation trials here; pass --trials or --corpus-type", path=root
+        )
+    return corpus
+
+
+def eval_side(corpus: Any) -> Any:
+    """Index of every evaluation utterance (enrolment files, enrolment-map utterances, test), once each."""
+    import pandas as pd
+
+    parts = [df for df in (corpus.enroll, corpus.extra, corpus.test) if df is not None and len(df)]
+    if not parts:
+        raise BenchError(f"corpus '{corpus.name}' has no evaluation utterances", path=corpus.root)
+    # Kaldi trials may use one utterance as enrolment and test; it is embedded once.
+    return pd.concat(parts, ignore_index=True).drop_duplicates("utt_id").reset_index(drop=True)
+
+
+def list_index(list_file: str | Path, base: str | Path | None = None) -> Any:
+    """Index of the utterances named by ``list_file``: lines ``path`` or ``id path``.
+
+    Relative paths are looked up under ``base`` (the corpus folder), its ``eval/`` folder, then the
+    list's own folder; ``.wav`` names also find ``.flac`` files as in CN-Celeb lists. The id of a
+    one-column line is its path without the audio extension (``test/id00800-singing-01-005``).
+    """
+    import pandas as pd
+
+    from bench.data.audio import audio_info
+    from bench.data.corpus import find_audio
+    from bench.data.trials import strip_ext
+
+    lf = Path(list_file)
+    try:
+        lines = lf.read_text().splitlines()
+    except OSError as e:
+        raise BenchError(f"cannot read utterance list: {e.strerror}", path=lf) from None
+    except UnicodeDecodeError:
+        raise BenchError("utterance list is not text", path=lf) from None
+    bases = [Path(base), Path(base) / "eval"] if base else []
+    bases.append(lf.parent)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
+        tok = line.split()
+        if not tok or tok[0].startswith("#"):
+            continue
+        if len(tok) > 2:
+            raise BenchError(f"expected 'path' or 'id path', got {len(tok)} fields", path=lf, line=n)
+        rel = tok[-1]
+        uid = strip_ext(tok[0]) if len(tok) == 2 else strip_ext(rel)
+        if uid in seen:
+            raise BenchError(f"utterance id '{uid}' listed twice (first on line {seen[uid]})", path=lf, line=n)
+        seen[uid] = n
+        p = Path(rel)
+        found = (p if p.is_file() else find_audio(p.parent, p.name)) if p.is_absolute() else None
+        for b in bases if not p.is_absolute() else []:
+            found = find_audio(b, rel)
+            if found:
+                break
+        if found is None:
+            raise BenchError(f"audio file '{rel}' not found (looked in {', '.join(map(str, bases))})", path=lf, line=n)
+        try:
+            info = audio_info(found)
+        except BenchError as e:
+            raise BenchError(f"{found}: {e.message}", path=lf, line=n) from None
+        rows.append(
+            {
+                "utt_id": uid,
+                "path": str(found),
+                "speaker": "",
+                "genre": "",
+                "duration": info.duration,
+                "sample_rate": info.sample_rate,
+            }
+        )
+    if not rows:
+        raise BenchError("utterance list names no utterances", path=lf)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------- bench embed
+
+
+@dataclass
+class EmbedResult:
+    out: Path
+    n: int
+    dim: int
+    checkpoint: str
+    corpus: str
+    device: str
+    seconds: float
+
+
+def embed_to_file(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    corpus_root: str | Path | None = None,
+    corpus_type: str | None = None,
+    list_file: str | Path | None = None,
+    checkpoint: str | None = None,
+    crops: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+) -> EmbedResult:
+    """Embed a corpus' evaluation side (or the utterances of ``list_file``) into an ``.npz`` file.
+
+    The file holds ``ids`` and unit-norm float32 ``embeddings`` (:func:`bench.scoring.write_embeddings`),
+    the input of ``bench score --embeddings``.
+    """
+    from bench.scoring import write_embeddings
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise BenchError("embedding file exists; pass --force to replace it", path=out)
+    if corpus_root is None and list_file is None:
+        raise BenchError("give --corpus, --list or both")
+    t0 = time.time()
+    rm = load_run_model(run_dir, checkpoint, device)
+    if list_file is not None:
+        index = list_index(list_file, corpus_root)
+        source = str(list_file)
+    else:
+        assert corpus_root is not None
+        index = eval_side(load_eval_corpus(rm.cfg, corpus_root, corpus_type, None))
+        source = str(corpus_root)
+    eval_cfg = _eval_cfg(rm.cfg, crops=crops)
+    emb = embedder(rm, eval_cfg, _workers(rm, workers), progress)(index, f"{len(index)} utterances")
+    write_embeddings(out, emb.ids, emb.matrix)
+    return EmbedResult(
+        out, len(emb.ids), int(emb.matrix.shape[1]), rm.checkpoint_name, source, str(rm.device), time.time() - t0
+    )
+
+
+def _eval_cfg(
+    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None
+) -> EvalConfig:
+    """The run's evaluation settings with the command-line choices applied."""
+    ec = cfg.eval
+    if crops is not None:
+        if crops < 0:
+            raise BenchError(f"--crops must be >= 0 (0 = full utterance), got {crops}")
+        ec = dataclasses.replace(ec, crops=crops)
+    if enroll_mode is not None:
+        ec = dataclasses.replace(ec, enroll_mode=enroll_mode)
+    if asnorm is not None:
+        ec = dataclasses.replace(ec, asnorm=asnorm)
+    ec.validate()
+    return ec
+
+
+def _workers(rm: RunModel, workers: int | None) -> int:
+    # decoding workers pay off only when a GPU waits for audio; on CPU they compete with the model
+    if workers is not None:
+        return max(0, workers)
+    return rm.cfg.data.workers if rm.device.type == "cuda" else 0
+
+
+# ---------------------------------------------------------------------------------------- bench eval
+
+
+@dataclass
+class EvalResult:
+    eval_dir: Path
+    metrics: dict[str, Any]
+    seconds: float
+    replaced: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def default_name(run_cfg: ExperimentConfig, corpus_type: str, root: str | Path) -> str:
+    """``corpus_type``, or ``<type>-<folder>`` when that is the training corpus' name.
+
+    The run's own metrics.json is recorded under the training corpus' name; a second result with
+    that name and the same seed would make ``bench report`` see one system twice.
+    """
+    if corpus_type != run_cfg.data.corpus:
+        return corpus_type
+    return _slug(f"{corpus_type}-{Path(root).resolve().name}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "corpus"
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    corpus_root: str | Path,
+    *,
+    corpus_type: str | None = None,
+    trials: str | Path | None = None,
+    enroll_mode: str | None = None,
+    asnorm: bool | None = None,
+    name: str | None = None,
+    checkpoint: str | None = None,
+    crops: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+) -> EvalResult:
+    """Embed, score and record a finished run on the corpus at ``corpus_root`` (module docstring)."""
+    from bench.runner.rundir import RunDir
+
+    t0 = time.time()
+    # absolute paths, so metrics.json names the same trial list from wherever the report runs
+    corpus_root = Path(corpus_root).resolve()
+    trials = Path(trials).resolve() if trials else None
+    rd = RunDir(Path(run_dir))
+    cfg = read_run_config(rd.path)
+    kind = corpus_type or detect_corpus_type(corpus_root)
+    train_name = cfg.data.corpus
+    if name is None:
+        name = default_name(cfg, kind, corpus_root)
+    elif not _NAME_RE.match(name):
+        raise BenchError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (a folder name)")
+    elif name == train_name:
+        raise BenchError(
+            f"--name '{name}' is the training corpus' name; bench report would mix this result with the run's "
+            "own evaluation. Pick another name"
+        )
+    final = rd.path / EVAL_DIR / name
+    status = rd.status()
+    if status != "finished":
+        raise BenchError(f"run is not finished (status '{status}'); bench eval scores finished runs", path=rd.path)
+
+    with rd.lock():
+        replaced = (final / "metrics.json").exists()
+        if replaced and not force:
+            raise BenchError("this run was already evaluated on this corpus; pass --force to replace it", path=final)
+        rm = load_run_model(rd.path, checkpoint, device)
+        corpus = load_eval_corpus(cfg, corpus_root, kind, str(trials) if trials else None)
+        eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm)
+        if eval_cfg.asnorm and len(corpus.train) < 2:
+            raise BenchError(
+                f"--asnorm needs a cohort of at least 2 speakers from the corpus' training side; corpus "
+                f"'{kind}' has {len(corpus.train)} training utterances here",
+                path=corpus_root,
+            )
+        scores, metrics, emb = _score(rm, corpus, eval_cfg, _workers(rm, workers), progress)
+        metrics.update(
+            {
+                "corpus": name,
+                "eval_corpus": name,
+                "eval_corpus_type": kind,
+                "eval_corpus_root": str(Path(corpus_root).resolve()),
+                "train_corpus": train_name,
+                "train_corpus_root": cfg.data.root,
+                "cross_corpus": True,
+                "checkpoint": rm.checkpoint_name,
+                "loss": cfg.loss.name,
+                "seed": cfg.train.seed,
+            }
+        )
+        prov = _provenance(rm, corpus_root, kind, eval_cfg, time.time() - t0)
+        _write_atomically(final, scores, metrics, emb, prov)
+    return EvalResult(final, metrics, time.time() - t0, replaced)
+
+
+def _score(rm: RunModel, corpus: Any, eval_cfg: EvalConfig, workers: int, progress: ProgressFactory | None):
+    """The runner's :func:`evaluate_corpus`, keeping every embedding it computes for ``embeddings.npz``."""
+    from bench.runner.evaluate import evaluate_corpus
+
+    embed = embedder(rm, eval_cfg, workers, progress)
+    kept: dict[str, np.ndarray] = {}
+    labels = iter(["enrolment", "test", "AS-norm cohort"])
+
+    def embed_and_keep(index: Any) -> Any:
+        emb = embed(index, f"{next(labels, 'utterances')} ({len(index)})")
+        for i, u in enumerate(emb.ids):
+            kept.setdefault(u, emb.matrix[i])
+        return emb
+
+    scores, metrics = evaluate_corpus(embed_and_keep, corpus, eval_cfg)
+    return scores, metrics, kept
+
+
+def _provenance(rm: RunModel, root: str | Path, kind: str, eval_cfg: EvalConfig, seconds: float) -> dict[str, Any]:
+    from bench.io import provenance
+    from bench.runner.evaluate import file_sha256
+
+    return {
+        **provenance(),
+        "run_dir": str(rm.run_dir.resolve()),
+        "checkpoint": {
+            "name": rm.checkpoint_name,
+            "path": str(rm.checkpoint.resolve()),
+            "sha256": file_sha256(rm.checkpoint),
+        },
+        "corpus": {"type": kind, "root": str(Path(root).resolve())},
+        "eval": dataclasses.asdict(eval_cfg),
+        "device": str(rm.device),
+        "amp": rm.amp,
+        "seconds": seconds,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _write_atomically(
+    final: Path, scores: Any, metrics: dict[str, Any], emb: dict[str, np.ndarray], prov: dict[str, Any]
+) -> None:
+    """Write the result folder beside ``final`` and rename it into place (old one removed after)."""
+    from bench.io import atomic_write_json
+    from bench.runner.evaluate import write_scores
+    from bench.scoring import write_embeddings
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # dot-prefixed so that bench report never collects a half-built or superseded folder
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write_scores(tmp / "scores.txt", scores)
+        ids = list(emb)
+        write_embeddings(tmp / "embeddings.npz", ids, np.stack([emb[u] for u in ids]))
+        atomic_write_json(tmp / "provenance.json", prov)
+        atomic_write_json(tmp / "metrics.json", metrics)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
