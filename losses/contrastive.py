@@ -146,8 +146,10 @@ class SupConLoss(SpeakerLoss):
 class AAMSupConConfig:
     temperature: float = 0.07
     weight: float = 1.0
-    aam_scale: float = 32.0
-    aam_margin: float = 0.3
+    #: scale and margin of the AAM head: the only margin of this loss, so it keeps the plain names
+    #: that `aam` uses (one `--set loss.params.margin=...` then moves both in a comparison)
+    scale: float = 32.0
+    margin: float = 0.3
     easy_margin: bool = False
     #: views (positions in data.view_types) fed to the AAM classifier; the reference uses one augmented view
     classifier_views: list[int] = field(default_factory=lambda: [0])
@@ -156,8 +158,8 @@ class AAMSupConConfig:
         _check_temperature("aamsupcon: temperature", self.temperature)
         if self.weight < 0:
             raise BenchError(f"aamsupcon: weight must be >= 0, got {self.weight}")
-        _check_scale("aamsupcon: aam_scale", self.aam_scale)
-        _check_angular_margin("aamsupcon: aam_margin", self.aam_margin)
+        _check_scale("aamsupcon: scale", self.scale)
+        _check_angular_margin("aamsupcon: margin", self.margin)
         _check_views("aamsupcon: classifier_views", self.classifier_views)
 
 
@@ -166,8 +168,8 @@ class _WithAAM(SpeakerLoss):
 
     needs_positives = True
 
-    def _init_aam(self, cfg, embed_dim: int, num_classes: int) -> None:
-        aam_cfg = AAMConfig(scale=cfg.aam_scale, margin=cfg.aam_margin, easy_margin=cfg.easy_margin)
+    def _init_aam(self, cfg, embed_dim: int, num_classes: int, scale: float, margin: float) -> None:
+        aam_cfg = AAMConfig(scale=scale, margin=margin, easy_margin=cfg.easy_margin)
         self.aam = AAMSoftmaxLoss(aam_cfg, embed_dim, num_classes)
 
     def _aam_part(self, embeddings: torch.Tensor, labels: torch.Tensor, where: str) -> LossOutput:
@@ -185,7 +187,7 @@ class AAMSupConLoss(_WithAAM):
     def __init__(self, cfg: AAMSupConConfig, embed_dim: int, num_classes: int):
         super().__init__()
         self.cfg = cfg
-        self._init_aam(cfg, embed_dim, num_classes)
+        self._init_aam(cfg, embed_dim, num_classes, cfg.scale, cfg.margin)
 
     def set_margin_scale(self, factor: float) -> None:
         self.aam.set_margin_scale(factor)
@@ -239,7 +241,7 @@ class MarginSupConLoss(_WithAAM):
         self.cfg = cfg
         self.margin_scale = 1.0
         if cfg.with_aam:
-            self._init_aam(cfg, embed_dim, num_classes)
+            self._init_aam(cfg, embed_dim, num_classes, cfg.aam_scale, cfg.aam_margin)
 
     def set_margin_scale(self, factor: float) -> None:
         _check_margin_scale(factor)

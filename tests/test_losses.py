@@ -107,7 +107,7 @@ def test_registry_has_every_entry_with_issue_defaults():
     assert defaults["aam"] == {"scale": 32.0, "margin": 0.2, "easy_margin": False}
     assert defaults["supcon"] == {"temperature": 0.07}
     a = defaults["aamsupcon"]
-    assert (a["temperature"], a["weight"], a["aam_scale"], a["aam_margin"], a["classifier_views"]) == (
+    assert (a["temperature"], a["weight"], a["scale"], a["margin"], a["classifier_views"]) == (
         0.07,
         1.0,
         32.0,
@@ -155,7 +155,7 @@ def test_docstring_examples_run():
         ("am", {"margin": -0.1}, "margin must be in"),
         ("aam", {"margin": -0.1}, "margin must be in"),
         ("aam", {"margin": 2.0}, "margin must be in"),
-        ("aamsupcon", {"aam_margin": -0.3}, "aam_margin must be in"),
+        ("aamsupcon", {"margin": -0.3}, "aamsupcon: margin must be in"),
         ("marginsupcon", {"margin": -0.2}, "margin must be in"),
         ("aam", {"scale": 0}, "scale must be > 0"),
         ("aamsupcon", {"weight": -1}, "weight must be >= 0"),
@@ -434,7 +434,7 @@ def test_margin_scale_zero_removes_every_margin():
     torch.manual_seed(0)
     a = LOSSES.build("aamsupcon", {}, 8, 5)
     torch.manual_seed(0)
-    b = LOSSES.build("aamsupcon", {"aam_margin": 0.0}, 8, 5)
+    b = LOSSES.build("aamsupcon", {"margin": 0.0}, 8, 5)
     a.set_margin_scale(0.0)
     assert a(x, y).loss.item() == pytest.approx(b(x, y).loss.item(), rel=1e-6)
     with pytest.raises(ValueError):
@@ -442,7 +442,7 @@ def test_margin_scale_zero_removes_every_margin():
 
 
 def test_margin_scheduler_linear_warmup_and_state():
-    loss = LOSSES.build("aamsupcon", {"aam_margin": 0.3}, 8, 5)
+    loss = LOSSES.build("aamsupcon", {"margin": 0.3}, 8, 5)
     sched = MarginScheduler(loss, warmup_epochs=4)
     assert loss.aam.margin == 0.0
     sched.step(1.0)
@@ -452,7 +452,7 @@ def test_margin_scheduler_linear_warmup_and_state():
     state = sched.state_dict()
     sched.step(10.0)
     assert loss.aam.margin == pytest.approx(0.3)
-    fresh_loss = LOSSES.build("aamsupcon", {"aam_margin": 0.3}, 8, 5)
+    fresh_loss = LOSSES.build("aamsupcon", {"margin": 0.3}, 8, 5)
     fresh = MarginScheduler(fresh_loss, warmup_epochs=4)
     fresh.load_state_dict(state)
     assert fresh_loss.aam.margin == pytest.approx(0.3 * 0.625)

@@ -24,7 +24,7 @@ from bench.tune.summary import summarize
 def test_param_specs_parse_and_round_trip():
     t = parse_param("temperature=0.02:0.3:log", "aamsupcon")
     assert (t.kind, t.low, t.high, t.log, t.step) == ("float", 0.02, 0.3, True, None)
-    g = parse_param("aam_margin=0.0:0.5:0.1", "aamsupcon")
+    g = parse_param("margin=0.0:0.5:0.1", "aamsupcon")
     assert g.step == pytest.approx(0.1) and not g.log
     c = parse_param("easy_margin=true,false", "aamsupcon")
     assert c.kind == "categorical" and c.choices == (True, False)
@@ -36,8 +36,8 @@ def test_param_specs_parse_and_round_trip():
     "text, message",
     [
         (
-            "margin=0.0:0.5",
-            r"'margin' is not a parameter of loss 'aamsupcon' \(did you mean 'aam_margin'\?\); searchable: temperature, weight",
+            "aam_margin=0.0:0.5",
+            r"'aam_margin' is not a parameter of loss 'aamsupcon' \(did you mean 'margin'\?\); searchable: temperature, weight",
         ),
         ("classifier_views=0:1", "cannot be searched"),
         ("temperature=0.3:0.02", r"low \(0.3\) must be < high \(0.02\)"),
@@ -78,7 +78,7 @@ def _base(epochs: int = 3):
 
 
 def _space():
-    return parse_space(["aam_margin=0.0:0.5", "temperature=0.02:0.3:log"], "aamsupcon")
+    return parse_space(["margin=0.0:0.5", "temperature=0.02:0.3:log"], "aamsupcon")
 
 
 def _tune(tmp_path: Path, **kw) -> TuneConfig:
@@ -90,7 +90,7 @@ def _tune(tmp_path: Path, **kw) -> TuneConfig:
 def curve_trainer(cfg, rd, reporter):
     """val EER per epoch, a smooth function of the trial's params (minimum near margin .2, tau .07)."""
     p = cfg.loss.params
-    base = 10 + 40 * (p["aam_margin"] - 0.2) ** 2 + 30 * (p["temperature"] - 0.07) ** 2
+    base = 10 + 40 * (p["margin"] - 0.2) ** 2 + 30 * (p["temperature"] - 0.07) ** 2
     for e in range(1, cfg.train.epochs + 1):
         reporter.end_epoch({"epoch": e, "val_eer": base + 5.0 / e})
 
@@ -118,14 +118,14 @@ def test_study_best_trial_is_lowest_value_and_trials_are_run_dirs(tmp_path):
     best = s["best"]["params"]
     cmd = s["best"]["command"]
     assert cmd.startswith("bench run --losses aamsupcon --preset demo --set train.epochs=3")
-    assert f"--set loss.params.aam_margin={best['aam_margin']!r}" in cmd
+    assert f"--set loss.params.margin={best['margin']!r}" in cmd
     assert f"--set loss.params.temperature={best['temperature']!r}" in cmd
     # each trial is a run directory whose resolved config holds the trial's parameters
     for t in study.trials:
         rd = Path(t.user_attrs["run_dir"])
         assert rd == Path(tmp_path / "runs" / "demo-tune-s" / "aamsupcon" / f"trial{t.number:04d}")
         cfg = (rd / "config.toml").read_text()
-        assert f"aam_margin = {t.params['aam_margin']!r}" in cfg
+        assert f"margin = {t.params['margin']!r}" in cfg
         run = json.loads((rd / "run.json").read_text())
         assert run["status"] == "finished" and run["val_eer"] == pytest.approx(t.value)
         assert run["tune"] == {"study": "s", "trial": t.number, "params": t.params}
@@ -263,8 +263,8 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 
 
 def test_cli_bad_param_and_unknown_study(tmp_path):
-    r = CliRunner().invoke(app, ["tune", "--preset", "demo", "--param", "margin=0:0.5", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "did you mean 'aam_margin'" in r.output
+    r = CliRunner().invoke(app, ["tune", "--preset", "demo", "--param", "marign=0:0.5", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "did you mean 'margin'" in r.output
     r = CliRunner().invoke(app, ["tune", "--preset", "demo", "--param", "temperature=0.02:0.3", "--pruner", "mean"])
     assert r.exit_code == 2 and "--pruner must be one of median, hyperband, none" in r.output
     r = CliRunner().invoke(app, ["tune", "--show", "nope", "--out", str(tmp_path)])
@@ -279,7 +279,7 @@ def test_cli_show_summarises_a_study(tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     assert s["finished"] == 3 and s["best"]["value"] == min(t["value"] for t in s["trials"])
-    assert s["best"]["command"].startswith("bench run --losses aamsupcon --preset demo --set loss.params.aam_margin=")
+    assert s["best"]["command"].startswith("bench run --losses aamsupcon --preset demo --set loss.params.margin=")
     assert json.loads((tmp_path / "runs" / "demo-tune-s" / "study.json").read_text())["best"] == s["best"]
     r = CliRunner().invoke(app, ["tune", "--show", "other", "--out", str(tmp_path / "runs")])
     assert r.exit_code == 2

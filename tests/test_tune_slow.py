@@ -42,7 +42,7 @@ def corpus(tmp_path_factory) -> Path:
 def test_demo_study_end_to_end(corpus, tmp_path):
     sets = [x for s in FAST for x in ("--set", s)]
     args = ["tune", "--preset", "demo", "--corpus", str(corpus), *sets, "--loss", "aamsupcon", "--trials", "3",
-            "--param", "aam_margin=0.0:0.5", "--param", "temperature=0.02:0.3:log", "--study", "t",
+            "--param", "margin=0.0:0.5", "--param", "temperature=0.02:0.3:log", "--study", "t",
             "--out", str(tmp_path), "--json"]  # fmt: skip
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output

@@ -60,7 +60,7 @@ def tune(
     killed study. The objective is the last epoch's validation EER on held-out training speakers; the
     evaluation trials are never scored. Example:
 
-    bench tune --preset demo --loss aamsupcon --param aam_margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
+    bench tune --preset demo --loss aamsupcon --param margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
     """
     from bench.tune.storage import default_storage
 

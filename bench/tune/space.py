@@ -93,9 +93,11 @@ def _scalar_type(tp: Any) -> type | None:
 
 
 def _closest(name: str, names: list[str]) -> str:
-    # "margin" for aamsupcon means "aam_margin": a field that ends or starts with the given word is
-    # a better hint than plain edit distance, which would pick "easy_margin" as often.
+    # "aam_margin" for aamsupcon means "margin" (and "margin" for a loss with only "aam_margin" the
+    # reverse): a name that shares a whole underscore-separated word is a better hint than plain edit
+    # distance, which would pick "easy_margin" as often.
     affix = [n for n in names if n.endswith("_" + name) or n.startswith(name + "_")]
+    affix = affix or [n for n in names if name.endswith("_" + n) or name.startswith(n + "_")]
     if len(affix) == 1:
         return f" (did you mean '{affix[0]}'?)"
     return suggest(name, names)
