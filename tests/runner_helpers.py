@@ -28,29 +28,30 @@ def make_corpus(root: Path):
     return load_corpus(DataConfig(corpus="cnceleb", root=str(root)))
 
 
+TINY_SETS = [
+    "model.params.channels=32",
+    "model.params.embed_dim=16",
+    "model.params.attention_channels=8",
+    "model.params.se_channels=8",
+    "model.params.mfa_channels=96",
+    "model.frontend.n_mels=24",
+    "model.frontend.specaug=false",
+    "data.speakers_per_batch=4",
+    "data.utts_per_speaker=2",
+    "data.views=2",
+    "optim.optimizer=sgd",
+    "optim.lr=0.05",
+    "optim.scheduler=cosine",
+    "train.epochs=2",
+    "train.steps_per_epoch=3",
+    "train.log_every=1",
+    "eval.batch_size=8",
+]
+
+
 def tiny_config(**over) -> ExperimentConfig:
     """A config whose training steps take ~0.1 s on one core: tiny ECAPA narrowed further, no SpecAugment."""
-    sets = [
-        "model.params.channels=32",
-        "model.params.embed_dim=16",
-        "model.params.attention_channels=8",
-        "model.params.se_channels=8",
-        "model.params.mfa_channels=96",
-        "model.frontend.n_mels=24",
-        "model.frontend.specaug=false",
-        "data.speakers_per_batch=4",
-        "data.utts_per_speaker=2",
-        "data.views=2",
-        "optim.optimizer=sgd",
-        "optim.lr=0.05",
-        "optim.scheduler=cosine",
-        "train.epochs=2",
-        "train.steps_per_epoch=3",
-        "train.log_every=1",
-        "eval.batch_size=8",
-    ]
-    sets += [f"{k}={v}" for k, v in over.items()]
-    return load_config(overrides=sets)
+    return load_config(overrides=TINY_SETS + [f"{k}={v}" for k, v in over.items()])
 
 
 _WAVES: dict[str, np.ndarray] = {}

@@ -95,6 +95,7 @@ def run_experiment(
 
         corpus = load_corpus(cfg.data)
     outcomes = []
+    untrained_cache: dict[str, Any] = {}
     for loss, seed, one in configs:
         rd = RunDir.for_run(out, cfg.experiment, loss, seed)
         try:
@@ -109,6 +110,7 @@ def run_experiment(
                     info=info,
                     device=device,
                     loader_fn=loader_fn,
+                    untrained_cache=untrained_cache,
                 )
             )
         except BenchError as e:
@@ -130,13 +132,14 @@ def run_one(
     info: ddp.DistInfo = ddp.DistInfo(),
     device: torch.device = torch.device("cpu"),
     loader_fn: LoaderFn = default_loader,
+    untrained_cache: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """One run in ``rd`` (see the module docstring); BenchErrors in training mark it ``failed``."""
     outcome = RunOutcome(cfg.loss.name, cfg.train.seed, str(rd.path), "skipped")
     if not info.is_main:
         action = ddp.broadcast_object(None, info)
         if action != "skip":
-            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn)
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn, untrained_cache)
         return outcome
     with rd.lock():
         try:
@@ -173,7 +176,7 @@ def run_one(
             error=None,
         )
         try:
-            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn)
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn, untrained_cache)
         except BaseException as e:
             msg = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
             rd.update_run_json(status="failed", error=msg, finished=_now(), traceback=traceback.format_exc()[-4000:])
@@ -199,11 +202,19 @@ def _train_and_evaluate(
     info: ddp.DistInfo,
     device: torch.device,
     loader_fn: LoaderFn,
+    untrained_cache: dict[str, Any] | None = None,
 ) -> None:
+    # The untrained model depends on the seed, backbone and eval settings only (model weights are
+    # drawn before the loss's), so the losses of one seed share one untrained evaluation.
+    key = repr((cfg.train.seed, to_dict(cfg.model), to_dict(cfg.eval), to_dict(cfg.data)))
+    cache = untrained_cache if untrained_cache is not None else {}
+
     def untrained(embed: Any) -> dict[str, Any]:
-        if reporter:
-            reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
-        return evaluate_corpus(embed, corpus, cfg.eval)[1]["overall"]
+        if key not in cache:
+            if reporter:
+                reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
+            cache[key] = evaluate_corpus(embed, corpus, cfg.eval)[1]["overall"]
+        return cache[key]
 
     result = train(
         cfg,
