@@ -155,3 +155,14 @@ def test_console_script_runs():
     res = subprocess.run([str(exe), "list", "losses"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "softmax" in res.stdout
+
+
+def test_atomic_write_honours_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "r.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.txt").stat().st_mode & 0o777 == 0o644
