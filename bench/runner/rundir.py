@@ -101,6 +101,9 @@ class RunDir:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            # only the lock holder writes here, so temp files are orphans of a killed writer
+            for tmp in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
+                tmp.unlink(missing_ok=True)
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the flock
