@@ -166,3 +166,21 @@ def test_atomic_write_honours_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_disk_full_is_a_one_line_error(capsys):
+    import errno
+
+    import typer
+
+    from bench.commands.common import handle_errors
+
+    @handle_errors
+    def writes():
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.json")
+
+    with pytest.raises(typer.Exit) as e:
+        writes()
+    assert e.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "No space left on device writing runs/x/metrics.json" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -37,6 +38,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except BenchError as e:
             fail(str(e))
+        except OSError as e:
+            # a full disk or a read-only folder is the user's environment, not a bug: no traceback
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                where = f" writing {e.filename}" if e.filename else ""
+                fail(f"{e.strerror or e}{where}; finished results were left intact")
+            raise
         except KeyboardInterrupt:
             fail("interrupted", code=130)
 
