@@ -60,7 +60,9 @@ def _perf_env(session: nox.Session) -> None:
         session.run(sys.executable, "-m", "venv", str(PERF_VENV), external=True)
     base = next((VENV / "lib").glob("python*/site-packages"))
     site = next((PERF_VENV / "lib").glob("python*/site-packages"))
-    (site / "_bench_base.pth").write_text(str(base.resolve()) + "\n")
+    # addsitedir (not a bare path line) so that .venv's own .pth files run too: the editable install
+    # of bench is one, and without it `bench` imports only from the repository root.
+    (site / "_bench_base.pth").write_text(f"import site; site.addsitedir({str(base.resolve())!r})\n")
     session.run(_py(PERF_VENV), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PERF_PEERS, external=True)
 
 
