@@ -461,15 +461,6 @@ def _chunks(n_boot: int, width: int):
         yield min(step, n_boot - start)
 
 
-def _incidence(bin_of: np.ndarray, n_bins: int, groups_idx: np.ndarray, n_groups: int):
-    """Sparse [n_groups, n_bins] matrix: trials of group g that fall in bin b."""
-    from scipy import sparse
-
-    mat = sparse.coo_matrix((np.ones(bin_of.size), (groups_idx, bin_of)), shape=(n_groups, n_bins)).tocsr()
-    mat.sum_duplicates()
-    return mat
-
-
 def _trial_bins(s: np.ndarray, lab: np.ndarray, bins: _Bins) -> tuple[np.ndarray, np.ndarray]:
     """Bin of each trial: targets into [0, K), non-targets into [0, 2K] (see :class:`_Bins`)."""
     tb = np.searchsorted(bins.tau, s[lab])
@@ -480,32 +471,140 @@ def _trial_bins(s: np.ndarray, lab: np.ndarray, bins: _Bins) -> tuple[np.ndarray
     return tb, 2 * j + tied
 
 
-class _Resampler:
-    """Draws per-trial or per-group bootstrap multiplicities and sums them into score bins."""
+# Group counts up to this many draw from one multinomial per resample (the stream the results
+# were first computed with); more groups (e.g. every trial its own group) count uniform draws,
+# the same distribution at O(groups) cost instead of one binomial draw per group.
+_MULTINOMIAL_GROUPS = 4096
+# Per-group corner counts stay dense up to this many entries per matrix (float64), else sparse.
+_DENSE_ENTRIES = 1 << 24
 
-    def __init__(self, lab: np.ndarray, groups, rng: np.random.Generator):
-        self.lab, self.rng = lab, rng
-        if groups is None:
-            self.groups = None
+
+def _group_codes(groups, n: int) -> tuple[np.ndarray, int]:
+    g = np.asarray(groups).reshape(-1)
+    if g.size != n:
+        raise ValueError(f"groups ({g.size}) and labels ({n}) differ in length")
+    uniq, gi = np.unique(g, return_inverse=True)
+    return gi.reshape(-1), uniq.size
+
+
+def _draw_groups(rng: np.random.Generator, n_groups: int, n_boot: int) -> np.ndarray:
+    """[n_boot, n_groups] multiplicities of the groups in ``n_boot`` resamples of ``n_groups`` groups."""
+    if n_groups <= _MULTINOMIAL_GROUPS:
+        return rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
+    out = np.empty((n_boot, n_groups), dtype=np.int64)
+    for i in range(n_boot):
+        out[i] = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+    return out
+
+
+class _GroupCorners:
+    """Per-group counts at the corner thresholds of one system's full trial set.
+
+    Corners are those of :func:`_corners` (``-inf``, every distinct target score, ``+inf``):
+    ``fa[g, k]`` = non-targets of group g with score >= t_k, ``miss[g, k]`` = targets of group g
+    with score < t_k.  A resample that takes group g ``m_g`` times has the counts ``m @ fa`` and
+    ``m @ miss`` at every corner, so each replicate is a weighted sum over groups instead of a pass
+    over the trials.  Thresholds whose target score is missing from a resample still give valid
+    operating points of it (the point of the next score up), so minDCF and the ROC hull do not
+    change.  Corners with the same total non-target count as the corner before them are dropped:
+    in every resample such a corner has the same P_fa and a P_miss no lower than its predecessor,
+    so it is never below the hull nor the cost minimum (first and last corners are always kept).
+    Counts are integers, exact in float64.
+    """
+
+    def __init__(self, s: np.ndarray, lab: np.ndarray, gi: np.ndarray, n_groups: int):
+        tau = np.unique(s[lab])
+        m = tau.size + 2
+        # non-target with score x counts at corners k < 1 + #(tau <= x); target tau_j at k >= j + 2
+        c_non = 1 + np.searchsorted(tau, s[~lab], "right")
+        c_tar = 2 + np.searchsorted(tau, s[lab], "left")
+        self.n_groups, self.dense = n_groups, n_groups * m <= _DENSE_ENTRIES
+        g_non, g_tar = gi[~lab], gi[lab]
+        if self.dense:
+            hn = np.bincount(g_non * m + c_non, minlength=n_groups * m).reshape(n_groups, m)
+            ht = np.bincount(g_tar * m + c_tar, minlength=n_groups * m).reshape(n_groups, m)
+            fa = np.zeros((n_groups, m))
+            fa[:, :-1] = np.cumsum(hn[:, :0:-1], axis=1)[:, ::-1]
+            miss = np.cumsum(ht, axis=1).astype(np.float64)
+            tot = fa.sum(axis=0)
         else:
-            g = np.asarray(groups).reshape(-1)
-            if g.size != lab.size:
-                raise ValueError(f"groups ({g.size}) and labels ({lab.size}) differ in length")
-            uniq, self.groups = np.unique(g, return_inverse=True)
-            self.n_groups = uniq.size
+            from scipy import sparse
 
-    def weights(self, b: int) -> np.ndarray:
-        """[b, N] trial multiplicities (float); trial resampling is stratified by class."""
-        n = self.lab.size
-        if self.groups is None:
-            w = np.zeros((b, n))
-            for cls in (True, False):
-                pos = np.flatnonzero(self.lab == cls)
-                for i in range(b):
-                    w[i, pos] = np.bincount(self.rng.integers(0, pos.size, pos.size), minlength=pos.size)
-            return w
-        m = self.rng.multinomial(self.n_groups, np.full(self.n_groups, 1.0 / self.n_groups), size=b)
-        return m[:, self.groups].astype(np.float64)
+            self.hn = sparse.csr_matrix((np.ones(c_non.size), (g_non, c_non)), shape=(n_groups, m))
+            self.ht = sparse.csr_matrix((np.ones(c_tar.size), (g_tar, c_tar)), shape=(n_groups, m))
+            tot = self._cum_fa(np.asarray(self.hn.sum(axis=0)))[0]
+        keep = np.ones(m, dtype=bool)
+        keep[1:-1] = tot[1:-1] != tot[:-2]
+        self.cols = np.flatnonzero(keep)
+        if self.dense:
+            self.fa, self.miss = np.ascontiguousarray(fa[:, self.cols]), np.ascontiguousarray(miss[:, self.cols])
+
+    @staticmethod
+    def _cum_fa(hn: np.ndarray) -> np.ndarray:
+        fa = np.zeros(hn.shape)
+        fa[:, :-1] = np.cumsum(hn[:, :0:-1], axis=1)[:, ::-1]
+        return fa
+
+    @property
+    def width(self) -> int:
+        return int(self.cols.size)
+
+    def counts(self, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fa, miss) [b, corners] of the resamples with group multiplicities ``mult`` [b, G]."""
+        w = np.asarray(mult, dtype=np.float64)
+        if self.dense:
+            return w @ self.fa, w @ self.miss
+        fa = self._cum_fa(np.asarray((self.hn.T @ w.T).T))
+        miss = np.cumsum(np.asarray((self.ht.T @ w.T).T), axis=1)
+        return fa[:, self.cols], miss[:, self.cols]
+
+
+def _evaluate(fa: np.ndarray, miss: np.ndarray, fns: list) -> list[np.ndarray]:
+    """Each batched metric on corner counts; NaN for resamples without one of the classes."""
+    nn, nt = fa[:, 0], miss[:, -1]
+    ok = (nt > 0) & (nn > 0)
+    out = []
+    for fn in fns:
+        vals = np.full(fa.shape[0], np.nan)
+        if ok.all():
+            vals = np.asarray(fn(fa, miss, nn, nt), dtype=np.float64)
+        elif ok.any():
+            vals[ok] = fn(fa[ok], miss[ok], nn[ok], nt[ok])
+        out.append(vals)
+    return out
+
+
+def _group_replicates(corners: list[_GroupCorners], mult: np.ndarray, fns: list) -> list[list[np.ndarray]]:
+    """``out[i][j]``: replicates of metric ``fns[j]`` of system ``corners[i]`` for each row of ``mult``."""
+    out: list[list[list[np.ndarray]]] = [[[] for _ in fns] for _ in corners]
+    width = max(c.width for c in corners) * 4 + mult.shape[1]
+    start = 0
+    for b in _chunks(mult.shape[0], width):
+        m = mult[start : start + b]
+        start += b
+        for i, c in enumerate(corners):
+            for j, vals in enumerate(_evaluate(*c.counts(m), fns)):
+                out[i][j].append(vals)
+    return [[np.concatenate(v) for v in per] for per in out]
+
+
+def _replicates(s, lab, bins, metric, n_boot, groups, rng) -> np.ndarray:
+    fn = _metric_fn(metric)
+    k = bins.tau.size
+    if groups is None:
+        # Stratified trial resampling: drawing T targets (N non-targets) with replacement and
+        # counting them per bin is a multinomial over the bins, so each replicate is O(K).
+        out = []
+        n_tar, n_non = int(lab.sum()), int((~lab).sum())
+        for b in _chunks(n_boot, 3 * k + 3):
+            tc = _resample_counts(bins.tcount, b, rng)
+            nb = _resample_counts(bins.nbins, b, rng)
+            fa, miss = _corners(tc, nb)
+            out.append(fn(fa, miss, np.full(b, n_non), np.full(b, n_tar)))
+        return np.concatenate(out)
+    gi, n_groups = _group_codes(groups, lab.size)
+    mult = _draw_groups(rng, n_groups, n_boot)
+    return _group_replicates([_GroupCorners(s, lab, gi, n_groups)], mult, [fn])[0][0]
 
 
 def _resample_counts(counts: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
@@ -524,41 +623,6 @@ def _resample_counts(counts: np.ndarray, b: int, rng: np.random.Generator) -> np
     return out
 
 
-def _replicates(s, lab, bins, metric, n_boot, groups, rng) -> np.ndarray:
-    fn = _metric_fn(metric)
-    k = bins.tau.size
-    out = []
-    if groups is None:
-        # Stratified trial resampling: drawing T targets (N non-targets) with replacement and
-        # counting them per bin is a multinomial over the bins, so each replicate is O(K).
-        n_tar, n_non = int(lab.sum()), int((~lab).sum())
-        for b in _chunks(n_boot, 3 * k + 3):
-            tc = _resample_counts(bins.tcount, b, rng)
-            nb = _resample_counts(bins.nbins, b, rng)
-            fa, miss = _corners(tc, nb)
-            out.append(fn(fa, miss, np.full(b, n_non), np.full(b, n_tar)))
-        return np.concatenate(out)
-    g = np.asarray(groups).reshape(-1)
-    if g.size != lab.size:
-        raise ValueError(f"groups ({g.size}) and labels ({lab.size}) differ in length")
-    uniq, gi = np.unique(g, return_inverse=True)
-    tb, nb_of = _trial_bins(s, lab, bins)
-    tmat = _incidence(tb, k, gi[lab], uniq.size)
-    nmat = _incidence(nb_of, 2 * k + 1, gi[~lab], uniq.size)
-    for b in _chunks(n_boot, 3 * k + 3 + uniq.size):
-        m = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=b).astype(np.float64)
-        tc = np.asarray((tmat.T @ m.T).T)
-        nb = np.asarray((nmat.T @ m.T).T)
-        nt, nn = tc.sum(axis=1), nb.sum(axis=1)
-        ok = (nt > 0) & (nn > 0)
-        vals = np.full(b, np.nan)
-        if ok.any():
-            fa, miss = _corners(tc[ok], nb[ok])
-            vals[ok] = fn(fa, miss, nn[ok], nt[ok])
-        out.append(vals)
-    return np.concatenate(out)
-
-
 def _finite_replicates(vals: np.ndarray) -> np.ndarray:
     good = vals[np.isfinite(vals)]
     if good.size < 0.5 * vals.size:
@@ -567,6 +631,11 @@ def _finite_replicates(vals: np.ndarray) -> np.ndarray:
             "use more groups or trial resampling"
         )
     return good
+
+
+def _interval(vals: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(_finite_replicates(vals), [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
 
 
 def bootstrap_ci(
@@ -581,31 +650,57 @@ def bootstrap_ci(
     which respects the dependence between trials sharing a speaker (wider, more honest
     intervals).  Resamples left without one of the classes are discarded.  Deterministic in
     ``seed``.
+
+    With groups each replicate costs O(groups x distinct target scores), independent of the
+    number of trials (see :class:`_GroupCorners`); without, O(distinct scores).
+    """
+    return bootstrap_cis(scores, labels, [metric], n_boot=n_boot, groups=groups, seed=seed, alpha=alpha)[metric]
+
+
+def bootstrap_cis(
+    scores, labels, metrics, n_boot: int = 1000, groups=None, seed: int = 0, alpha: float = 0.05
+) -> dict[str, tuple[float, float]]:
+    """:func:`bootstrap_ci` of several metrics, ``{metric: (low, high)}``, equal to one call per metric.
+
+    Every call of :func:`bootstrap_ci` with the same seed draws the same resamples, so with groups
+    the resamples are drawn and counted once and every metric is read from the same counts.
     """
     s, lab = _as_arrays(scores, labels)
-    rng = np.random.default_rng(seed)
-    vals = _finite_replicates(_replicates(s, lab, _bins(s, lab), metric, n_boot, groups, rng))
-    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    fns = [_metric_fn(m) for m in metrics]
+    if groups is None:
+        bins = _bins(s, lab)
+        return {
+            m: _interval(_replicates(s, lab, bins, m, n_boot, None, np.random.default_rng(seed)), alpha)
+            for m in metrics
+        }
+    gi, n_groups = _group_codes(groups, lab.size)
+    mult = _draw_groups(np.random.default_rng(seed), n_groups, n_boot)
+    reps = _group_replicates([_GroupCorners(s, lab, gi, n_groups)], mult, fns)[0]
+    return {m: _interval(v, alpha) for m, v in zip(metrics, reps)}
 
 
-def _system_metric_from_weights(s, lab, bins, w: np.ndarray, fn) -> np.ndarray:
-    from scipy import sparse
-
-    k = bins.tau.size
-    tb, nb_of = _trial_bins(s, lab, bins)
+def _paired_trial_replicates(sa, sb, lab, fn, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified trial resampling shared by both systems: per replicate, T target and N
+    non-target draws with replacement (in that order), counted into each system's score bins."""
     tpos, npos = np.flatnonzero(lab), np.flatnonzero(~lab)
-    tmat = sparse.csr_matrix((np.ones(tpos.size), (tpos, tb)), shape=(lab.size, k))
-    nmat = sparse.csr_matrix((np.ones(npos.size), (npos, nb_of)), shape=(lab.size, 2 * k + 1))
-    tc = np.asarray((tmat.T @ w.T).T)
-    nb = np.asarray((nmat.T @ w.T).T)
-    nt, nn = tc.sum(axis=1), nb.sum(axis=1)
-    ok = (nt > 0) & (nn > 0)
-    vals = np.full(w.shape[0], np.nan)
-    if ok.any():
-        fa, miss = _corners(tc[ok], nb[ok])
-        vals[ok] = fn(fa, miss, nn[ok], nt[ok])
-    return vals
+    systems = []
+    for s in (sa, sb):
+        bins = _bins(s, lab)
+        tb, nb_of = _trial_bins(s, lab, bins)
+        systems.append((bins.tau.size, tb, nb_of))
+    n_tar, n_non = tpos.size, npos.size
+    k_max = max(k for k, _, _ in systems)
+    out: tuple[list, list] = ([], [])
+    for b in _chunks(n_boot, 2 * (3 * k_max + 3)):
+        draws = []
+        for _ in range(b):
+            draws.append((rng.integers(0, n_tar, n_tar), rng.integers(0, n_non, n_non)))
+        for (k, tb, nb_of), dest in zip(systems, out):
+            tc = np.stack([np.bincount(tb[t], minlength=k) for t, _ in draws]).astype(np.float64)
+            nb = np.stack([np.bincount(nb_of[n], minlength=2 * k + 1) for _, n in draws]).astype(np.float64)
+            fa, miss = _corners(tc, nb)
+            dest.append(fn(fa, miss, np.full(b, float(n_non)), np.full(b, float(n_tar))))
+    return np.concatenate(out[0]), np.concatenate(out[1])
 
 
 def paired_bootstrap(
@@ -619,25 +714,26 @@ def paired_bootstrap(
     ``1 - alpha``) and ``p_value``: two-sided, ``min(1, 2 min(#(d* <= 0) + 1, #(d* >= 0) + 1) /
     (n + 1))`` over the ``n`` resampled differences ``d*``, i.e. the smallest level at which
     the percentile interval excludes zero (with the +1 that keeps it away from exactly 0).
+    With groups, the resampled group multiplicities are those of :func:`bootstrap_ci` with the
+    same seed, and each system's replicate is a weighted sum of per-group corner counts.
     """
     sa, lab = _as_arrays(scores_a, labels)
     sb, _ = _as_arrays(scores_b, labels)
     fn = _metric_fn(metric)
     rng = np.random.default_rng(seed)
-    res = _Resampler(lab, groups, rng)
-    bins_a, bins_b = _bins(sa, lab), _bins(sb, lab)
-    full = {
-        name: float(fn(*_corners(bn.tcount[None], bn.nbins[None]), np.array([(~lab).sum()]), np.array([lab.sum()]))[0])
-        for name, bn in (("a", bins_a), ("b", bins_b))
-    }
-    diffs = []
-    width = 2 * lab.size + 6 * max(bins_a.tau.size, bins_b.tau.size)
-    for b in _chunks(n_boot, width):
-        w = res.weights(b)
-        va = _system_metric_from_weights(sa, lab, bins_a, w, fn)
-        vb = _system_metric_from_weights(sb, lab, bins_b, w, fn)
-        diffs.append(va - vb)
-    d = _finite_replicates(np.concatenate(diffs))
+    full = {}
+    for name, s in (("a", sa), ("b", sb)):
+        bn = _bins(s, lab)
+        fa, miss = _corners(bn.tcount[None], bn.nbins[None])
+        full[name] = float(fn(fa, miss, np.array([(~lab).sum()]), np.array([lab.sum()]))[0])
+    if groups is None:
+        va, vb = _paired_trial_replicates(sa, sb, lab, fn, n_boot, rng)
+    else:
+        gi, n_groups = _group_codes(groups, lab.size)
+        mult = _draw_groups(rng, n_groups, n_boot)
+        corners = [_GroupCorners(s, lab, gi, n_groups) for s in (sa, sb)]
+        (va,), (vb,) = _group_replicates(corners, mult, [fn])
+    d = _finite_replicates(va - vb)
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     n = d.size
     p = min(1.0, 2.0 * min(np.count_nonzero(d <= 0) + 1, np.count_nonzero(d >= 0) + 1) / (n + 1))

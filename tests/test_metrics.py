@@ -341,14 +341,115 @@ def test_group_replicates_equal_metrics_of_repeated_trials():
                 assert np.isnan(val)
 
 
-def test_weighted_system_metric_equals_repeated_trials():
+def _naive_metric(s, lab, metric):
+    if not 0 < lab.sum() < lab.size:
+        return np.nan
+    return M.eer(s, lab) if metric == "eer" else M.min_dcf(s, lab, float(metric.split("@")[1]))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_group_corners_equal_brute_force_counts_and_metrics(monkeypatch, dense):
+    if not dense:
+        monkeypatch.setattr(M, "_DENSE_ENTRIES", 0)
     rng = np.random.default_rng(6)
-    lab = rng.random(300) < 0.3
-    s = np.round(rng.standard_normal(300) + lab, 1)
-    w = rng.integers(0, 3, size=(4, 300)).astype(float)
-    vals = M._system_metric_from_weights(s, lab, M._bins(s, lab), w, M._metric_fn("eer"))
-    for row, val in zip(w.astype(int), vals):
-        assert val == pytest.approx(M.eer(np.repeat(s, row), np.repeat(lab, row)), abs=1e-9)
+    n, g = 500, 9
+    groups = rng.integers(0, g, n)
+    lab = rng.random(n) < 0.2
+    s = np.round(rng.standard_normal(n) + lab, 1)  # many ties, within and across classes
+    s[:3] = [np.inf, -np.inf, 4.0]
+    gc = M._GroupCorners(s, lab, groups, g)
+    assert gc.dense == dense and gc.width < np.unique(s[lab]).size + 2  # dominated corners dropped
+    mult = rng.integers(0, 3, size=(7, g))
+    mult[0] = 0
+    mult[0, 0] = 1  # a resample of a single group, perhaps without one class
+    fa, miss = gc.counts(mult)
+    thr = np.concatenate(([-np.inf], np.unique(s[lab]), [np.inf]))[gc.cols]
+    for row, f_row, m_row in zip(mult, fa, miss):
+        w = row[groups]
+        # brute force: count every trial at every threshold; the last point rejects everything
+        for j, (t, f, m) in enumerate(zip(thr, f_row, m_row)):
+            last = j == thr.size - 1
+            assert f == sum(w[i] for i in range(n) if not lab[i] and s[i] >= t and not last)
+            assert m == sum(w[i] for i in range(n) if lab[i] and (s[i] < t or last))
+    metrics = ["eer", "mindcf@0.01", "mindcf@0.3"]
+    vals = M._evaluate(fa, miss, [M._metric_fn(x) for x in metrics])
+    for r, row in enumerate(mult):
+        ss, ll = np.repeat(s, row[groups]), np.repeat(lab, row[groups])
+        for metric, v in zip(metrics, vals):
+            want = _naive_metric(ss, ll, metric)
+            assert (np.isnan(v[r]) and np.isnan(want)) or v[r] == pytest.approx(want, abs=1e-9)
+
+
+def _naive_group_resamples(systems, lab, groups, metric, n_boot, seed):
+    """The definition: per resample one multinomial draw of the groups, shared by all systems."""
+    uniq, gi = np.unique(groups, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        w = rng.multinomial(uniq.size, np.full(uniq.size, 1 / uniq.size))[gi]
+        out.append([_naive_metric(np.repeat(s, w), np.repeat(lab, w), metric) for s in systems])
+    return np.array(out).T
+
+
+@pytest.mark.parametrize("metric", ["eer", "mindcf@0.05"])
+def test_group_bootstraps_equal_naive_loops(metric):
+    rng = np.random.default_rng(12)
+    n = 600
+    groups = rng.integers(0, 15, n)
+    lab = rng.random(n) < 0.15
+    a = np.round(rng.standard_normal(n) + 1.5 * lab + 0.4 * rng.standard_normal(15)[groups], 2)
+    b = np.round(a + 0.6 * rng.standard_normal(n), 2)
+    va, vb = _naive_group_resamples([a, b], lab, groups, metric, 150, 4)
+    r = M.paired_bootstrap(a, b, lab, groups=groups, metric=metric, n_boot=150, seed=4)
+    d = (va - vb)[np.isfinite(va - vb)]
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    p = min(1.0, 2 * min((d <= 0).sum() + 1, (d >= 0).sum() + 1) / (d.size + 1))
+    assert r["low"] == pytest.approx(lo, abs=1e-9) and r["high"] == pytest.approx(hi, abs=1e-9)
+    assert r["p_value"] == pytest.approx(p) and r["n_boot"] == d.size
+    ci = M.bootstrap_ci(a, lab, metric=metric, n_boot=150, groups=groups, seed=4)
+    assert ci == pytest.approx(tuple(np.quantile(va[np.isfinite(va)], [0.025, 0.975])), abs=1e-9)
+
+
+def test_bootstrap_cis_equals_one_call_per_metric():
+    rng = np.random.default_rng(13)
+    lab = rng.random(800) < 0.1
+    s = rng.standard_normal(800) + 2 * lab
+    metrics = ["eer", "mindcf@0.01", "mindcf@0.1"]
+    for groups in (None, np.arange(800) % 30):
+        got = M.bootstrap_cis(s, lab, metrics, n_boot=200, groups=groups, seed=3)
+        for m in metrics:
+            assert got[m] == M.bootstrap_ci(s, lab, metric=m, n_boot=200, groups=groups, seed=3)
+
+
+def test_many_groups_draw_uniform_counts(monkeypatch):
+    """Past _MULTINOMIAL_GROUPS groups, multiplicities are counts of G uniform group draws."""
+    monkeypatch.setattr(M, "_MULTINOMIAL_GROUPS", 3)
+    rng = np.random.default_rng(14)
+    n = 300
+    lab = rng.random(n) < 0.3
+    s = np.round(rng.standard_normal(n) + lab, 1)
+    got = M._replicates(s, lab, M._bins(s, lab), "eer", 20, np.arange(n), np.random.default_rng(5))
+    draw = np.random.default_rng(5)
+    for v in got:
+        w = np.bincount(draw.integers(0, n, n), minlength=n)
+        assert v == pytest.approx(M.eer(np.repeat(s, w), np.repeat(lab, w)), abs=1e-9)
+
+
+def test_paired_trial_resampling_equals_naive_loop():
+    rng = np.random.default_rng(15)
+    n = 400
+    lab = rng.random(n) < 0.25
+    a = np.round(rng.standard_normal(n) + 1.5 * lab, 1)
+    b = np.round(a + rng.standard_normal(n), 1)
+    r = M.paired_bootstrap(a, b, lab, metric="eer", n_boot=60, seed=8)
+    tpos, npos = np.flatnonzero(lab), np.flatnonzero(~lab)
+    draw = np.random.default_rng(8)
+    d = []
+    for _ in range(60):
+        idx = np.r_[tpos[draw.integers(0, tpos.size, tpos.size)], npos[draw.integers(0, npos.size, npos.size)]]
+        d.append(M.eer(a[idx], lab[idx]) - M.eer(b[idx], lab[idx]))
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    assert r["low"] == pytest.approx(lo, abs=1e-9) and r["high"] == pytest.approx(hi, abs=1e-9)
 
 
 @pytest.mark.parametrize("total_per_bin", [1, 50])
