@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,7 +311,11 @@ def train(
             values = _train_step(
                 train_model, train_loss, optimizer, scaler, amp, device, info, waves, labels, cfg.optim.grad_clip
             )
-            scheduler.step()
+            with warnings.catch_warnings():
+                # a skipped (NaN) first step trips torch's "scheduler before optimizer" warning; the lr
+                # is a function of the batch position by design, so the order does not matter here
+                warnings.simplefilter("ignore", UserWarning)
+                scheduler.step()
             state.batch = b + 1
             state.global_step += 1
             now = time.perf_counter()
