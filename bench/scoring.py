@@ -288,13 +288,132 @@ def write_scores(path: str | Path, trials, scores, labels=None) -> None:
 
 def read_scores(path: str | Path) -> ScoreFile:
     """Parse a score file (see the module docstring); errors name the file and line."""
+    cols = read_score_columns(path)
+    return ScoreFile(
+        _values(cols.enroll),
+        _values(cols.test),
+        cols.scores,
+        cols.labels,
+        cols.lines,
+        cols.path,
+    )
+
+
+@dataclass
+class ScoreColumns:
+    """A parsed score file with the ids as categoricals (extensions stripped): what a report
+    needs without building millions of Python strings."""
+
+    enroll: object  # pandas.Categorical
+    test: object  # pandas.Categorical
+    scores: np.ndarray
+    labels: np.ndarray | None
+    lines: np.ndarray
+    path: Path
+
+
+def _values(cat) -> list[str]:
+    return np.asarray(cat.categories, dtype=object)[cat.codes].tolist()
+
+
+def read_score_columns(path: str | Path) -> ScoreColumns:
+    """Parse a score file like :func:`read_scores`, ids as ``pandas.Categorical``.
+
+    Plain ASCII files (no ``#``, carriage returns or other rare separators) go through pandas'
+    C parser; anything it does not read exactly as the line-by-line reader would (and every
+    malformed file) is parsed line by line, which names the offending line.
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise BenchError(f"cannot read score file: {e.strerror}", path) from e
+    fast = _parse_fast(data)
+    if fast is not None:
+        return ScoreColumns(*fast, path)
+    try:
+        text = data.decode()
     except UnicodeDecodeError as e:
         raise BenchError("score file is not text", path) from e
+    enroll, test, vals, labs, nums = _parse_lines(text, path)
+    import pandas as pd
+
+    return ScoreColumns(
+        pd.Categorical(enroll),
+        pd.Categorical(test),
+        vals,
+        labs,
+        nums,
+        path,
+    )
+
+
+# Bytes the fast parser leaves to the line-by-line reader: comments, quotes (pandas treats them
+# specially), NUL, and the ASCII characters str.splitlines() / str.split() also break on.
+_SLOW_BYTES = (b"#", b'"', b"\x00", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+
+
+def _parse_fast(data: bytes):
+    """(enroll, test, scores, labels, lines) via pandas, or None when the file needs the slow path."""
+    import csv
+    import io
+
+    import pandas as pd
+
+    if not data or not data.isascii() or any(b in data for b in _SLOW_BYTES):
+        return None
+    try:
+        df = pd.read_csv(
+            io.BytesIO(data),
+            sep=r"\s+",
+            header=None,
+            index_col=False,
+            dtype={0: "category", 1: "category", 2: np.float64, 3: str},
+            na_filter=False,
+            quoting=csv.QUOTE_NONE,
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if df.shape[1] not in (3, 4) or len(df) == 0:
+        return None
+    ids = []
+    for c in (0, 1):
+        cat = df[c].array
+        cats = cat.categories
+        if not (pd.api.types.is_object_dtype(cats.dtype) or pd.api.types.is_string_dtype(cats.dtype)):
+            return None  # e.g. numeric ids that pandas converted
+        names = [str(x) for x in cats]
+        if "" in names or cat.codes.min() < 0:
+            return None
+        stripped, inv = np.unique(np.array([strip_ext(x) for x in names], dtype=object), return_inverse=True)
+        ids.append(pd.Categorical.from_codes(inv.reshape(-1)[cat.codes], categories=pd.Index(stripped, dtype=object)))
+    scores = df[2].to_numpy(np.float64)
+    if np.isnan(scores).any():
+        return None
+    if ((scores == 0) | (scores == 1)).any():
+        low = data.lower()  # pandas reads true/false as 1/0 where float() refuses them
+        if b"true" in low or b"false" in low:
+            return None
+    labels = None
+    if df.shape[1] == 4:
+        codes, uniq = pd.factorize(df[3].to_numpy(dtype=object))
+        lut = [_LABELS.get(str(u).lower()) for u in uniq]
+        if codes.min() < 0 or any(v is None for v in lut):
+            return None
+        labels = np.asarray(lut, dtype=bool)[codes]
+    n_lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if n_lines == len(df):
+        lines = np.arange(1, len(df) + 1, dtype=np.int64)
+    else:  # blank lines: number the lines that hold fields
+        lines = np.asarray([n for n, line in enumerate(data.split(b"\n"), 1) if line.strip()], dtype=np.int64)
+        if lines.size != len(df):
+            return None
+    return ids[0], ids[1], scores, labels, lines
+
+
+def _parse_lines(text: str, path: Path):
+    """Line-by-line reader (the definition of the format); raises on the first bad line."""
     enroll: list[str] = []
     test: list[str] = []
     vals: list[float] = []
@@ -328,13 +447,12 @@ def read_scores(path: str | Path) -> ScoreFile:
         nums.append(n)
     if not vals:
         raise BenchError("score file has no trials", path)
-    return ScoreFile(
+    return (
         enroll,
         test,
         np.asarray(vals, dtype=np.float64),
         np.asarray(labs, dtype=bool) if ncols == 4 else None,
         np.asarray(nums, dtype=np.int64),
-        path,
     )
 
 

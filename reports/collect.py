@@ -321,17 +321,21 @@ def trials_fingerprint(scores_path: Path) -> str:
 def read_scores(path: str | Path) -> pd.DataFrame:
     """A labelled score file (``enroll test score label``) as columns enroll, test, score, label.
 
-    Parsing is ``bench.scoring.read_scores`` (errors name the file and line); a report also needs
-    the labels and unique (enroll, test) keys, checked here.
+    Parsing is ``bench.scoring`` (errors name the file and line); a report also needs the labels
+    and unique (enroll, test) keys, checked here.  ``enroll`` and ``test`` are categoricals.
     """
-    from bench.scoring import key_index
-    from bench.scoring import read_scores as parse
+    import numpy as np
+
+    from bench.scoring import key_index, read_score_columns
 
     p = Path(path)
     if not p.exists():
         raise BenchError("score file not found", path=p)
-    sf = parse(p)
+    sf = read_score_columns(p)
     if sf.labels is None:
         raise BenchError("score file has no label column; a report needs 'enroll test score label'", path=p)
-    key_index(sf.enroll, sf.test, path=p, lines=sf.lines)
+    key = sf.enroll.codes.astype(np.int64) * max(len(sf.test.categories), 1) + sf.test.codes
+    if pd.Index(key).has_duplicates:  # key_index names the lines of the first repeated pair
+        values = [np.asarray(c.categories, dtype=object)[c.codes].tolist() for c in (sf.enroll, sf.test)]
+        key_index(*values, path=p, lines=sf.lines)
     return pd.DataFrame({"enroll": sf.enroll, "test": sf.test, "score": sf.scores, "label": sf.labels})

@@ -75,30 +75,63 @@ def align(systems: list[System], group_by: str = "speaker") -> Aligned:
             df = read_scores(r.scores_path)
             if ref is None:
                 ref, ref_path = df[["enroll", "test", "label"]].reset_index(drop=True), r.scores_path
-                index = pd.MultiIndex.from_frame(ref[["enroll", "test"]])
+                cats = (ref["enroll"].cat.categories, ref["test"].cat.categories)
+                ref_key = _trial_keys(ref, cats)
                 rows.append(df["score"].to_numpy(np.float64))
                 continue
-            keyed = df.set_index(["enroll", "test"])
-            if len(df) != len(ref) or not index.isin(keyed.index).all():
+            pos = _match(df, ref, cats, ref_key)
+            if pos is None:
                 raise BenchError(
                     f"score file has {len(df)} trials that do not match the {len(ref)} trials of {ref_path}; "
                     "systems can only be compared on the same trials",
                     path=r.scores_path,
                 )
-            keyed = keyed.reindex(index)
-            if not np.array_equal(keyed["label"].to_numpy(bool), ref["label"].to_numpy(bool)):
+            labels = df["label"].to_numpy(bool)
+            scores = df["score"].to_numpy(np.float64)
+            if pos is not _SAME_ORDER:
+                labels, scores = labels[pos], scores[pos]
+            if not np.array_equal(labels, ref["label"].to_numpy(bool)):
                 raise BenchError(f"trial labels differ from those in {ref_path}", path=r.scores_path)
-            rows.append(keyed["score"].to_numpy(np.float64))
+            rows.append(scores)
         mats.append(np.vstack(rows))
     assert ref is not None
     if group_by == "speaker":
-        keys = ref["enroll"].map(speaker_of)
+        enroll = ref["enroll"].array
+        spk = pd.factorize(np.array([speaker_of(str(c)) for c in enroll.categories], dtype=object))[0]
+        # numbered in order of first appearance, as factorizing the per-trial speaker strings would
+        groups = pd.factorize(spk[enroll.codes])[0].astype(np.int64)
     elif group_by == "trial":
-        keys = pd.Series(np.arange(len(ref)))
+        groups = np.arange(len(ref), dtype=np.int64)
     else:
         raise BenchError(f"unknown bootstrap unit '{group_by}'; use speaker or trial")
-    groups = pd.factorize(keys)[0].astype(np.int64)
     return Aligned(systems=systems, trials=ref, scores=mats, groups=groups)
+
+
+_SAME_ORDER = np.empty(0, dtype=np.int64)
+
+
+def _trial_keys(df: pd.DataFrame, cats: tuple[pd.Index, pd.Index]) -> np.ndarray:
+    """One int64 per trial from its (enroll, test) ids coded against ``cats``; -1 = an id not in them."""
+    codes = []
+    for col, c in zip(("enroll", "test"), cats):
+        cat = df[col].array
+        codes.append(cat.codes if cat.categories.equals(c) else cat.set_categories(c).codes)
+    e, t = (x.astype(np.int64) for x in codes)
+    return np.where((e < 0) | (t < 0), -1, e * max(len(cats[1]), 1) + t)
+
+
+def _match(df: pd.DataFrame, ref: pd.DataFrame, cats, ref_key: np.ndarray) -> np.ndarray | None:
+    """Positions in ``df`` of the reference trials (``_SAME_ORDER`` when already aligned), or None
+    when the trial sets differ.  Keys are unique within each file (``read_scores`` checks)."""
+    if len(df) != len(ref):
+        return None
+    key = _trial_keys(df, cats)
+    if np.array_equal(key, ref_key):
+        return _SAME_ORDER
+    if (key < 0).any():
+        return None
+    pos = pd.Index(key).get_indexer(ref_key)
+    return None if (pos < 0).any() else pos
 
 
 def _metrics(scores: np.ndarray, labels: np.ndarray, p_targets: tuple[float, ...]) -> dict[str, Any]:
@@ -126,7 +159,7 @@ def system_table(
     progress: Any = None,
 ) -> pd.DataFrame:
     """One row per system: per metric mean, std over seeds, bootstrap interval and best flag."""
-    from bench.metrics import bootstrap_ci
+    from bench.metrics import bootstrap_cis
 
     labels = al.labels
     pts = p_targets_of(metrics)
@@ -145,15 +178,15 @@ def system_table(
             "n_target": int(labels.sum()),
         }
         sc, lab, grp = _pooled(mat, labels, al.groups)
+        # one set of resamples serves every metric: the same intervals as one bootstrap_ci per metric
+        boot = [m for m in metrics if bootstrappable(m)] if n_boot > 0 else []
+        cis = bootstrap_cis(sc, lab, boot, n_boot=n_boot, groups=grp, seed=seed, alpha=alpha) if boot else {}
         for m in metrics:
             vals = np.array([float(d[m]) for d in per_seed])
             row[f"{m}_mean"] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else float("nan")
             row[f"{m}_seeds"] = vals.tolist()
-            if n_boot > 0 and bootstrappable(m):
-                lo, hi = bootstrap_ci(sc, lab, metric=m, n_boot=n_boot, groups=grp, seed=seed, alpha=alpha)
-            else:
-                lo, hi = float("nan"), float("nan")
+            lo, hi = cis.get(m, (float("nan"), float("nan")))
             row[f"{m}_low"], row[f"{m}_high"] = lo, hi
             if progress is not None:
                 progress()

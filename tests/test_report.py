@@ -335,3 +335,35 @@ def test_speaker_of_enrolment_ids():
     assert speaker_of("id00800-enroll") == "id00800"
     assert speaker_of("id10270/x6uYqmx31kE/00001") == "id10270"
     assert speaker_of("spk3") == "spk3"
+
+
+def test_align_puts_reordered_score_files_on_one_trial_order(tmp_path):
+    from reports.collect import group_systems
+    from reports.stats import align
+
+    enroll, test, labels = make_trials(n_spk=6, per_spk=12, seed=3)
+    enroll = [f"id{(7 * i) % 5:05d}/utt{i // 3}" for i in range(len(enroll))]  # speakers interleave
+    tpath = write_trials(tmp_path, enroll, test, labels)
+    rng = np.random.default_rng(0)
+    scores = {(loss, s): rng.standard_normal(labels.size) + labels for loss in ("a", "b") for s in (0, 1)}
+    for (loss, s), sc in scores.items():
+        write_run(tmp_path, loss, s, sc, (enroll, test, labels), tpath)
+    moved = tmp_path / "exp" / "b" / "seed1" / "scores.txt"
+    lines = moved.read_text().splitlines(keepends=True)
+    atomic_write(moved, "".join(lines[i] for i in rng.permutation(len(lines))))
+    (systems,) = group_systems(load_runs([tmp_path / "exp"])).values()
+    al = align(systems)
+    for i, loss in enumerate(("a", "b")):
+        for s in (0, 1):
+            np.testing.assert_array_equal(al.scores[i][s], scores[loss, s])
+    assert al.trials["enroll"].tolist() == enroll and al.labels.tolist() == labels.tolist()
+    first_seen: dict[str, int] = {}
+    want = [first_seen.setdefault(speaker_of(e), len(first_seen)) for e in enroll]
+    assert al.groups.tolist() == want
+    atomic_write(moved, "".join(lines[:-1]) + lines[-1].replace("test/", "test/x", 1))
+    with pytest.raises(BenchError, match="do not match"):
+        align(systems)
+    flipped = lines[-1].rsplit(" ", 1)[0] + (" 0\n" if lines[-1].endswith(" 1\n") else " 1\n")
+    atomic_write(moved, "".join(lines[:-1]) + flipped)
+    with pytest.raises(BenchError, match="labels differ"):
+        align(systems)

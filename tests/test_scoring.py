@@ -272,3 +272,67 @@ def test_score_embeddings(toy, with_trial_reader):
     (toy.dir / "t2.lst").write_text("id00000-enroll test/id00000-speech-0 1\nid00000-enroll test/ghost.wav 0\n")
     res = _invoke("--trials", toy.dir / "t2.lst", "--embeddings", toy.dir / "emb.npz")
     assert res.exit_code == 2 and "t2.lst:2: test id 'test/ghost' has no embedding" in _err(res)
+
+
+# --------------------------------------------------------------------------------------------
+# Fast score-file parsing agrees with the line-by-line definition
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_both(p):
+    out = []
+    for reader in (S.read_scores, lambda q: S.ScoreFile(*S._parse_lines(q.read_bytes().decode(), q), q)):
+        try:
+            sf = reader(p)
+            labels = None if sf.labels is None else sf.labels.tolist()
+            out.append(("ok", sf.enroll, sf.test, sf.scores.tolist(), labels, sf.lines.tolist()))
+        except BenchError as e:
+            out.append(("error", str(e), e.line))
+    return out
+
+
+def test_fast_score_parser_equals_line_reader(tmp_path):
+    rng = np.random.default_rng(21)
+    ids = ["a", "b.wav", "b", "x/y.flac", "NA", "nan", "1", "01", "null", "TRUE", "c.WAV", "#x", 'p"q', "é"]
+    vals = ["True", "false", "1_0", "0x10", "nan", "NA", "inf", "-Infinity", "1e500", ".5", "1.", "zero", "5,", "-0.0"]
+    labs = ["1", "0", "target", "NonTarget", "true", "01", "1.0", "maybe"]
+    p = tmp_path / "s.txt"
+    fast = 0
+    for _ in range(400):
+        ncols, lines = int(rng.choice([3, 4])), []
+        for _ in range(rng.integers(1, 5)):
+            if rng.random() < 0.05:
+                lines.append(str(rng.choice(["", "  ", "# note", "\t"])))
+                continue
+            weird = rng.random() < 0.1
+            f = [
+                str(rng.choice(ids[:11] if rng.random() < 0.9 else ids)),
+                str(rng.choice(ids[:11])),
+                str(rng.choice(vals)) if weird else repr(float(rng.standard_normal())),
+                str(rng.choice(labs[:4] if rng.random() < 0.95 else labs)),
+            ][:ncols]
+            if rng.random() < 0.05:
+                f = f[: rng.integers(2, 4)] if rng.random() < 0.5 else [*f, "extra"]
+            lines.append(str(rng.choice([" ", "\t", "  "])).join(f))
+        body = str(rng.choice(["\n", "\n", "\r\n"])).join(lines) + str(rng.choice(["", "\n", "\n\n"]))
+        p.write_bytes(body.encode())
+        got, want = _parse_both(p)
+        assert got == want, body
+        fast += S._parse_fast(p.read_bytes()) is not None
+    assert fast > 100  # the fast path really ran
+
+
+def test_fast_score_parser_is_used_and_exact(tmp_path):
+    rng = np.random.default_rng(22)
+    s = rng.standard_normal(3000) * 10.0 ** rng.integers(-300, 300, 3000)
+    tr = _trials_obj([(f"id{i % 7:05d}-enroll", f"test/u{i}.wav", i % 3 == 0) for i in range(3000)])
+    S.write_scores(tmp_path / "s.txt", tr, s)
+    data = (tmp_path / "s.txt").read_bytes()
+    assert S._parse_fast(data) is not None
+    (tmp_path / "b.txt").write_bytes(b"\n" + data.replace(b"\n", b"\n\n", 5))
+    for name in ("s.txt", "b.txt"):
+        got, want = _parse_both(tmp_path / name)
+        assert got == want
+        np.testing.assert_array_equal(got[3], s)
+        assert got[2][1] == "test/u1"
+    assert _parse_both(tmp_path / "b.txt")[0][5][:7] == [2, 4, 6, 8, 10, 12, 13]
