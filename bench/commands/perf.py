@@ -86,7 +86,7 @@ def perf(
         if repeats:
             sizes.repeats = repeats
         with console.status("GPU benchmarks (a few minutes)…") if not json_out else _Null():
-            result = run_gpu(sizes)
+            result = run_gpu(sizes, quick=quick)
     else:
         names = [n.strip() for n in only.split(",") if n.strip()] or list(BENCHMARKS)
         unknown = [n for n in names if n not in BENCHMARKS]

@@ -186,7 +186,7 @@ def _loader_vs_demand(sizes: GpuSizes, demand: float) -> tuple[list[dict[str, An
     ], res
 
 
-def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda") -> dict[str, Any]:
+def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda", quick: bool = False) -> dict[str, Any]:
     """Run the GPU benchmarks on ``device``; returns a suite-shaped result (see bench.perf.markdown)."""
     import torch
 
@@ -194,9 +194,9 @@ def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda") -> dict[str, An
 
     sizes = sizes or GpuSizes.full()
     dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
-    result: dict[str, Any] = {"machine": machine_info(), "quick": sizes.repeats < GpuSizes.full().repeats,
+    # cudnn.benchmark stays as `bench run` leaves it (off): with it on, every new utterance length of
+    # the eval pass would trigger a fresh kernel search.
+    result: dict[str, Any] = {"machine": machine_info(), "quick": quick,
                               "repeats": sizes.repeats, "sizes": sizes.__dict__, "sections": {}}  # fmt: skip
     if dev.type == "cuda":
         result["machine"]["cuda_device"] = torch.cuda.get_device_name(dev)
@@ -207,7 +207,8 @@ def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda") -> dict[str, An
     result["sections"]["gpu_train"] = {
         "title": f"ECAPA-TDNN C={sizes.channels} training throughput by precision",
         "what": f"Batch {sizes.batch} of {sizes.crop_seconds:g} s crops, fbank frontend included, SGD step on a "
-        f"sum-of-squares loss of the embedding; median of {sizes.repeats} steps on {dev}. cudnn.benchmark on; "
+        f"sum-of-squares loss of the embedding; median of {sizes.repeats} steps on {dev}; cudnn.benchmark "
+        f"{'on' if torch.backends.cudnn.benchmark else 'off'}, "
         f"TF32 convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}.",
         "rows": rows,
         "raw": raw,
