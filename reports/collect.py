@@ -193,9 +193,13 @@ def load_run(path: str | Path) -> Run:
     run_root = run_file.parent if run_file else (cfg_file.parent if cfg_file else d)
 
     data_cfg = cfg.get("data") or {}
-    # a cross-corpus result (bench eval) records the training corpus it came from
-    train_corpus = str(m.get("train_corpus") or data_cfg.get("corpus", "unknown"))
-    eval_corpus = str(m.get("corpus") or (d.name if d.parent.name == "eval" else train_corpus))
+    # a cross-corpus result (bench eval, under <run>/eval/) records the training corpus it came from;
+    # a run's own result was scored on its own corpus, whatever names the config and reader used
+    if d.parent.name == "eval":
+        train_corpus = str(m.get("train_corpus") or data_cfg.get("corpus", "unknown"))
+        eval_corpus = str(m.get("corpus") or d.name)
+    else:
+        train_corpus = eval_corpus = str(m.get("corpus") or data_cfg.get("corpus", "unknown"))
     # run.json keeps provenance either at the top level or under "provenance".
     prov = run_json.get("provenance") if isinstance(run_json.get("provenance"), dict) else run_json
     return Run(

@@ -70,8 +70,8 @@ def det_figure(curves: list[dict[str, Any]], out_dir: Path, name: str, title: st
     for c in curves:
         lo = min(lo, 0.5 * c["eer"] / 100 if c["eer"] > 0 else lo)
         dcf = [v for v in (c.get("dcf_point") or ()) if 0 < v < 1]
-        lo = min(lo, *[0.8 * v for v in dcf])
-        hi = max(hi, *[1.15 * v for v in dcf])  # a minDCF point at p=0.01 often has a high miss rate
+        lo = min([lo] + [0.8 * v for v in dcf])
+        hi = max([hi] + [1.15 * v for v in dcf])  # a minDCF point at p=0.01 often has a high miss rate
     lo, hi = max(lo, min(DET_TICKS) / 100), min(hi, max(DET_TICKS) / 100)
 
     def edge(v: float) -> np.ndarray:
