@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -92,10 +92,12 @@ def git_revision(root: Path = REPO_ROOT) -> dict[str, Any]:
 PACKAGES = ["torch", "torchaudio", "numpy", "pandas", "matplotlib", "seaborn", "optuna", "typer", "rich", "soundfile"]
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of Python and the runtime packages."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in PACKAGES:
+def versions(packages: Sequence[str] = PACKAGES, *, with_platform: bool = True) -> dict[str, str]:
+    """Installed versions of Python and ``packages`` ('not installed' for absent ones)."""
+    out = {"python": sys.version.split()[0]}
+    if with_platform:
+        out["platform"] = platform.platform()
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -148,6 +148,20 @@ class CosineClassifier(nn.Module):
         return F.linear(F.normalize(x.float(), dim=1), w).clamp(-1.0, 1.0)
 
 
+class _ScheduledMargin(SpeakerLoss):
+    """A classifier loss whose ``cfg.margin`` is scaled by the margin warm-up (``set_margin_scale``)."""
+
+    margin_scale: float = 1.0
+
+    @property
+    def margin(self) -> float:
+        return self.cfg.margin * self.margin_scale
+
+    def set_margin_scale(self, factor: float) -> None:
+        _check_margin_scale(factor)
+        self.margin_scale = float(factor)
+
+
 def margin_softmax(
     x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, scale: float, target_fn
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +194,7 @@ class AMConfig:
 
 
 @LOSSES.register("am", AMConfig, "additive margin softmax (CosFace): s*(cos(theta_y) - m)")
-class AMSoftmaxLoss(SpeakerLoss):
+class AMSoftmaxLoss(_ScheduledMargin):
     """Additive-margin (CosFace) softmax over all views; ``parts = {"am"}``.
 
     Target logit ``s * (cos(theta_y) - m)``, others ``s * cos(theta_j)``.
@@ -191,15 +205,6 @@ class AMSoftmaxLoss(SpeakerLoss):
         super().__init__()
         self.cfg = cfg
         self.classifier = CosineClassifier(embed_dim, num_classes)
-        self.margin_scale = 1.0
-
-    @property
-    def margin(self) -> float:
-        return self.cfg.margin * self.margin_scale
-
-    def set_margin_scale(self, factor: float) -> None:
-        _check_margin_scale(factor)
-        self.margin_scale = float(factor)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         check_shapes(embeddings, labels, "am")
@@ -222,7 +227,7 @@ class AAMConfig:
 
 
 @LOSSES.register("aam", AAMConfig, "additive angular margin softmax (ArcFace): s*cos(theta_y + m)")
-class AAMSoftmaxLoss(SpeakerLoss):
+class AAMSoftmaxLoss(_ScheduledMargin):
     """Additive-angular-margin (ArcFace) softmax over the rows it is given; ``parts = {"aam"}``.
 
     Target logit ``s * cos(theta_y + m)`` with the monotonic fallback of
@@ -234,15 +239,6 @@ class AAMSoftmaxLoss(SpeakerLoss):
         super().__init__()
         self.cfg = cfg
         self.classifier = CosineClassifier(embed_dim, num_classes)
-        self.margin_scale = 1.0
-
-    @property
-    def margin(self) -> float:
-        return self.cfg.margin * self.margin_scale
-
-    def set_margin_scale(self, factor: float) -> None:
-        _check_margin_scale(factor)
-        self.margin_scale = float(factor)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         check_shapes(embeddings, labels, "aam")

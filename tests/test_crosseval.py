@@ -19,15 +19,11 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.config import DataConfig, load_config
 from bench.errors import BenchError
+from tests.runner_helpers import TINY_MODEL
 
 TINY = [
     "model.backbone=tiny",
-    "model.params.channels=32",
-    "model.params.embed_dim=16",
-    "model.params.attention_channels=8",
-    "model.params.se_channels=8",
-    "model.params.mfa_channels=96",
-    "model.frontend.n_mels=24",
+    *TINY_MODEL,
     "model.frontend.specaug=false",
     "data.corpus=synthetic",
     "data.views=1",

@@ -13,16 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from tests.runner_helpers import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "model.params.channels=32",
-    "model.params.embed_dim=16",
-    "model.params.attention_channels=8",
-    "model.params.se_channels=8",
-    "model.params.mfa_channels=96",
-    "model.frontend.n_mels=24",
+    *TINY_MODEL,
     "data.crop_seconds=1.0",
     "data.speakers_per_batch=4",
     "data.workers=0",

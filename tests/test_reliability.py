@@ -24,16 +24,12 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.errors import BenchError
 from tests.faults import FailingWriter, full_disk_after
+from tests.runner_helpers import TINY_MODEL
 
 pytest_plugins = ["tests.faults"]  # the fault_case fixture and the session ledger
 
 SETS = [
-    "model.params.channels=32",
-    "model.params.embed_dim=16",
-    "model.params.attention_channels=8",
-    "model.params.se_channels=8",
-    "model.params.mfa_channels=96",
-    "model.frontend.n_mels=24",
+    *TINY_MODEL,
     "model.frontend.specaug=false",
     "data.corpus=cnceleb",
     "data.views=1",

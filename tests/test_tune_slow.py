@@ -9,17 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from tests.runner_helpers import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
 # tiny ECAPA narrowed further (as in the runner tests), 1 epoch of 2 short steps, no eval baseline
 FAST = [
-    "model.params.channels=32",
-    "model.params.embed_dim=16",
-    "model.params.attention_channels=8",
-    "model.params.se_channels=8",
-    "model.params.mfa_channels=96",
-    "model.frontend.n_mels=24",
+    *TINY_MODEL,
     "data.speakers_per_batch=4",
     "data.crop_seconds=0.5",
     "data.workers=0",

@@ -28,6 +28,20 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def shortcut_overrides(
+    sets: list[str] | None, *, backbone: str | None, corpus: str | None, experiment: str | None
+) -> list[str]:
+    """``--set`` overrides followed by those that the ``--backbone/--corpus/--experiment`` options stand for."""
+    overrides = list(sets or [])
+    if backbone:
+        overrides.append(f"model.backbone={backbone}")
+    if corpus:
+        overrides += _corpus_overrides(corpus)
+    if experiment:
+        overrides.append(f'experiment="{experiment}"')
+    return overrides
+
+
 def _corpus_overrides(corpus: str) -> list[str]:
     """``--corpus NAME`` picks a corpus kind; ``--corpus PATH`` (or ``KIND:PATH``) a corpus folder."""
     from bench.errors import BenchError
@@ -80,13 +94,7 @@ def run(
     """
     from bench.config import load_config, resolve, to_dict, to_toml
 
-    overrides = list(sets or [])
-    if backbone:
-        overrides.append(f"model.backbone={backbone}")
-    if corpus:
-        overrides += _corpus_overrides(corpus)
-    if experiment:
-        overrides.append(f'experiment="{experiment}"')
+    overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     if skip_bad:
         overrides.append("data.skip_bad=true")
     cfg = load_config(preset=preset, file=config, overrides=overrides)

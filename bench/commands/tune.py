@@ -67,17 +67,11 @@ def tune(
     if show:
         _show(show, storage or default_storage(out, show), json_out, plots)
         return
-    from bench.commands.run import _corpus_overrides
+    from bench.commands.run import shortcut_overrides
     from bench.config import load_config
     from bench.tune import TuneConfig, parse_space
 
-    overrides = list(sets or [])
-    if backbone:
-        overrides.append(f"model.backbone={backbone}")
-    if corpus:
-        overrides += _corpus_overrides(corpus)
-    if experiment:
-        overrides.append(f'experiment="{experiment}"')
+    overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     name = loss or cfg.loss.name
     tcfg = TuneConfig(

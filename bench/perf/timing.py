@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 # Packages whose versions change the numbers: ours, and the peers the suite compares against.
@@ -64,13 +63,9 @@ def _mem_gib() -> float | None:
 
 def versions() -> dict[str, str]:
     """Python and the versions of the packages that matter to the numbers ('not installed' if absent)."""
-    out = {"python": sys.version.split()[0]}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    from bench.io import versions as package_versions
+
+    return package_versions(VERSION_PACKAGES, with_platform=False)
 
 
 def machine_info() -> dict[str, Any]:
