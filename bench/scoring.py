@@ -15,23 +15,17 @@ in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a t
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.data.trials import strip_ext  # noqa: F401  (one definition of an id's extension; bench score uses it)
 from bench.errors import BenchError
 from bench.io import atomic_open, atomic_save
 
-_AUDIO_EXT = re.compile(r"\.(wav|flac|mp3|ogg|opus|m4a|sph|aac|aiff?)$", re.IGNORECASE)
 _LABELS = {"1": True, "0": False, "target": True, "nontarget": False, "true": True, "false": False}
-
-
-def strip_ext(utt_id: str) -> str:
-    """``utt_id`` without a trailing audio file extension."""
-    return _AUDIO_EXT.sub("", utt_id)
 
 
 # --------------------------------------------------------------------------------------------
