@@ -233,21 +233,9 @@ def _train_and_evaluate(
     outcome.best_val_eer = result.state.best_val_eer
     if not info.is_main:
         return
-    from bench.runner.evaluate import embed_utterances
-    from bench.runner.optim import amp_mode, autocast
+    from bench.runner.train import embedder
 
-    amp = amp_mode(cfg.train.amp, device)
-
-    def embed(index: Any) -> Any:
-        return embed_utterances(
-            result.model,
-            index,
-            cfg.eval,
-            device=device,
-            sample_rate=cfg.data.sample_rate,
-            resample=cfg.data.resample,
-            autocast=lambda: autocast(amp, device),
-        )
+    embed = embedder(result.model, cfg, device)
 
     if reporter:
         reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")

@@ -198,6 +198,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def embedder(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device) -> Callable[[Any], Embeddings]:
+    """``index -> Embeddings`` of ``model`` under the run's eval settings, audio rules and AMP mode."""
+    amp = amp_mode(cfg.train.amp, device)
+    return lambda index: embed_utterances(
+        model,
+        index,
+        cfg.eval,
+        device=device,
+        sample_rate=cfg.data.sample_rate,
+        resample=cfg.data.resample,
+        autocast=lambda: autocast(amp, device),
+    )
+
+
 def train(
     cfg: ExperimentConfig,
     corpus: Any,
@@ -249,15 +263,7 @@ def train(
     logs = _Logs(main, state.global_step if resume else None)
 
     def embed_fn(m: torch.nn.Module) -> Callable[[Any], Embeddings]:
-        return lambda index: embed_utterances(
-            m,
-            index,
-            cfg.eval,
-            device=device,
-            sample_rate=cfg.data.sample_rate,
-            resample=cfg.data.resample,
-            autocast=lambda: autocast(amp, device),
-        )
+        return embedder(m, cfg, device)
 
     if untrained_eval is not None and not resume and info.is_main:
         state.untrained = untrained_eval(embed_fn(model))
