@@ -71,7 +71,8 @@ def settings_text(r: Report) -> str:
         f"{100 * (1 - s['alpha']):g} % bootstrap interval, {s['n_boot']} resamples of {unit}, seeds pooled. "
         f"Pairwise tests: paired bootstrap of the {METRIC_NAMES.get(s['pair_metric'], s['pair_metric'])} "
         f"difference A − B over {unit} on trials matched by (enroll, test), two-sided p; "
-        "'no significant difference' when the interval contains 0. Best value per column in bold. "
+        "'no significant difference' when the interval contains 0 (a per-comparison verdict); "
+        "p (Holm) corrects the p-values for testing every pair. Best value per column in bold. "
         "Cllr reads the raw scores as log-likelihood ratios (large for uncalibrated cosine scores) and "
         "has no interval."
     )
@@ -116,7 +117,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
                 "### Pairwise significance",
                 "",
                 _md_table(
-                    ["A", "B", "Δ (A − B)", "Interval", "p", "Verdict"],
+                    ["A", "B", "Δ (A − B)", "Interval", "p", "p (Holm)", "Verdict"],
                     [
                         [
                             p.system_a,
@@ -124,6 +125,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
                             f"{p.diff:+.3f}",
                             f"[{p.low:+.3f}, {p.high:+.3f}]",
                             _pval(p.p_value),
+                            _pval(p.p_holm),
                             p.verdict,
                         ]
                         for p in sec.pairwise.itertuples()
@@ -216,12 +218,12 @@ def to_html(r: Report) -> str:
                 cls = "" if p.verdict.startswith("no significant") else ' class="sig"'
                 prow.append(
                     f"<tr><td>{e(p.system_a)}</td><td>{e(p.system_b)}</td><td>{p.diff:+.3f}</td>"
-                    f"<td>[{p.low:+.3f}, {p.high:+.3f}]</td><td>{e(_pval(p.p_value))}</td>"
+                    f"<td>[{p.low:+.3f}, {p.high:+.3f}]</td><td>{e(_pval(p.p_value))}</td><td>{e(_pval(p.p_holm))}</td>"
                     f"<td{cls}>{e(p.verdict)}</td></tr>"
                 )
             body.append(
                 '<h3>Pairwise significance</h3><table class="pairwise"><tr><th>A</th><th>B</th>'
-                "<th>Δ (A − B)</th><th>Interval</th><th>p</th><th>Verdict</th></tr>" + "".join(prow) + "</table>"
+                "<th>Δ (A − B)</th><th>Interval</th><th>p</th><th>p (Holm)</th><th>Verdict</th></tr>" + "".join(prow) + "</table>"
             )
         if sec.figures:
             body.append("<h3>Figures</h3>" + "".join(_img_tag(f) for f in sec.figures))
@@ -313,15 +315,15 @@ def table_tex(r: Report) -> str:
                 r"\begin{table}[t]",
                 r"\centering",
                 r"\small",
-                r"\begin{tabular}{llrcrl}",
+                r"\begin{tabular}{llrcrrl}",
                 r"\toprule",
-                r"A & B & $\Delta$ & Interval & $p$ & Verdict \\",
+                r"A & B & $\Delta$ & Interval & $p$ & $p_{\mathrm{Holm}}$ & Verdict \\",
                 r"\midrule",
             ]
             for p in sec.pairwise.itertuples():
                 lines.append(
                     f"{_tex(p.system_a)} & {_tex(p.system_b)} & {p.diff:+.3f} & "
-                    f"[{p.low:+.3f}, {p.high:+.3f}] & {_tex(_pval(p.p_value))} & {_tex(p.verdict)} \\\\"
+                    f"[{p.low:+.3f}, {p.high:+.3f}] & {_tex(_pval(p.p_value))} & {_tex(_pval(p.p_holm))} & {_tex(p.verdict)} \\\\"
                 )
             lines += [
                 r"\bottomrule",

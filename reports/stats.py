@@ -13,6 +13,9 @@ Conventions (documented in the report itself):
 * **Paired test**: the same speaker-level bootstrap applied to the difference A − B on trials
   matched by their (enroll, test) key, seed *i* of A paired with seed *i* of B. The p-value is
   two-sided; the verdict is "no significant difference" whenever the interval contains 0.
+* **Holm-adjusted p** (``p_holm``): the pairwise p-values corrected for testing every pair of the
+  table (Holm's step-down method, family = all pairs of one corpus and metric), for readers who
+  want a family-wise error rate instead of the per-comparison interval.
 """
 
 from __future__ import annotations
@@ -204,6 +207,19 @@ def bootstrappable(metric: str) -> bool:
     return metric == "eer" or metric.startswith("mindcf")
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values: sorted p_(k) times (m - k), made monotone, capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out = np.empty(m)
+    out[order] = np.minimum(scaled, 1.0)
+    return out
+
+
 def pairwise(
     al: Aligned, metric: str = "eer", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, progress: Any = None
 ) -> pd.DataFrame:
@@ -252,7 +268,7 @@ def pairwise(
             )
             if progress is not None:
                 progress()
-    return pd.DataFrame(
+    df = pd.DataFrame(
         rows,
         columns=[
             "eval_corpus",
@@ -267,6 +283,8 @@ def pairwise(
             "verdict",
         ],
     )
+    df.insert(df.columns.get_loc("p_value") + 1, "p_holm", holm(df["p_value"].to_numpy()))
+    return df
 
 
 def genre_table(systems: list[System], metric: str = "eer") -> pd.DataFrame:

@@ -367,3 +367,23 @@ def test_align_puts_reordered_score_files_on_one_trial_order(tmp_path):
     atomic_write(moved, "".join(lines[:-1]) + flipped)
     with pytest.raises(BenchError, match="labels differ"):
         align(systems)
+
+
+def test_holm_adjusted_p_values_match_the_step_down_procedure():
+    from reports.stats import holm
+
+    # textbook case: sorted 0.005, 0.01, 0.03, 0.04 scaled by 4, 3, 2, 1 -> 0.02, 0.03, 0.06, max(0.04, 0.06)
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02])
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 8))
+        alpha = 0.05
+        # Holm's procedure as published: walk up the sorted p-values, reject while p_(k) <= alpha / (m - k)
+        rejected = np.zeros(len(p), bool)
+        for k, i in enumerate(np.argsort(p)):
+            if p[i] > alpha / (len(p) - k):
+                break
+            rejected[i] = True
+        adjusted = holm(p)
+        assert np.array_equal(adjusted <= alpha, rejected)
+        assert np.all(adjusted >= p) and np.all(adjusted <= 1)
