@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.trials import strip_ext  # noqa: F401  (one definition of an id's extension; bench score uses it)
+from bench.data.trials import strip_ext
 from bench.errors import BenchError
 from bench.io import atomic_open, atomic_save
 

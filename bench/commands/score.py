@@ -22,7 +22,8 @@ def _join(trials, sf):
     """Scores of ``sf`` in trial order; every trial needs exactly one score line."""
     import numpy as np
 
-    from bench.scoring import key_index, strip_ext, trial_line
+    from bench.data.trials import strip_ext
+    from bench.scoring import key_index, trial_line
 
     t_enroll = [strip_ext(e) for e in trials.enroll]
     t_test = [strip_ext(t) for t in trials.test]

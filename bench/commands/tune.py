@@ -193,14 +193,12 @@ class TuneProgress:
 
     def __init__(self, target: int):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress
+
+        from bench.runner.progress import stats_columns
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
+            *stats_columns(),
             console=Console(stderr=True),
         )
         self.progress.start()

@@ -8,6 +8,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def stats_columns() -> list[Any]:
+    """Columns of a counted bar with a free ``stats`` field: description, bar, n/total, stats, elapsed."""
+    return [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    ]
+
+
 class RichReporter:
     """Implements :class:`bench.runner.train.Reporter` on a Rich console (stderr by default)."""
 
@@ -20,11 +31,7 @@ class RichReporter:
     def _ensure(self) -> Progress:
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
+                *stats_columns(),
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=False,
