@@ -42,6 +42,7 @@ def lint(session: nox.Session) -> None:
     """ruff check over the whole tree."""
     _setup(session)
     session.run(str(VENV / "bin" / "ruff"), "check", ".", external=True)
+    session.run(str(VENV / "bin" / "uv"), "lock", "--check", external=True)
 
 
 @nox.session(venv_backend="none")
@@ -72,3 +73,10 @@ def perf(session: nox.Session) -> None:
     _setup(session)
     _perf_env(session)
     session.run(_py(PERF_VENV), "-m", "bench", "perf", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Refresh uv.lock from pyproject.toml (pass --upgrade to move every pin); commit both files."""
+    _setup(session)
+    session.run(str(VENV / "bin" / "uv"), "lock", *session.posargs, external=True)
