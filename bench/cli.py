@@ -19,11 +19,42 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: square brackets in help texts ('enroll test score [label]') are text, not markup.
+    rich_markup_mode=None,
 )
 
-data_app = typer.Typer(help="Corpora: generate the synthetic corpus, check a corpus.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Corpora: generate the synthetic corpus, check a corpus.", no_args_is_help=True, rich_markup_mode=None
+)
 data_app.command("synth")(synth.synth)
 data_app.command("check", context_settings=LOOSE)(check.check)
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bench.versions import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print bench, torch, torchaudio, CUDA, numpy versions."
+    ),
+) -> None:
+    """Benchmark speaker-verification training objectives: train, score, compare, tune."""
+    from bench.commands.common import fail
+    from bench.errors import BenchError
+    from bench.versions import check_torch_pair
+
+    try:
+        check_torch_pair()
+    except BenchError as e:
+        fail(str(e))
+
 
 app.add_typer(data_app, name="data")
 app.command("run")(run.run)

@@ -90,6 +90,10 @@ class LossConfig:
     name: str = "aamsupcon"
     params: dict[str, Any] = field(default_factory=dict)
     margin_warmup_epochs: int = 0  # linear warm-up of the margin over the first epochs
+    # loss.params keys the user gave with --set: each must fit one of the experiment's losses. Keys from
+    # a preset or config file apply to the losses that have them. Filled by load_config; run configs
+    # (config.toml) carry it empty.
+    set_params: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -264,7 +268,19 @@ def load_config(
     if file:
         data = _merge(data, read_toml(file))
     data = apply_overrides(data, overrides or [])
-    return config_from_mapping(ExperimentConfig, data, where="config")
+    cfg = config_from_mapping(ExperimentConfig, data, where="config")
+    cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
+    return cfg
+
+
+def user_loss_params(overrides: list[str]) -> set[str]:
+    """Names of the ``loss.params.NAME=...`` keys among ``--set`` overrides."""
+    out = set()
+    for text in overrides:
+        parts, _ = parse_override(text)
+        if parts[:2] == ["loss", "params"] and len(parts) == 3:
+            out.add(parts[2])
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -55,18 +55,36 @@ def default_name(paths: list[str | Path], runs: list[Run]) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_+." else "_" for ch in name) or "report"
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse to overwrite a finished report, or to write into an unrelated non-empty folder."""
+def report_inputs(paths: list[str | Path]) -> list[str]:
+    """The input folders of a report as recorded in ``report.json`` (absolute, sorted)."""
+    return sorted({str(Path(p).resolve()) for p in paths})
+
+
+def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None) -> None:
+    """Refuse to overwrite another report or an unrelated non-empty folder.
+
+    A report of the same input folders (``inputs`` equal to the ``inputs`` recorded in its
+    ``report.json``) is ours to regenerate: it is replaced without ``force``.
+    """
     if not out.exists():
         return
     if not out.is_dir():
         raise BenchError("report output path exists and is not a folder", path=out)
     if (out / MARKER).exists():
-        if not force:
-            raise BenchError("a finished report is already here; pass --force to replace it or choose --out", path=out)
-        return
+        if force or (inputs is not None and _recorded_inputs(out / MARKER) == inputs):
+            return
+        raise BenchError(
+            "a report of other runs is already here; pass --force to replace it or choose --out", path=out
+        )
     if any(out.iterdir()) and not force:
         raise BenchError("output folder is not empty and holds no report; pass --force or choose --out", path=out)
+
+
+def _recorded_inputs(marker: Path) -> list[str] | None:
+    try:
+        return json.loads(marker.read_text()).get("inputs")
+    except (OSError, ValueError):
+        return None
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -183,7 +201,8 @@ def build(
     runs = load_runs(paths)
     grouped = group_systems(runs)
     out_dir = Path(out) if out else Path("reports/out") / default_name(paths, runs)
-    check_out_dir(out_dir, opts.force)
+    inputs = report_inputs(paths)
+    check_out_dir(out_dir, opts.force, inputs)
     tick = progress or (lambda desc, total: lambda: None)
 
     # Write into a sibling temp folder, then swap it in, so a failed build never leaves half a report
@@ -239,7 +258,7 @@ def build(
                 "pair_metric": opts.pair_metric,
             },
         )
-        _write(report, tmp, opts)
+        _write(report, tmp, opts, inputs)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -323,7 +342,7 @@ def _clean(v: Any) -> Any:
     return None if np.isnan(v) else v
 
 
-def _write(report: Report, out: Path, opts: Options) -> None:
+def _write(report: Report, out: Path, opts: Options, inputs: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if "md" in opts.formats:
         atomic_write(out / "report.md", to_markdown(report, base=out))
@@ -346,5 +365,6 @@ def _write(report: Report, out: Path, opts: Options) -> None:
             "pairwise": json.loads(pd.concat(pairs, ignore_index=True).to_json(orient="records")) if pairs else [],
             "figures": [f.name for s in report.sections for f in s.figures],
             "runs": [str(p) for p in report.runs["run"]],
+            "inputs": inputs,
         },
     )

@@ -203,13 +203,18 @@ def test_csv_and_latex_tables(report):
     assert {r["system"] for r in marker["table"]} == set(SYSTEMS)
 
 
-def test_finished_report_is_not_overwritten(experiment, report):
+def test_another_report_is_not_overwritten_but_its_own_is_regenerated(experiment, report, tmp_path):
+    import shutil
+
     root, _, _ = experiment
-    out, _ = report
+    out = tmp_path / "copy"
+    shutil.copytree(report[0], out)
     before = (out / "report.md").read_text()
     with pytest.raises(BenchError, match="--force"):
-        build([root / "exp"], out, Options(n_boot=0, figures=False))
+        build([root / "exp" / "good"], out, Options(n_boot=0, figures=False))  # other runs
     assert (out / "report.md").read_text() == before
+    build([root / "exp"], out, Options(n_boot=0, figures=False))  # the same runs: regenerated in place
+    assert (out / "report.md").read_text() != before  # n_boot=0: no intervals this time
 
 
 def test_force_replaces_and_formats_are_honoured(experiment, tmp_path):

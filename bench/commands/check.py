@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from bench.commands.common import console, err_console, handle_errors, print_json
 
@@ -65,8 +66,8 @@ def _print(report) -> None:
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if report.problems:
-        err_console.print(f"[bold red]{len(report.problems)} problem(s):[/]")
+        err_console.print(Text(f"{len(report.problems)} problem(s):", style="bold red"))
         for p in report.problems:
             err_console.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
     else:
-        console.print("[green]no problems found[/]")
+        console.print(Text("no problems found", style="green"))

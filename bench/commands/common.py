@@ -11,16 +11,27 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from bench.errors import BenchError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: user text (paths, ids, 'enroll test score [label]') is printed as given; styling is
+# applied with Text objects where wanted.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr and exit with ``code`` (under torchrun: rank 0 prints it)."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        # Bad input fails every rank alike; let rank 0 print it and end the job first.
+        import time
+
+        time.sleep(5)
+        raise typer.Exit(code)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -11,15 +11,16 @@ the report is rebuilt only when a run changed (or the report is missing).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.text import Text
 
 from bench.commands.common import console, err_console, fail, handle_errors, print_json
+from bench.commands.run import Threads
 
 DEMO_LOSSES = ("softmax", "aam", "supcon", "aamsupcon")
 DEFAULT_DATA = Path("data/synth-demo")
@@ -48,12 +49,9 @@ class DemoResult:
 
 def ensure_corpus(root: Path, workers: int = 0, progress: Any = None) -> str:
     """Generate the demo corpus at ``root`` unless a finished corpus (``corpus.json``) is there."""
-    if (root / "corpus.json").exists():
-        return "reused"
-    from bench.synth import generate, make_config
+    from bench.data.prepare import ensure_synthetic
 
-    generate(make_config("demo"), root, workers=workers or os.cpu_count() or 1, progress=progress)
-    return "generated"
+    return ensure_synthetic(root, progress=progress, workers=workers)
 
 
 def run_demo(
@@ -69,6 +67,7 @@ def run_demo(
     reporter: Any = None,
     synth_progress: Any = None,
     report_progress: Any = None,
+    threads: int | None = None,
 ) -> DemoResult:
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
@@ -89,6 +88,9 @@ def run_demo(
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset="demo", overrides=sets)
+    from bench.threads import configure
+
+    configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
     t1 = time.perf_counter()
     outcomes = run_experiment(cfg, list(losses), [cfg.train.seed], out, force=force, reporter=reporter,
@@ -135,7 +137,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Root of the run directories.")] = Path("runs"),
     force: Annotated[bool, typer.Option("--force", help="Retrain finished runs (their results are replaced).")] = False,
     epochs: Annotated[
-        Optional[int], typer.Option("--epochs", min=1, help="Training epochs per loss (default: the demo preset's, 4).")
+        Optional[int], typer.Option("--epochs", min=1, help="Training epochs per loss (default: the demo preset's train.epochs).")
     ] = None,
     data: Annotated[
         Path, typer.Option("--data", help="Synthetic corpus folder; generated there when missing.")
@@ -143,9 +145,10 @@ def demo(
     report_dir: Annotated[Path, typer.Option("--report", help="Report folder.")] = DEFAULT_REPORT,
     losses: Annotated[str, typer.Option("--losses", help="Comma-separated losses to compare.")] = ",".join(DEMO_LOSSES),
     sets: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a demo-preset setting: section.key=value.")
+        Optional[list[str]], typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a demo-preset setting.")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout; no progress bars.")] = False,
+    threads: Threads = None,
 ) -> None:
     """Generate the demo corpus, train four losses, score the trials and write the report.
 
@@ -162,7 +165,7 @@ def demo(
     names = tuple(n.strip() for n in losses.split(",") if n.strip())
     if not names:
         fail("--losses is empty")
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     # All progress goes to stderr (and none under --json), so stdout carries only the summary.
     with Progress(*columns, console=err_console, transient=True, disable=json_out) as bar:
         synth_task = None
@@ -181,7 +184,7 @@ def demo(
         try:
             res = run_demo(out, data=data, report_dir=report_dir, losses=names, epochs=epochs, force=force,
                            overrides=sets, reporter=reporter, synth_progress=synth_progress,
-                           report_progress=report_progress)  # fmt: skip
+                           report_progress=report_progress, threads=threads)  # fmt: skip
         finally:
             if isinstance(reporter, RichReporter):
                 reporter.close()
@@ -220,4 +223,4 @@ def _print_summary(res: DemoResult) -> None:
         console.print("reused finished work (" + ", ".join(reused + ["skipped runs"] * any(
             a == "skipped" for a in actions.values())) + "); --force retrains", highlight=False)  # fmt: skip
     console.print(f"runs: {res.experiment_dir}", highlight=False)
-    console.print(f"HTML report: [bold]{res.html}[/]", highlight=False)
+    console.print(Text.assemble("HTML report: ", (res.html, "bold")), highlight=False)

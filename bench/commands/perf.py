@@ -45,7 +45,7 @@ def perf(
         typer.Option("--repeats", min=1, help="Repeats per measurement (median) [default: 3, --quick: 1]."),
     ] = None,
     only: Annotated[
-        str, typer.Option("--only", help="Comma-separated benchmarks: metrics,ecapa,losses,loader,synth.")
+        str, typer.Option("--only", help="Comma-separated benchmarks: metrics,ecapa,losses,loader,synth,concurrency (default: all).")
     ] = "",
     gpu: Annotated[
         bool, typer.Option("--gpu", help="The GPU script: ECAPA C=1024 by precision + CN-Celeb-sized embed/score.")
@@ -94,7 +94,7 @@ def perf(
             raise BenchError(f"--only: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True, disable=json_out) as bar:  # fmt: skip
             task = bar.add_task("benchmarks", total=len(names))
             started: list[str] = []

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from bench.commands.common import console, err_console, handle_errors, print_json
 
@@ -31,7 +32,14 @@ def report(
 
     Runs are grouped into systems by loss, backbone, training corpus and evaluation corpus; the seeds of a system are aggregated as mean ± std. Systems are compared per evaluation corpus, only on identical trial lists. Intervals and paired tests bootstrap over enrolment speakers by default (--unit trial resamples single trials).
 
-    Example: bench report runs/demo --out reports/out/demo --format md,html
+    A report of the same run folders is regenerated in place; another report in --out is kept
+    unless --force.
+
+    \b
+    Examples:
+      bench report runs/demo
+      bench report runs/demo --out reports/out/demo --format md,html --n-boot 2000
+      bench report runs/exp-a runs/exp-b --title "AAM vs AAM-SupCon"
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -53,7 +61,7 @@ def report(
     )
     # Progress goes to stderr so that --json output on stdout stays machine-readable.
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -71,7 +79,7 @@ def report(
         return
     for sec in rep.sections:
         best = sec.table.loc[sec.table["eer_mean"].idxmin(), "system"]
-        console.print(f"[bold]{sec.corpus}[/]: {len(sec.table)} systems, best EER: {best}", highlight=False)
+        console.print(Text.assemble((str(sec.corpus), "bold"), f": {len(sec.table)} systems, best EER: {best}"), highlight=False)
         for p in sec.pairwise.itertuples():
             console.print(
                 f"  {p.system_a} vs {p.system_b}: ΔEER {p.diff:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "

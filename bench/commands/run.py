@@ -11,7 +11,17 @@ from bench.commands.common import console, fail, handle_errors, print_json
 
 Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name: demo | reference.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
+Sets = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a config setting (repeatable)."),
+]
+
+Threads = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads", min=1, help="CPU threads of the main process (default: the CPUs it may use, less one per loader worker)."
+    ),
+]
 
 CORPUS_KINDS = ("synthetic", "cnceleb", "cnceleb2", "cnceleb12", "voxceleb", "kaldi")
 
@@ -86,11 +96,20 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
+    threads: Threads = None,
 ) -> None:
     """Train and evaluate each loss (and seed) of an experiment into runs/<experiment>/<loss>/seed<k>/.
 
-    Finished runs are skipped unless --force. Launch under torchrun for DistributedDataParallel:
-    torchrun --nproc_per_node 2 -m bench run ...
+    A finished run is skipped when its stored config is the one asked for; with another config the
+    run stops and names the differing keys (--force replaces it, --experiment keeps both). The
+    embedded synthetic corpus is generated on first use.
+
+    \b
+    Examples:
+      bench run --losses aam,aamsupcon
+      bench run --preset demo --losses softmax,aam --seeds 0,1,2 --set train.epochs=8
+      bench run --preset reference --corpus cnceleb:/data/CN-Celeb_flac --losses aamsupcon
+      torchrun --nproc_per_node 4 -m bench run --preset reference --losses aamsupcon
     """
     from bench.config import load_config, resolve, to_dict, to_toml
 
@@ -117,15 +136,21 @@ def run(
     from bench.runner.experiment import run_config, run_experiment
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
+    from bench.threads import configure
 
+    configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
     reporter = NullReporter() if (json_out or quiet or not info.is_main) else RichReporter(label=cfg.experiment)
     t0 = time.time()
     try:
         from bench.data.corpus import load_corpus
+        from bench.data.prepare import prepare_corpus
 
         for name in names:  # a typo'd loss name fails before the corpus loads
             run_config(cfg, name, seed_list[0], names)
+        if info.is_main:
+            prepare_corpus(cfg.data, quiet=json_out or quiet)
+        ddp.barrier(info)
         corpus = load_corpus(cfg.data)
         if corpus.bad_files and info.is_main:
             listing = _write_bad_files(out / cfg.experiment, corpus.bad_files)

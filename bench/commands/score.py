@@ -68,7 +68,7 @@ def score(
         Optional[Path], typer.Option("--save-scores", help="With --embeddings: write the trial scores here.")
     ] = None,
     p_target: Annotated[
-        Optional[list[float]], typer.Option("--p-target", help="minDCF target prior (repeatable; default 0.01, 0.05).")
+        Optional[list[float]], typer.Option("--p-target", metavar="P", help="minDCF target prior (repeatable; default 0.01, 0.05).")
     ] = None,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Resamples for 95% confidence intervals of EER and minDCF (0 = none).")
@@ -76,7 +76,14 @@ def score(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the metrics as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Score trials from a score or embedding file: EER, minDCF, Cllr, minCllr."""
+    """Score trials from a score or embedding file: EER, minDCF, Cllr, minCllr.
+
+    \b
+    Examples:
+      bench score --trials eval/lists/trials.lst --scores runs/demo/aam/seed0/scores.txt
+      bench score -t trials.lst -e embeddings.npz --save-scores scores.txt --json
+      bench score -t trials.lst -s scores.txt --bootstrap 1000 --p-target 0.01
+    """
     import numpy as np
 
     from bench import metrics, scoring

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from bench.commands.common import console, err_console, handle_errors, print_json
 
@@ -57,7 +58,7 @@ def synth(
     # With --json the bar goes to stderr so stdout stays machine-readable.
     bar_console = err_console if json_out else console
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -91,7 +92,8 @@ def _print(result: dict) -> None:
         else f"generated in {result['generation_seconds']:.1f} s"
     )
     console.print(
-        f"[bold]{result['out']}[/]: preset {result['preset']}, seed {result['seed']} ({state})", highlight=False
+        Text.assemble((str(result["out"]), "bold"), f": preset {result['preset']}, seed {result['seed']} ({state})"),
+        highlight=False,
     )
     t = Table(show_header=True)
     t.add_column("part")
@@ -111,5 +113,6 @@ def _print(result: dict) -> None:
     if "check" in result:
         ch = result["check"]
         console.print(
-            f"baseline ({ch['method']}): EER [bold]{ch['eer']:.2f} %[/] on {ch['trials']:,} trials", highlight=False
+            Text.assemble(f"baseline ({ch['method']}): EER ", (f"{ch['eer']:.2f} %", "bold"), f" on {ch['trials']:,} trials"),
+            highlight=False,
         )

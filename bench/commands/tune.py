@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bench.commands.common import console, handle_errors, print_json
-from bench.commands.run import ConfigFile, Preset, Sets
+from bench.commands.run import ConfigFile, Preset, Sets, Threads
 
 
 @handle_errors
@@ -19,7 +19,7 @@ def tune(
     params: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--param", help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses."
+            "--param", metavar="NAME=RANGE", help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses."
         ),
     ] = None,
     trials: Annotated[
@@ -52,15 +52,20 @@ def tune(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the study's figures.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    threads: Threads = None,
 ) -> None:
     """Search loss hyper-parameters with Optuna (seeded TPE, per-epoch pruning on the validation EER).
 
     Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
     several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
     killed study. The objective is the last epoch's validation EER on held-out training speakers; the
-    evaluation trials are never scored. Example:
+    evaluation trials are never scored.
 
-    bench tune --preset demo --loss aamsupcon --param margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
+    \b
+    Examples:
+      bench tune --preset demo --loss aamsupcon --param margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
+      bench tune --preset demo --loss aam --param margin=0.1:0.4 --storage postgresql://user@host/db --study aam-m
+      bench tune --show aam-m
     """
     from bench.tune.storage import default_storage
 
@@ -73,6 +78,9 @@ def tune(
 
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     cfg = load_config(preset=preset, file=config, overrides=overrides)
+    from bench.threads import configure
+
+    configure(cfg.data.workers, threads)
     name = loss or cfg.loss.name
     tcfg = TuneConfig(
         loss=name, params=list(params or []), trials=trials, study=study or "", storage=storage or "",
@@ -101,7 +109,10 @@ def _tune(cfg: Any, tcfg: Any, space: list, origin: dict, json_out: bool, quiet:
         raise BenchError(
             "bench tune trains one process per trial; start several bench tune workers instead of torchrun"
         )
+    from bench.data.prepare import prepare_corpus
+
     device = ddp.pick_device(cfg.train.device)
+    prepare_corpus(cfg.data, quiet=json_out or quiet)
     corpus = load_corpus(cfg.data)
     if getattr(corpus, "val_trials", None) is None or len(corpus.val_trials) == 0:
         raise BenchError(
@@ -199,7 +210,7 @@ class TuneProgress:
 
         self.progress = Progress(
             *stats_columns(),
-            console=Console(stderr=True),
+            console=Console(stderr=True, markup=False),
         )
         self.progress.start()
         self.study_task = self.progress.add_task("trials", total=target, stats="")

@@ -379,3 +379,7 @@ def run_suite(
 
     result["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return result
+
+
+# benchmarks defined in their own modules register themselves on import
+from bench.perf import concurrency as _concurrency  # noqa: E402,F401

@@ -47,25 +47,29 @@ class RunOutcome:
 def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | None = None) -> ExperimentConfig:
     """The resolved config of one run: ``cfg`` with its loss name and seed set, params filled in.
 
-    ``loss.params`` (e.g. ``--set loss.params.margin=0.3``) go to every loss of the experiment that
-    has such a parameter, so ``--losses softmax,aam`` with a margin changes only ``aam``; a key that
-    no loss of ``losses`` knows is an error.
+    ``loss.params`` go to every loss of the experiment that has such a parameter, so ``--losses
+    softmax,aam`` with a margin changes only ``aam``. A key that no loss of ``losses`` has is an error
+    when the user typed it (``cfg.loss.set_params``, from ``--set``) or when no registered loss has it
+    at all (a typo in a preset or config file); otherwise (a preset's ``scale`` under ``--losses
+    supcon``) it is left out of that run.
     """
     from losses import LOSSES
 
+    def fields_of(name: str) -> set[str]:
+        return {f.name for f in dataclasses.fields(LOSSES.get(name).config_cls)}
+
     params = dict(cfg.loss.params)
     if params:
-        known = {f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)}
+        known = fields_of(loss)
+        anywhere = set().union(*(fields_of(n) for n in LOSSES.names()))
         for key in params:
-            users = [
-                n for n in (losses or [loss]) if key in {f.name for f in dataclasses.fields(LOSSES.get(n).config_cls)}
-            ]
-            if not users:
+            users = [n for n in (losses or [loss]) if key in fields_of(n)]
+            if not users and (key in cfg.loss.set_params or key not in anywhere):
                 LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
         params = {k: v for k, v in params.items() if k in known}
     one = dataclasses.replace(
         cfg,
-        loss=dataclasses.replace(cfg.loss, name=loss, params=params),
+        loss=dataclasses.replace(cfg.loss, name=loss, params=params, set_params=[]),
         train=dataclasses.replace(cfg.train, seed=seed),
     )
     return resolve(one)
@@ -144,8 +148,8 @@ def run_one(
     with rd.lock():
         try:
             action = decide(rd, force=force, resume=resume)
-            if action == "resume":
-                _check_same_config(cfg, rd)
+            if action in ("resume", "skip"):
+                _check_same_config(cfg, rd, action)
         except BenchError:
             ddp.broadcast_object("skip", info)
             raise
@@ -208,6 +212,8 @@ def _train_and_evaluate(
     # drawn before the loss's), so the losses of one seed share one untrained evaluation.
     key = repr((cfg.train.seed, to_dict(cfg.model), to_dict(cfg.eval), to_dict(cfg.data)))
     cache = untrained_cache if untrained_cache is not None else {}
+    if reporter is not None and hasattr(reporter, "start_run"):
+        reporter.start_run(cfg.loss.name, cfg.train.seed)
 
     def untrained(embed: Any) -> dict[str, Any]:
         if key not in cache:
@@ -265,32 +271,49 @@ def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
     outcome.samples_per_s = run.get("samples_per_s")
 
 
-def _check_same_config(cfg: ExperimentConfig, rd: RunDir) -> None:
-    """A resumed run must continue with the config it started with."""
+# Settings that say where and how fast a run goes, not what it computes: a finished run is still
+# the same result when only these differ.
+EXECUTION_KEYS = ("data.workers", "train.device", "eval.batch_size", "train.log_every", "train.checkpoint_every")
+
+
+def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str) -> None:
+    """A resumed run must continue, and a skipped run must stand for, the config asked for."""
     if not rd.config.exists():
         return
     from bench.config import read_toml
 
     old = read_toml(rd.config)
     new = to_dict(cfg)
-    diffs = sorted(_diff(old, new))
-    if diffs:
-        raise BenchError(
-            f"--resume with a different config than the run was started with ({', '.join(diffs[:5])}); "
-            "use --force to start it again",
-            path=rd.config,
-        )
+    diffs = [d for d in sorted(config_diff(old, new)) if d not in EXECUTION_KEYS]
+    if not diffs:
+        return
+    shown = ", ".join(f"{k}: {_at(old, k)!r} -> {_at(new, k)!r}" for k in diffs[:6])
+    more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+    what = "--resume of a run started" if action == "resume" else "a finished run is here"
+    raise BenchError(
+        f"{what} with another config ({shown}{more}); pass --force to replace it, "
+        "or --experiment NAME to keep both",
+        path=rd.config,
+    )
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+def _at(d: Any, dotted: str) -> Any:
+    for k in dotted.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (empty values are equal)."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+            out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         a, b = list(a), list(b)
-    if a != b and not (a in ("", None) and b in ("", None)):
+    empty = ("", None, [])
+    if a != b and not (a in empty and b in empty):
         return [prefix.rstrip(".")]
     return []
 

@@ -11,22 +11,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def stats_columns() -> list[Any]:
     """Columns of a counted bar with a free ``stats`` field: description, bar, n/total, stats, elapsed."""
     return [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
+        TextColumn("{task.fields[stats]}", markup=False),
         TimeElapsedColumn(),
     ]
 
 
 class RichReporter:
-    """Implements :class:`bench.runner.train.Reporter` on a Rich console (stderr by default)."""
+    """Implements :class:`bench.runner.train.Reporter` on a Rich console (stderr by default).
+
+    On a terminal: one bar per epoch labelled ``<loss> seed<k> epoch i/N`` (the experiment is in a
+    header line). Elsewhere (a batch scheduler's log file): no bars, one plain line per epoch, printed
+    and flushed as the epoch ends, so the log follows the run.
+    """
 
     def __init__(self, console: Console | None = None, label: str = ""):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False)
         self.label = label
+        self.run = ""
         self.progress: Progress | None = None
         self.task: Any = None
+        self.live = self.console.is_terminal
+        self._epoch = ""
+        self._header_done = False
 
     def _ensure(self) -> Progress:
         if self.progress is None:
@@ -39,9 +48,18 @@ class RichReporter:
             self.progress.start()
         return self.progress
 
+    def start_run(self, loss: str, seed: int) -> None:
+        if not self._header_done and self.label:
+            self.message(f"experiment {self.label}")
+            self._header_done = True
+        self.run = f"{loss} seed{seed}"
+
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        self._epoch = f"{self.run or self.label} epoch {epoch + 1}/{epochs}"
+        if not self.live:
+            return
         p = self._ensure()
-        self.task = p.add_task(f"{self.label} epoch {epoch + 1}/{epochs}", total=steps, completed=done, stats="")
+        self.task = p.add_task(self._epoch, total=steps, completed=done, stats="")
 
     def step(self, values: dict[str, Any]) -> None:
         if self.progress is None or self.task is None:
@@ -52,14 +70,26 @@ class RichReporter:
         self.progress.update(self.task, advance=1, stats=stats)
 
     def end_epoch(self, row: dict[str, Any]) -> None:
-        if self.progress is None or self.task is None:
-            return
         val = row.get("val_eer")
         extra = f" val EER {val:.2f}%" if val is not None else ""
+        if not self.live:
+            acc = row.get("train_acc")
+            sps = row.get("samples_per_s")
+            line = f"{self._epoch}: loss {row['train_loss']:.3f}"
+            line += f" acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            line += extra + (f" {sps:.0f} utt/s" if isinstance(sps, (int, float)) else "")
+            self.message(line)
+            return
+        if self.progress is None or self.task is None:
+            return
         self.progress.update(self.task, stats=f"loss {row['train_loss']:.3f}{extra}")
 
     def message(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(text, highlight=False, markup=False)
+        (self.progress.console if self.progress else self.console).print(
+            text, highlight=False, markup=False, soft_wrap=True
+        )
+        if not self.live:
+            self.console.file.flush()
 
     def close(self) -> None:
         if self.progress is not None:

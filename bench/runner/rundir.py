@@ -112,18 +112,20 @@ class RunDir:
 def decide(rd: RunDir, *, force: bool, resume: bool) -> str:
     """What to do with a run directory: ``skip``, ``resume`` or ``fresh``.
 
-    A finished run is skipped unless ``force``; an unfinished one with a checkpoint continues
-    with ``resume`` and is otherwise refused, so a crashed run is never silently thrown away.
+    A finished run is skipped unless ``force`` (the caller checks first that its stored config is
+    the one asked for). An unfinished run with a checkpoint continues with ``resume`` and is otherwise
+    refused, so trained steps are never silently thrown away; one that stopped before its first
+    checkpoint (e.g. a missing noise folder) holds nothing to lose and starts again.
     """
     if force:
         return "fresh"
     status = rd.status()
     if rd.is_finished():
         return "skip"
-    if status == "new" and not rd.last.exists():
+    if not rd.last.exists():
         return "fresh"
     if resume:
-        return "resume" if rd.last.exists() else "fresh"
+        return "resume"
     raise BenchError(
         f"an unfinished run (status '{status}') is already here; pass --resume to continue it "
         "or --force to start it again",

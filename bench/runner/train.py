@@ -36,6 +36,7 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "lr", "val_eer", "bad_steps
 class Reporter(Protocol):
     """Progress sink (Rich bars in the CLI, nothing in ``--json``/quiet mode and tests)."""
 
+    def start_run(self, loss: str, seed: int) -> None: ...
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None: ...
     def step(self, values: dict[str, Any]) -> None: ...
     def end_epoch(self, row: dict[str, Any]) -> None: ...
@@ -43,6 +44,9 @@ class Reporter(Protocol):
 
 
 class NullReporter:
+    def start_run(self, loss: str, seed: int) -> None:
+        pass
+
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         pass
 

@@ -79,7 +79,12 @@ def open_storage(url: str, heartbeat_seconds: int = 30, grace_seconds: int = 120
         raise AssertionError("unreachable")
     except ImportError as e:
         cause = e.__cause__ or e
-        raise BenchError(f"--storage {redact(url)}: database driver missing ({cause}); install it") from None
+        hint = (
+            "install the postgres extra: BENCH_EXTRAS=postgres bash scripts/setup.sh (or pip install 'bench-sv[postgres]')"
+            if url.startswith("postgres")
+            else "install that database's SQLAlchemy driver"
+        )
+        raise BenchError(f"--storage {redact(url)}: database driver missing ({cause}); {hint}") from None
     except Exception as e:  # sqlalchemy's errors: bad URL, unreachable server, refused login
         raise BenchError(
             f"--storage {redact(url)}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})"
