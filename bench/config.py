@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
+from models.config import FrontendConfig, ModelConfig  # noqa: F401  (the model section is the models' own)
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -61,28 +62,6 @@ class DataConfig:
             raise BenchError(f"data.views must be >= 1, got {self.views}")
         if self.speakers_per_batch < 1 or self.utts_per_speaker < 1:
             raise BenchError("data.speakers_per_batch and data.utts_per_speaker must be >= 1")
-
-
-@dataclass
-class FrontendConfig:
-    """Log-mel filterbank computed on the training device."""
-
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    mean_norm: bool = True
-    specaug: bool = True
-    freq_masks: int = 2
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 10
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "tiny"
-    params: dict[str, Any] = field(default_factory=dict)
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
 
 @dataclass

@@ -10,7 +10,7 @@ mean normalisation is global, and it is masked to the valid frames.
 
 Example:
     >>> import torch
-    >>> from bench.config import FrontendConfig
+    >>> from models.config import FrontendConfig
     >>> fb = Fbank(FrontendConfig())
     >>> feats, mask = fb(torch.randn(2, 16000), torch.tensor([16000, 8000]))
     >>> feats.shape, mask.sum(1).tolist()
@@ -24,8 +24,8 @@ import math
 import torch
 from torch import nn
 
-from bench.config import FrontendConfig
 from bench.errors import BenchError
+from models.config import FrontendConfig
 
 SAMPLE_RATE = 16000
 PREEMPHASIS = 0.97

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.config import FrontendConfig, ModelConfig
 from bench.registry import config_from_mapping
 from models import BACKBONES
 from models.base import Backbone
+from models.config import FrontendConfig, ModelConfig
 from models.frontend import Fbank
 
 

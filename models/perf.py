@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.config import ModelConfig
+from models.config import ModelConfig
 
 SAMPLE_RATE = 16000
 

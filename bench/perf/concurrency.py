@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from bench.perf.suite import Context, benchmark, row
+from bench.perf.base import Context, benchmark, row
 
 
 def probe(steps: int, threads: int | None) -> dict[str, float]:

@@ -62,8 +62,8 @@ def utterance_lengths(n: int, rng: np.random.Generator, median_s: float, sigma: 
 def _train_modes(sizes: GpuSizes, device: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     import torch
 
-    from bench.config import ModelConfig
     from models import build_model
+    from models.config import ModelConfig
     from models.perf import time_module
 
     wave = torch.randn(sizes.batch, int(sizes.crop_seconds * SAMPLE_RATE)) * 0.1
@@ -100,10 +100,10 @@ def _eval_pass(sizes: GpuSizes, device: Any) -> tuple[list[dict[str, Any]], dict
     import torch
 
     from bench import metrics as m
-    from bench.config import ModelConfig
     from bench.runner.evaluate import length_batches
     from bench.scoring import cosine_score
     from models import build_model
+    from models.config import ModelConfig
 
     rng = np.random.default_rng(0)
     # CN-Celeb1 test utterances are mostly short (median ~5 s, a long tail); enrolment files are the

@@ -16,7 +16,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +28,7 @@ SB_METRICS_CAP = 10_000
 SB_METRICS_CAP_QUICK = 2_000
 
 
-@dataclass
-class Context:
-    """Settings of one suite run, and measurements shared between benchmarks (the ECAPA step)."""
-
-    quick: bool = False
-    repeats: int = 3
-    cache: dict[str, Any] = field(default_factory=dict)
-
-
-def row(
-    measure: str,
-    ours: float | None,
-    unit: str,
-    peer_name: str = "",
-    peer: float | None | str = None,
-    ratio: float | None = None,
-    ratio_label: str = "",
-    note: str = "",
-) -> dict[str, Any]:
-    """One table row. ``peer`` may be a string (e.g. :data:`PEER_MISSING`) when there is no number."""
-    return {
-        "measure": measure,
-        "ours": ours,
-        "unit": unit,
-        "peer_name": peer_name,
-        "peer": peer,
-        "ratio": ratio,
-        "ratio_label": ratio_label,
-        "note": note,
-    }
-
-
-BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {}
-
-
-def benchmark(name: str) -> Callable:
-    def deco(fn: Callable[[Context], dict[str, Any]]) -> Callable[[Context], dict[str, Any]]:
-        BENCHMARKS[name] = fn
-        return fn
-
-    return deco
-
+from bench.perf.base import BENCHMARKS, Context, benchmark, row  # noqa: F401,E402
 
 # --------------------------------------------------------------------------------------------
 # metrics: EER + minDCF on the CN-Celeb1 trial count
@@ -170,8 +128,8 @@ def _median_step(res: dict[str, Any]) -> float:
 def bench_ecapa(ctx: Context) -> dict[str, Any]:
     import torch
 
-    from bench.config import ModelConfig
     from models import build_model
+    from models.config import ModelConfig
     from models.perf import SAMPLE_RATE, time_module
 
     batch, seconds = _ecapa_sizes(ctx)
