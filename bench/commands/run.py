@@ -80,6 +80,14 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue unfinished runs from their last checkpoint.")
     ] = False,
+    finetune: Annotated[
+        Optional[str],
+        typer.Option(
+            "--finetune",
+            help="Fine-tune the finished runs of these losses/seeds with a recipe (lm: large-margin) "
+            "into runs/<experiment>/<loss>+<recipe>/seed<k>/.",
+        ),
+    ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave out unreadable audio (listed in bad_files.txt) instead of stopping.")
     ] = False,
@@ -91,12 +99,17 @@ def run(
 
     Finished runs are skipped unless --force. Launch under torchrun for DistributedDataParallel:
     torchrun --nproc_per_node 2 -m bench run ...
+
+    --finetune lm starts from each run's best checkpoint (the same command without --finetune
+    trains it) with longer crops and a larger margin; finetune.params.* change the recipe.
     """
     from bench.config import load_config, resolve, to_dict, to_toml
 
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     if skip_bad:
         overrides.append("data.skip_bad=true")
+    if finetune:
+        overrides.append(f'finetune.name="{finetune}"')
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     names = [n.strip() for n in losses.split(",") if n.strip()] or [cfg.loss.name]
     seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
@@ -105,6 +118,10 @@ def run(
 
         for name in names:
             one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
+            if one.finetune.name:
+                from bench.finetune import finetune_config
+
+                one = finetune_config(one, out / cfg.experiment / name / f"seed{seed_list[0]}")
             if len(names) > 1:
                 console.print(f"# loss: {name}", highlight=False)
             console.print(to_toml(to_dict(one)), highlight=False, markup=False)
@@ -114,7 +131,7 @@ def run(
     import time
 
     from bench.runner import ddp
-    from bench.runner.experiment import run_config, run_experiment
+    from bench.runner.experiment import plan_runs, run_experiment
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
 
@@ -124,8 +141,9 @@ def run(
     try:
         from bench.data.corpus import load_corpus
 
-        for name in names:  # a typo'd loss name fails before the corpus loads
-            run_config(cfg, name, seed_list[0], names)
+        # a typo'd loss name, a loss the fine-tuning recipe refuses or a missing parent run fails
+        # before the corpus loads
+        plan_runs(cfg, names, seed_list, out)
         corpus = load_corpus(cfg.data)
         if corpus.bad_files and info.is_main:
             listing = _write_bad_files(out / cfg.experiment, corpus.bad_files)
