@@ -192,6 +192,20 @@ def test_runner_fit_never_reads_the_evaluation_trials(scored, method):
     assert record_val["weights"] != record["weights"]
 
 
+def test_validation_scores_are_normalised_like_the_evaluation_scores(scored):
+    from bench.runner.calibrate import validation_scores
+    from bench.runner.evaluate import cohort_embeddings, score_trials
+
+    embed, corpus = scored
+    plain = validation_scores(embed, corpus, EvalConfig(batch_size=8))
+    normed = validation_scores(embed, corpus, EvalConfig(batch_size=8, asnorm=True, cohort_size=4, asnorm_top=2))
+    emb = embed(corpus.val)
+    cohort = cohort_embeddings(embed, corpus.train, 4)
+    ref = score_trials(emb, emb, corpus.val_trials, cohort=cohort, asnorm_top=2)
+    np.testing.assert_allclose(normed.scores, ref.scores, rtol=1e-12)
+    assert not np.allclose(normed.scores, plain.scores)
+
+
 def test_runner_without_validation_trials_records_why(scored):
     import copy
 

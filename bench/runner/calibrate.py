@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.calibration import Calibration, fit_calibration
 from bench.config import EvalConfig
-from bench.runner.evaluate import Embeddings, TrialScores, resolve_enroll_ids, score_trials
+from bench.runner.evaluate import Embeddings, TrialScores, cohort_embeddings, resolve_enroll_ids, score_trials
 
 
 def _durations(index: Any) -> dict[str, float]:
@@ -68,12 +68,17 @@ def trial_side(
 def validation_scores(
     embed: Callable[[Any], Embeddings], corpus: Any, eval_cfg: EvalConfig, side: bool = False
 ) -> TrialScores | None:
-    """Cosine scores of the validation trials (with ``side`` information when asked); None without them."""
+    """Scores of the validation trials, normalised as the evaluation scores are (AS-norm with the
+    same training-speaker cohort when ``eval.asnorm``), with ``side`` information when asked;
+    None without validation trials.
+    """
     val, trials = getattr(corpus, "val", None), getattr(corpus, "val_trials", None)
     if val is None or trials is None or len(val) == 0 or len(trials) == 0:
         return None
     emb = embed(val)
-    ts = score_trials(emb, emb, trials)
+    # a calibration maps one kind of score: fitted on raw cosines it would miscalibrate AS-norm scores
+    cohort = cohort_embeddings(embed, corpus.train, eval_cfg.cohort_size) if eval_cfg.asnorm else None
+    ts = score_trials(emb, emb, trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top)
     if side:
         ts.side = trial_side(emb, emb, trials, _durations(val), eval_cfg.max_seconds)
     return ts
