@@ -80,7 +80,7 @@ def _gaussian_trials(seed, n_tar=3000, n_non=30000):
 def test_linear_calibration_recovers_the_gaussian_llr_and_meets_the_minimum_costs():
     val_s, val_l = _gaussian_trials(10)
     ev_s, ev_l = _gaussian_trials(11)
-    cal = fit_calibration(val_s, val_l, prior=0.01)
+    cal = fit_calibration(val_s, val_l, prior=0.01, l2=CalibrationConfig().l2)  # the runner's default ridge
     assert cal.weights[0] == pytest.approx(SLOPE, rel=0.06)
     assert cal.bias == pytest.approx(OFFSET, rel=0.06)
 
