@@ -114,6 +114,26 @@ class TrainConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """Score calibration fitted on the validation trials (``bench.calibration``), never the evaluation trials."""
+
+    method: str = "linear"  # none | linear | qmf (linear + quality measures)
+    quality: list[str] = field(default_factory=lambda: ["duration", "norm"])  # qmf measures
+    prior: float = 0.0  # effective target prior of the fit; 0: the first of eval.p_targets
+    # ridge on the weights (raw feature scale): keeps the fit finite on separable validation trials;
+    # 1e-7 moves the slope of cosine scores (LLR slope ~30) by under 1 %, 1e-5 already by ~30 % at p 0.01
+    l2: float = 1e-7
+
+    def validate(self) -> None:
+        if self.method not in ("none", "linear", "qmf"):
+            raise BenchError(f"eval.calibration.method must be none, linear or qmf, got '{self.method}'")
+        if not (self.prior == 0.0 or 0.0 < self.prior < 1.0):
+            raise BenchError(f"eval.calibration.prior must be in (0, 1) (or 0: the first p_target), got {self.prior}")
+        if self.l2 < 0:
+            raise BenchError(f"eval.calibration.l2 must be >= 0, got {self.l2}")
+
+
+@dataclass
 class EvalConfig:
     enroll_mode: str = "concat"  # concat | mean
     crops: int = 0  # 0: full utterance; N: mean of N crops of crop_seconds
@@ -125,10 +145,24 @@ class EvalConfig:
     max_seconds: float = 0.0  # 0: no cap on utterance length at evaluation
     batch_size: int = 32
     untrained: bool = True  # also score the untrained model (metrics.json "untrained"), as a baseline
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def validate(self) -> None:
         if self.enroll_mode not in ("concat", "mean"):
             raise BenchError(f"eval.enroll_mode must be concat or mean, got '{self.enroll_mode}'")
+
+
+@dataclass
+class FinetuneConfig:
+    """A second training stage started from a finished run (``bench run --finetune NAME``).
+
+    ``name`` picks a recipe of ``bench.finetune.FINETUNES`` ("" = an ordinary run), ``params`` its
+    settings; ``parent`` is filled in by the runner with the run folder whose best checkpoint it starts from.
+    """
+
+    name: str = ""
+    parent: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +177,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def preset_names() -> list[str]:
@@ -312,4 +347,9 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
         model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),
         loss=dataclasses.replace(cfg.loss, params=dataclasses.asdict(loss_cfg)),
     )
+    if cfg.finetune.name:
+        from bench.finetune import FINETUNES
+
+        ft_cfg = FINETUNES.make_config(cfg.finetune.name, cfg.finetune.params)
+        out = dataclasses.replace(out, finetune=dataclasses.replace(cfg.finetune, params=dataclasses.asdict(ft_cfg)))
     return out

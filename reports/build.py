@@ -256,6 +256,7 @@ def build(
                 "unit": opts.unit,
                 "seed": opts.seed,
                 "pair_metric": opts.pair_metric,
+                "calibration": calibration_methods(runs),
             },
         )
         _write(report, tmp, opts, inputs)
@@ -271,6 +272,20 @@ def build(
             f.png = out_dir / f.png.relative_to(tmp)
             f.svg = out_dir / f.svg.relative_to(tmp)
     return out_dir, report
+
+
+def calibration_methods(runs: list[Run]) -> list[str]:
+    """Each distinct calibration of the runs, e.g. ``linear (prior 0.01): 6 runs``."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        c = r.calibration
+        if not c or c.get("method") in (None, "none") or c.get("skipped") or "overall" not in c:
+            text = "none"
+        else:
+            quality = f", quality: {', '.join(c.get('quality') or [])}" if c.get("quality") else ""
+            text = f"{c['method']} (prior {float(c.get('prior', 0.0)):g}{quality})"
+        counts[text] = counts.get(text, 0) + 1
+    return [f"{k}: {v} run{'s' if v > 1 else ''}" for k, v in sorted(counts.items())]
 
 
 def _slug(s: str) -> str:

@@ -42,6 +42,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     run_root: Path | None = None  # the training run folder (differs from path for eval/<corpus>/)
+    calibration: dict[str, Any] = field(default_factory=dict)  # metrics.json "calibration" (eval.calibration)
 
     @property
     def system_key(self) -> tuple[str, str, str, str]:
@@ -202,10 +203,14 @@ def load_run(path: str | Path) -> Run:
         train_corpus = eval_corpus = str(m.get("corpus") or data_cfg.get("corpus", "unknown"))
     # run.json keeps provenance either at the top level or under "provenance".
     prov = run_json.get("provenance") if isinstance(run_json.get("provenance"), dict) else run_json
+    loss = str((cfg.get("loss") or {}).get("name") or m.get("loss") or run_root.parent.name)
+    finetune = str((cfg.get("finetune") or {}).get("name") or "")
+    calibration = m.get("calibration")
     return Run(
         path=d,
         experiment=str(cfg.get("experiment") or run_root.parent.parent.name),
-        loss=str((cfg.get("loss") or {}).get("name") or m.get("loss") or run_root.parent.name),
+        # a fine-tuning run (bench run --finetune lm) is its own system, "<loss>+lm"
+        loss=f"{loss}+{finetune}" if finetune else loss,
         backbone=str((cfg.get("model") or {}).get("backbone", "unknown")),
         train_corpus=train_corpus,
         eval_corpus=eval_corpus,
@@ -220,6 +225,7 @@ def load_run(path: str | Path) -> Run:
         config=cfg,
         provenance=prov or {},
         run_root=run_root,
+        calibration=calibration if isinstance(calibration, dict) else {},
     )
 
 

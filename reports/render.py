@@ -17,7 +17,7 @@ import pandas as pd
 from reports.stats import METRIC_NAMES
 
 FORMATS = ("md", "html", "csv", "tex")
-DIGITS = {"eer": 2, "mindcf@0.01": 3, "mindcf@0.05": 3, "cllr": 3, "min_cllr": 3}
+DIGITS = {"eer": 2, "mindcf@0.01": 3, "mindcf@0.05": 3, "cllr": 3, "min_cllr": 3}  # others: 3
 
 
 @dataclass
@@ -73,8 +73,21 @@ def settings_text(r: Report) -> str:
         f"difference A − B over {unit} on trials matched by (enroll, test), two-sided p; "
         "'no significant difference' when the interval contains 0 (a per-comparison verdict); "
         "p (Holm) corrects the p-values for testing every pair. Best value per column in bold. "
-        "Cllr reads the raw scores as log-likelihood ratios (large for uncalibrated cosine scores) and "
-        "has no interval."
+        + calibration_text(s.get("calibration") or [])
+    )
+
+
+def calibration_text(methods: list[str]) -> str:
+    """What the calibrated columns mean, and which calibration the runs used."""
+    used = f" Calibration used: {'; '.join(methods)}." if methods else ""
+    return (
+        "minDCF and minCllr are those of the raw scores at their best threshold and best monotone mapping, "
+        "chosen with the evaluation labels: lower bounds. Uncalibrated cosine scores are not log-likelihood "
+        "ratios, so they have no meaningful actDCF or Cllr; actDCF (cal.) and Cllr (cal.) are those of scores "
+        "calibrated by logistic regression fitted on the validation trials (held-out training speakers, never "
+        "the evaluation trials) and show how much is lost when the threshold must be set in advance; '–' "
+        "marks runs without a calibration (eval.calibration.method = none, or no validation trials). "
+        "Cllr and actDCF have no interval." + used
     )
 
 

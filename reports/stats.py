@@ -29,14 +29,26 @@ import pandas as pd
 from bench.errors import BenchError
 from reports.collect import System, read_scores
 
-METRICS = ["eer", "mindcf@0.01", "mindcf@0.05", "cllr"]
+METRICS = ["eer", "mindcf@0.01", "mindcf@0.05", "min_cllr", "cal_actdcf@0.01", "cal_cllr"]
 METRIC_NAMES = {
     "eer": "EER (%)",
     "mindcf@0.01": "minDCF@0.01",
     "mindcf@0.05": "minDCF@0.05",
-    "cllr": "Cllr",
-    "min_cllr": "min Cllr",
+    "cllr": "Cllr (raw scores)",
+    "min_cllr": "minCllr",
+    "cal_actdcf@0.01": "actDCF@0.01 (cal.)",
+    "cal_actdcf@0.05": "actDCF@0.05 (cal.)",
+    "cal_cllr": "Cllr (cal.)",
 }
+#: metrics of the calibrated scores, read from each run's metrics.json "calibration" block
+#: (``cal_<key>`` = ``calibration.overall[<key>]``); NaN for a run without calibration
+CALIBRATED_PREFIX = "cal_"
+
+
+def calibrated_metrics(run: Any) -> dict[str, float]:
+    """``{"cal_<key>": value}`` of a run's calibrated scores (``bench.runner.calibrate``), {} without."""
+    overall = (getattr(run, "calibration", None) or {}).get("overall") or {}
+    return {f"{CALIBRATED_PREFIX}{k}": float(v) for k, v in overall.items() if isinstance(v, (int, float))}
 
 
 def speaker_of(enroll_id: str) -> str:
@@ -168,7 +180,7 @@ def system_table(
     pts = p_targets_of(metrics)
     rows = []
     for s, mat in zip(al.systems, al.scores):
-        per_seed = [_metrics(row, labels, pts) for row in mat]
+        per_seed = [{**_metrics(row, labels, pts), **calibrated_metrics(r)} for r, row in zip(s.runs, mat)]
         row: dict[str, Any] = {
             "system": s.label,
             "loss": s.loss,
@@ -185,7 +197,7 @@ def system_table(
         boot = [m for m in metrics if bootstrappable(m)] if n_boot > 0 else []
         cis = bootstrap_cis(sc, lab, boot, n_boot=n_boot, groups=grp, seed=seed, alpha=alpha) if boot else {}
         for m in metrics:
-            vals = np.array([float(d[m]) for d in per_seed])
+            vals = np.array([float(d.get(m, np.nan)) for d in per_seed])
             row[f"{m}_mean"] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else float("nan")
             row[f"{m}_seeds"] = vals.tolist()
@@ -197,7 +209,7 @@ def system_table(
     df = pd.DataFrame(rows)
     for m in metrics:
         # Every reported metric is a cost (lower is better); ties are all marked.
-        best = df[f"{m}_mean"].min()
+        best = df[f"{m}_mean"].min()  # NaN (uncalibrated) cells are never best
         df[f"{m}_best"] = np.isclose(df[f"{m}_mean"], best, rtol=0, atol=1e-12)
     return df
 

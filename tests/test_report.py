@@ -150,7 +150,7 @@ def test_table_equals_metrics_module(experiment, report):
     assert set(table.index) == set(SYSTEMS)
     for loss in SYSTEMS:
         ref = [compute_metrics(scores[loss, s], labels) for s in (0, 1)]
-        for m in ("eer", "mindcf@0.01", "mindcf@0.05", "cllr"):
+        for m in ("eer", "mindcf@0.01", "mindcf@0.05", "min_cllr"):
             vals = np.array([r[m] for r in ref])
             assert table.loc[loss, f"{m}_mean"] == pytest.approx(vals.mean(), rel=1e-12, abs=1e-12)
             assert table.loc[loss, f"{m}_std"] == pytest.approx(vals.std(ddof=1), rel=1e-9, abs=1e-12)
@@ -159,7 +159,10 @@ def test_table_equals_metrics_module(experiment, report):
         pooled = compute_metrics(np.concatenate([scores[loss, 0], scores[loss, 1]]), np.tile(labels, 2))["eer"]
         assert table.loc[loss, "eer_low"] <= pooled <= table.loc[loss, "eer_high"]
     assert table.loc["good", "eer_high"] < table.loc["base", "eer_low"]
-    assert np.isnan(table.loc["good", "cllr_low"])  # bench.metrics does not bootstrap Cllr
+    assert np.isnan(table.loc["good", "min_cllr_low"])  # bench.metrics does not bootstrap Cllr
+    # these runs record no calibration: their raw scores get no actDCF / Cllr, not the raw-cosine values
+    assert table["cal_cllr_mean"].isna().all() and table["cal_actdcf@0.01_mean"].isna().all()
+    assert not table["cal_cllr_best"].any()
     assert table["eer_best"].tolist().count(True) == 1 and table.loc["good", "eer_best"]
 
 

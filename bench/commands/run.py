@@ -90,6 +90,14 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue unfinished runs from their last checkpoint.")
     ] = False,
+    finetune: Annotated[
+        Optional[str],
+        typer.Option(
+            "--finetune",
+            help="Fine-tune the finished runs of these losses/seeds with a recipe (lm: large-margin) "
+            "into runs/<experiment>/<loss>+<recipe>/seed<k>/.",
+        ),
+    ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave out unreadable audio (listed in bad_files.txt) instead of stopping.")
     ] = False,
@@ -102,12 +110,15 @@ def run(
 
     A finished run is skipped when its stored config is the one asked for; with another config the
     run stops and names the differing keys (--force replaces it, --experiment keeps both). The
-    embedded synthetic corpus is generated on first use.
+    embedded synthetic corpus is generated on first use. --finetune lm starts from each run's best
+    checkpoint (the same command without --finetune trains it) with longer crops and a larger
+    margin; finetune.params.* change the recipe.
 
     \b
     Examples:
       bench run --losses aam,aamsupcon
       bench run --preset demo --losses softmax,aam --seeds 0,1,2 --set train.epochs=8
+      bench run --preset demo --losses aam,aamsupcon --finetune lm
       bench run --preset reference --corpus cnceleb:/data/CN-Celeb_flac --losses aamsupcon
       torchrun --nproc_per_node 4 -m bench run --preset reference --losses aamsupcon
     """
@@ -116,6 +127,8 @@ def run(
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     if skip_bad:
         overrides.append("data.skip_bad=true")
+    if finetune:
+        overrides.append(f'finetune.name="{finetune}"')
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     names = [n.strip() for n in losses.split(",") if n.strip()] or [cfg.loss.name]
     seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
@@ -124,6 +137,10 @@ def run(
 
         for name in names:
             one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
+            if one.finetune.name:
+                from bench.finetune import finetune_config
+
+                one = finetune_config(one, out / cfg.experiment / name / f"seed{seed_list[0]}")
             if len(names) > 1:
                 console.print(f"# loss: {name}", highlight=False)
             console.print(to_toml(to_dict(one)), highlight=False, markup=False)
@@ -133,7 +150,7 @@ def run(
     import time
 
     from bench.runner import ddp
-    from bench.runner.experiment import run_config, run_experiment
+    from bench.runner.experiment import plan_runs, run_experiment
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
     from bench.threads import configure
@@ -146,8 +163,9 @@ def run(
         from bench.data.corpus import load_corpus
         from bench.data.prepare import prepare_corpus
 
-        for name in names:  # a typo'd loss name fails before the corpus loads
-            run_config(cfg, name, seed_list[0], names)
+        # a typo'd loss name, a loss the fine-tuning recipe refuses or a missing parent run fails
+        # before the corpus loads
+        plan_runs(cfg, names, seed_list, out)
         if info.is_main:
             prepare_corpus(cfg.data, quiet=json_out or quiet)
         ddp.barrier(info)

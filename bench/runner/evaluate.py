@@ -26,11 +26,16 @@ Progress = Callable[[int], None]  # called with the number of utterances just em
 
 @dataclass
 class Embeddings:
-    """``matrix[i]`` (float32, unit norm) is the embedding of utterance ``ids[i]``."""
+    """``matrix[i]`` (float32, unit norm) is the embedding of utterance ``ids[i]``.
+
+    ``norms[i]``, when known, is the embedding's norm before length normalisation (a quality
+    measure for calibration, ``bench.calibration``).
+    """
 
     ids: list[str]
     matrix: np.ndarray  # [N, D]
     _pos: dict[str, int] = field(default_factory=dict, repr=False)
+    norms: np.ndarray | None = field(default=None, repr=False)  # [N]
 
     def __post_init__(self) -> None:
         self._pos = {u: i for i, u in enumerate(self.ids)}
@@ -142,7 +147,7 @@ def embed_utterances(
     finally:
         model.train(was_training)
     assert out is not None
-    return Embeddings(ids, _normalise(out))
+    return Embeddings(ids, _normalise(out), norms=np.linalg.norm(out, axis=1).astype(np.float64))
 
 
 class _null:
@@ -158,7 +163,10 @@ def mean_embeddings(emb: Embeddings, groups: dict[str, list[str]], what: str) ->
     from bench.scoring import mean_enroll
 
     ids, mat = mean_enroll((emb.ids, emb.matrix), groups)
-    return Embeddings(list(ids), _normalise(mat) if len(ids) else mat)
+    norms = None
+    if emb.norms is not None:  # a model's norm: the mean of its utterances' norms
+        norms = np.array([emb.norms[emb.rows(groups[g], what)].mean() for g in ids], dtype=np.float64)
+    return Embeddings(list(ids), _normalise(mat) if len(ids) else mat, norms=norms)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -178,6 +186,7 @@ class TrialScores:
     scores: np.ndarray  # float64 [N]
     labels: np.ndarray  # bool [N]
     genres: list[str] | None = None
+    side: dict[str, np.ndarray] | None = None  # per-trial durations/norms for quality-aware calibration
 
 
 def resolve_enroll_ids(trial_ids: Sequence[str], known: Embeddings) -> list[str]:
@@ -293,6 +302,10 @@ def evaluate_corpus(
     cohort = cohort_embeddings(embed, corpus.train, eval_cfg.cohort_size) if eval_cfg.asnorm else None
     genre_of = dict(zip((str(u) for u in corpus.test["utt_id"]), (str(g) for g in corpus.test["genre"])))
     ts = score_trials(enroll, test, corpus.trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top, genre_of=genre_of)
+    if eval_cfg.calibration.method == "qmf":  # quality measures of each trial for the calibration
+        from bench.runner.calibrate import eval_durations, trial_side
+
+        ts.side = trial_side(enroll, test, corpus.trials, eval_durations(corpus, eval_cfg), eval_cfg.max_seconds)
     metrics = metrics_of(ts, eval_cfg.p_targets)
     trials_path = getattr(corpus.trials, "path", "")
     metrics.update(

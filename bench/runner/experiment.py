@@ -75,6 +75,35 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     return resolve(one)
 
 
+@dataclass
+class PlannedRun:
+    """One run to do: its resolved config, its folder and (fine-tuning) the checkpoint it starts from."""
+
+    cfg: ExperimentConfig
+    rd: RunDir
+    init_from: Path | None = None
+
+
+def plan_runs(cfg: ExperimentConfig, losses: list[str], seeds: list[int], out: str | Path) -> list[PlannedRun]:
+    """Every (loss, seed) run of the experiment, checked before anything trains.
+
+    With ``finetune.name`` set each run fine-tunes ``<out>/<experiment>/<loss>/seed<k>/`` into
+    ``<loss>+<recipe>/seed<k>/``: losses the recipe refuses fail first, then any parent that is
+    missing, unfinished or trained with other settings (``bench.finetune``).
+    """
+    configs = [run_config(cfg, loss, seed, losses) for loss in losses for seed in seeds]
+    if not cfg.finetune.name:
+        return [PlannedRun(c, RunDir.for_run(out, cfg.experiment, c.loss.name, c.train.seed)) for c in configs]
+    from bench.finetune import check_parent, finetune_config, system_name
+
+    parents = [RunDir.for_run(out, cfg.experiment, c.loss.name, c.train.seed).path for c in configs]
+    tuned = [finetune_config(c, p) for c, p in zip(configs, parents)]  # refuses losses before reading runs
+    return [
+        PlannedRun(t, RunDir.for_run(out, cfg.experiment, system_name(t), t.train.seed), check_parent(p, c))
+        for c, t, p in zip(configs, tuned, parents)
+    ]
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     losses: list[str],
@@ -91,17 +120,18 @@ def run_experiment(
 ) -> list[RunOutcome]:
     """Train and evaluate each loss x seed; returns one outcome per run (failed runs included).
 
-    Configs are all resolved before anything trains, so a typo in a loss name fails at once.
+    Configs are all resolved before anything trains, so a typo in a loss name fails at once, and
+    so does a fine-tuning run without a finished parent (:func:`plan_runs`).
     """
-    configs = [(loss, seed, run_config(cfg, loss, seed, losses)) for loss in losses for seed in seeds]
+    plans = plan_runs(cfg, losses, seeds, out)
     if corpus is None:
         from bench.data.corpus import load_corpus
 
         corpus = load_corpus(cfg.data)
     outcomes = []
     untrained_cache: dict[str, Any] = {}
-    for loss, seed, one in configs:
-        rd = RunDir.for_run(out, cfg.experiment, loss, seed)
+    for plan in plans:
+        one, rd = plan.cfg, plan.rd
         try:
             outcomes.append(
                 run_one(
@@ -115,13 +145,15 @@ def run_experiment(
                     device=device,
                     loader_fn=loader_fn,
                     untrained_cache=untrained_cache,
+                    init_from=plan.init_from,
                 )
             )
         except BenchError as e:
             # one bad run (NaN loss, a locked directory) should not cost the other runs their results
-            outcomes.append(RunOutcome(loss, seed, str(rd.path), "failed", error=str(e)))
+            name, seed = _name(one), one.train.seed
+            outcomes.append(RunOutcome(name, seed, str(rd.path), "failed", error=str(e)))
             if reporter:
-                reporter.message(f"{loss} seed {seed}: FAILED: {e}")
+                reporter.message(f"{name} seed {seed}: FAILED: {e}")
     return outcomes
 
 
@@ -137,13 +169,18 @@ def run_one(
     device: torch.device = torch.device("cpu"),
     loader_fn: LoaderFn = default_loader,
     untrained_cache: dict[str, Any] | None = None,
+    init_from: Path | None = None,
 ) -> RunOutcome:
-    """One run in ``rd`` (see the module docstring); BenchErrors in training mark it ``failed``."""
-    outcome = RunOutcome(cfg.loss.name, cfg.train.seed, str(rd.path), "skipped")
+    """One run in ``rd`` (see the module docstring); BenchErrors in training mark it ``failed``.
+
+    ``init_from``: the parent checkpoint a fine-tuning run starts from.
+    """
+    outcome = RunOutcome(_name(cfg), cfg.train.seed, str(rd.path), "skipped")
+    args = (reporter, info, device, loader_fn, untrained_cache, init_from)
     if not info.is_main:
         action = ddp.broadcast_object(None, info)
         if action != "skip":
-            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn, untrained_cache)
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, *args)
         return outcome
     with rd.lock():
         try:
@@ -158,7 +195,7 @@ def run_one(
             _fill_from_metrics(outcome, rd)
             if reporter:
                 reporter.message(
-                    f"{cfg.loss.name} seed {cfg.train.seed}: finished run in {rd.path}, skipped (--force reruns it)"
+                    f"{_name(cfg)} seed {cfg.train.seed}: finished run in {rd.path}, skipped (--force reruns it)"
                 )
             return outcome
         if action == "fresh":
@@ -178,9 +215,10 @@ def run_one(
             started=prev.get("started", _now()),
             resumed=prev.get("resumed", 0) + (action == "resume"),
             error=None,
+            **_finetune_fields(cfg),
         )
         try:
-            _train_and_evaluate(cfg, rd, corpus, action, outcome, reporter, info, device, loader_fn, untrained_cache)
+            _train_and_evaluate(cfg, rd, corpus, action, outcome, *args)
         except BaseException as e:
             msg = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
             rd.update_run_json(status="failed", error=msg, finished=_now(), traceback=traceback.format_exc()[-4000:])
@@ -207,6 +245,7 @@ def _train_and_evaluate(
     device: torch.device,
     loader_fn: LoaderFn,
     untrained_cache: dict[str, Any] | None = None,
+    init_from: Path | None = None,
 ) -> None:
     # The untrained model depends on the seed, backbone and eval settings only (model weights are
     # drawn before the loss's), so the losses of one seed share one untrained evaluation.
@@ -231,7 +270,9 @@ def _train_and_evaluate(
         resume=action == "resume",
         reporter=reporter,
         loader_fn=loader_fn,
-        untrained_eval=untrained if cfg.eval.untrained else None,
+        # a fine-tuning run starts from its parent, whose own folder has the earlier numbers
+        untrained_eval=untrained if cfg.eval.untrained and not cfg.finetune.name else None,
+        init_from=init_from,
     )
     outcome.action = "resumed" if action == "resume" else "trained"
     outcome.samples_per_s = result.samples_per_s
@@ -244,18 +285,54 @@ def _train_and_evaluate(
     embed = embedder(result.model, cfg, device)
 
     if reporter:
-        reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
+        reporter.message(f"{_name(cfg)} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
     scores, metrics = evaluate_corpus(embed, corpus, cfg.eval)
     metrics["untrained"] = result.state.untrained
     metrics["checkpoint"] = "last"
     metrics["best_val_eer"] = result.state.best_val_eer
     metrics["loss"] = cfg.loss.name
     metrics["seed"] = cfg.train.seed
+    if cfg.finetune.name:
+        metrics.update(_finetune_fields(cfg))
+        metrics["finetune"] = {"recipe": cfg.finetune.name, "params": dict(cfg.finetune.params), "init": "best"}
+    llr = _calibrate(embed, corpus, cfg, scores, metrics)
     write_scores(rd.scores, scores)
+    if llr is not None:
+        write_scores(rd.scores_calibrated, dataclasses.replace(scores, scores=llr))
     atomic_write_json(rd.metrics, metrics)
     outcome.eer = metrics["overall"]["eer"]
     outcome.mindcf = metrics["overall"].get("mindcf@0.01")
     outcome.untrained_eer = (result.state.untrained or {}).get("eer")
+
+
+def _calibrate(embed: Any, corpus: Any, cfg: ExperimentConfig, scores: Any, metrics: dict[str, Any]) -> Any:
+    """Fit ``eval.calibration`` on the validation trials, add ``metrics["calibration"]``; the LLRs or None.
+
+    The fit sees only the validation trials; the evaluation labels are read afterwards, to score
+    the calibrated LLRs (``actdcf@<p>`` and ``cllr`` are meaningful on these, not on raw cosines).
+    """
+    from bench.metrics import compute_metrics
+    from bench.runner.calibrate import calibrate_eval
+
+    llr, record = calibrate_eval(embed, corpus, cfg.eval, scores)
+    if llr is not None:
+        overall = compute_metrics(llr, scores.labels, p_targets=tuple(cfg.eval.p_targets), llr=True)
+        record["overall"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in overall.items()}
+    metrics["calibration"] = record
+    return llr
+
+
+def _name(cfg: ExperimentConfig) -> str:
+    from bench.finetune import system_name
+
+    return system_name(cfg)
+
+
+def _finetune_fields(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``parent`` (the run folder a fine-tuning run started from) and ``finetune`` (its recipe)."""
+    if not cfg.finetune.name:
+        return {}
+    return {"parent": cfg.finetune.parent, "finetune": cfg.finetune.name}
 
 
 def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
@@ -304,11 +381,16 @@ def _at(d: Any, dotted: str) -> Any:
 
 
 def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config dicts (empty values are equal)."""
+    """Dotted keys whose values differ between a stored config ``a`` and a new one ``b``.
+
+    Empty values ("", None, []) are equal; a key that ``a`` lacks is not a difference: the run was
+    recorded before that setting existed, and settings are added with the old behaviour as default.
+    """
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+            if k in a:
+                out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         a, b = list(a), list(b)

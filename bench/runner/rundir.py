@@ -7,6 +7,7 @@ Layout of ``runs/<experiment>/<loss>/seed<k>/``::
     train_log.csv      one row per logged step
     epochs.csv         one row per epoch (train loss/acc, lr, val_eer)
     scores.txt         ``enroll test score label`` per trial
+    scores_calibrated.txt  the same trials with calibrated LLR scores (eval.calibration)
     metrics.json       overall + per_genre metrics, trials path + sha256, enroll_mode, corpus
     checkpoints/last.pt, checkpoints/best.pt
     .lock              fcntl lock held while a process works on the run
@@ -27,7 +28,15 @@ from typing import Any
 from bench.errors import BenchError
 from bench.io import atomic_write_json
 
-RESULT_FILES = ("run.json", "train_log.csv", "epochs.csv", "scores.txt", "metrics.json", "config.toml")
+RESULT_FILES = (
+    "run.json",
+    "train_log.csv",
+    "epochs.csv",
+    "scores.txt",
+    "scores_calibrated.txt",
+    "metrics.json",
+    "config.toml",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RunDir:
     train_log = property(lambda self: self.path / "train_log.csv")
     epochs_csv = property(lambda self: self.path / "epochs.csv")
     scores = property(lambda self: self.path / "scores.txt")
+    scores_calibrated = property(lambda self: self.path / "scores_calibrated.txt")  # LLRs (eval.calibration)
     metrics = property(lambda self: self.path / "metrics.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
     last = property(lambda self: self.path / "checkpoints" / "last.pt")

@@ -227,18 +227,25 @@ def train(
     reporter: Reporter | None = None,
     loader_fn: LoaderFn = default_loader,
     untrained_eval: Callable[[Callable[[Any], Embeddings]], dict[str, Any]] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train ``cfg.loss.name`` on ``corpus``; checkpoints and logs go to ``rd`` (rank 0 only).
 
     ``resume`` continues from ``rd.last``. ``untrained_eval(embed)``, when given, is called once
     before the first step of a fresh run and its result kept in the checkpointed state (so that a
-    resumed run still reports it). Raises BenchError when more than ``train.max_bad_steps`` steps
-    had a non-finite loss.
+    resumed run still reports it). ``init_from`` (a checkpoint, e.g. the parent of a fine-tuning
+    run) gives a fresh run its model and loss weights. Raises BenchError when more than
+    ``train.max_bad_steps`` steps had a non-finite loss.
     """
     rep = reporter or NullReporter()
     tc = cfg.train
     amp = amp_mode(tc.amp, device)
     model, loss_mod = build_components(cfg, len(corpus.speakers))
+    if init_from is not None and not resume:
+        from bench.finetune import load_initial_weights
+
+        init = load_checkpoint(init_from, map_location="cpu") if info.is_main else None
+        load_initial_weights(model, loss_mod, init_from, ddp.broadcast_object(init, info))
     model.to(device)
     loss_mod.to(device)
     params = [p for m in (model, loss_mod) for p in m.parameters() if p.requires_grad]
