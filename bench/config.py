@@ -89,7 +89,21 @@ class ModelConfig:
 class LossConfig:
     name: str = "aamsupcon"
     params: dict[str, Any] = field(default_factory=dict)
-    margin_warmup_epochs: int = 0  # linear warm-up of the margin over the first epochs
+    # margin schedule (losses/schedule.py): margins are 0 until margin_start_epoch, then grow over
+    # margin_warmup_epochs epochs with margin_shape "linear" or "exp" (WeSpeaker's form)
+    margin_warmup_epochs: float = 0
+    margin_start_epoch: float = 0
+    margin_shape: str = "linear"
+
+    def validate(self) -> None:
+        from losses.schedule import SHAPES
+
+        if not self.margin_warmup_epochs >= 0:
+            raise BenchError(f"loss.margin_warmup_epochs must be >= 0, got {self.margin_warmup_epochs}")
+        if not self.margin_start_epoch >= 0:
+            raise BenchError(f"loss.margin_start_epoch must be >= 0, got {self.margin_start_epoch}")
+        if self.margin_shape not in SHAPES:
+            raise BenchError(f"loss.margin_shape must be one of {', '.join(SHAPES)}, got {self.margin_shape!r}")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from bench.registry import Registry
 LOSSES = Registry("loss")
 
 # Importing the family modules registers their entries.
-from losses import classification, contrastive  # noqa: E402,F401
+from losses import classification, contrastive, pair, prototypical, sphere, subcenter  # noqa: E402,F401
 from losses.base import LossOutput, SpeakerLoss  # noqa: E402
 
 __all__ = ["LOSSES", "LossOutput", "SpeakerLoss"]
