@@ -557,3 +557,32 @@ def test_config_keys_old_and_new():
         load_config(overrides=["loss.margin_shape=cubic"])
     with pytest.raises(BenchError, match="margin_start_epoch"):
         load_config(overrides=["loss.margin_start_epoch=-1"])
+
+
+def test_perf_rows_cover_every_new_loss():
+    from losses.perf import time_losses
+
+    rows = time_losses(NEW, batch=16, views=2, embed_dim=16, num_classes=50, repeats=1, warmup=0)
+    assert [r["loss"] for r in rows] == NEW
+    assert all(r["fwd_bwd_ms"] > 0 and math.isfinite(r["loss_value"]) for r in rows)
+
+
+@pytest.mark.parametrize(
+    "loss,spec,bad",
+    [
+        ("subcenter_aam", "topk_margin=0.0:0.1", "topk_margin=-0.1:0.1"),
+        ("sphereface", "margin=1:4", "margin=0:4"),
+        ("sphereface2", "margin_type=C,A", "positive_weight=0.5:1.0"),
+        ("angleproto", "init_scale=1:20:log", "init_scale=0:20"),
+        ("ge2e", "init_bias=-10:0", "init_scale=-1:1"),
+        ("triplet", "margin=0.0:0.5", "margin=-1:0.5"),
+        ("circle", "gamma=16:256:log", "gamma=0:10"),
+        ("multisimilarity", "beta=10:60", "base=0:2"),
+    ],
+)
+def test_tune_search_spaces_over_new_losses(loss, spec, bad):
+    from bench.tune.space import parse_space
+
+    assert parse_space([spec], loss)[0].name == spec.split("=")[0]
+    with pytest.raises(BenchError):
+        parse_space([bad], loss)
