@@ -1,6 +1,9 @@
 """Loss registry: each entry maps a name to (loss class, config dataclass).
 
-Every loss is called as ``loss(embeddings[B, V, D], labels[B]) -> LossOutput``.
+Every loss is called as ``loss(embeddings[B, V, D], labels[B]) -> LossOutput``. Families (one
+module each, ``bench list losses`` shows them with their papers): classification margins
+(``classification``, ``subcenter``, ``sphere``), contrastive (``contrastive``), prototypical
+(``prototypical``) and pair-based metric learning (``pair``).
 """
 
 from bench.registry import Registry

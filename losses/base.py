@@ -14,7 +14,8 @@ class LossOutput:
 
     ``loss`` is the scalar to back-propagate; ``parts`` holds detached named components (e.g.
     ``{"supcon": ..., "aam": ...}``) for logging; ``accuracy`` is the classifier's top-1 accuracy
-    in [0, 1] for losses with a classifier, else None.
+    in [0, 1] for losses with a classifier (for the prototypical losses: the queries' nearest
+    prototype), else None.
     """
 
     loss: torch.Tensor
