@@ -22,7 +22,12 @@ trains C binary classifiers, one per speaker, with a learnable bias b and the si
     "C": z_y = s (g(cos theta_y) - m) + b,      z_j = s (g(cos theta_j) + m) + b
     "A": z_y = s g(cos(theta_y + m)) + b,        z_j = s g(cos(theta_j - m)) + b
 
-(averaged over rows). "A" falls back to ``cos(theta) - (1 - cos m)`` for theta > pi - m, as WeSpeaker.
+    "M": z_y = s (cos theta_y + sg[g(cos(min(m theta_y, pi))) - cos theta_y]) + b,   z_j = s g(cos theta_j) + b
+
+(averaged over rows). "C" and "A" are WeSpeaker's forms; "A" falls back to ``cos(theta) - (1 - cos m)``
+for theta > pi - m, as WeSpeaker. "M" (multiplicative, m >= 1, e.g. 1.5) is the authors' OpenSphere
+form: the margin offset sg[...] is a constant (no gradient), which keeps the gradient finite where
+``acos`` is not differentiable; its schedule grows m from 1 (no margin) to the configured value.
 
 Example:
     >>> import torch
@@ -160,7 +165,7 @@ class SphereFaceLoss(SpeakerLoss):
 class SphereFace2Config:
     scale: float = 32.0
     margin: float = 0.2
-    #: "C" (additive cosine margin) or "A" (additive angular margin)
+    #: "C" (additive cosine margin), "A" (additive angular margin) or "M" (multiplicative, margin >= 1)
     margin_type: str = "C"
     #: lambda, the weight of the positive (target) binary term; 1 - lambda weighs the negatives
     positive_weight: float = 0.7
@@ -169,9 +174,13 @@ class SphereFace2Config:
 
     def validate(self) -> None:
         _check_scale("sphereface2: scale", self.scale)
-        if self.margin_type not in ("C", "A"):
-            raise BenchError(f"sphereface2: margin_type must be 'C' or 'A', got {self.margin_type!r}")
-        _check_cosine_margin("sphereface2: margin", self.margin)
+        if self.margin_type not in ("C", "A", "M"):
+            raise BenchError(f"sphereface2: margin_type must be 'C', 'A' or 'M', got {self.margin_type!r}")
+        if self.margin_type == "M":
+            if not 1.0 <= self.margin <= 8.0:
+                raise BenchError(f"sphereface2: margin must be in [1, 8] for type M, got {self.margin}")
+        else:
+            _check_cosine_margin("sphereface2: margin", self.margin)
         if self.margin_type == "A" and not self.margin < math.pi / 2:
             raise BenchError(f"sphereface2: margin must be in [0, pi/2) radians for type A, got {self.margin}")
         if not 0.0 < self.positive_weight < 1.0:
@@ -222,6 +231,13 @@ class SphereFace2Loss(_ScheduledMargin):
             if c.margin_type == "C":
                 g = similarity_adjust(cos, c.t)
                 z_pos, z_neg = c.scale * (g - m) + b, c.scale * (g + m) + b
+            elif c.margin_type == "M":
+                mult = 1.0 + (c.margin - 1.0) * self.margin_factor
+                with torch.no_grad():
+                    theta = torch.acos(cos.clamp(-1.0, 1.0))
+                    offset = similarity_adjust(torch.cos((mult * theta).clamp(max=math.pi)), c.t) - cos
+                z_pos = c.scale * (cos + offset) + b
+                z_neg = c.scale * similarity_adjust(cos, c.t) + b
             else:
                 sin = torch.sqrt((1.0 - cos * cos).clamp_min(_SIN_EPS))
                 plus = torch.where(

@@ -204,18 +204,27 @@ def _ref_sphereface2(x, w, y, s, m, lam, t, bias, kind):
             if j == int(y[i]):
                 if kind == "C":
                     z = s * (g(c) - m) + bias
+                elif kind == "M":
+                    z = s * g(math.cos(min(m * theta, math.pi))) + bias
                 else:
                     v = math.cos(theta + m) if theta + m < math.pi else c - (1 - math.cos(m))
                     z = s * g(v) + bias
                 row += lam * _softplus(-z)
             else:
-                z = s * (g(c) + m) + bias if kind == "C" else s * g(math.cos(theta - m)) + bias
+                if kind == "M":
+                    z = s * g(c) + bias
+                elif kind == "C":
+                    z = s * (g(c) + m) + bias
+                else:
+                    z = s * g(math.cos(theta - m)) + bias
                 row += (1 - lam) * _softplus(z)
         total += row
     return total / x.shape[0]
 
 
-@pytest.mark.parametrize("kind,m,t", [("C", 0.2, 3.0), ("A", 0.15, 3.0), ("C", 0.3, 2.0), ("A", 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "kind,m,t", [("C", 0.2, 3.0), ("A", 0.15, 3.0), ("C", 0.3, 2.0), ("A", 0.5, 1.0), ("M", 1.5, 3.0), ("M", 3.0, 2.0)]
+)
 def test_sphereface2_matches_loop(kind, m, t):
     x, y = _data(seed=5)
     loss = LOSSES.build("sphereface2", {"margin_type": kind, "margin": m, "t": t}, 8, 5)
@@ -224,6 +233,22 @@ def test_sphereface2_matches_loop(kind, m, t):
     xf, yf = _flat(x, y)
     ref = _ref_sphereface2(xf, loss.classifier.weight.detach(), yf, 32.0, m, 0.7, t, -0.7, kind)
     assert loss(x, y).loss.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_sphereface2_m_form_gradient_bypasses_the_detached_offset():
+    """OpenSphere's M form: d z_y / d cos_y = s exactly (the offset is a constant); margin 1 = no margin."""
+    torch.manual_seed(0)
+    loss = LOSSES.build("sphereface2", {"margin_type": "M", "margin": 2.0, "t": 1.0}, 4, 3)
+    w = loss.classifier.weight.detach()
+    x = torch.stack([w[0], -w[1], w[2] + 1e-7])[:, None, :].requires_grad_(True)
+    out = loss(x, torch.tensor([0, 1, 2]))
+    out.loss.backward()
+    assert torch.isfinite(x.grad).all()
+    loss.set_margin_factor(0.0)  # m = 1: the M form without margin equals C with margin 0
+    torch.manual_seed(0)
+    c0 = LOSSES.build("sphereface2", {"margin_type": "C", "margin": 0.0, "t": 1.0}, 4, 3)
+    xs, ys = _data(b=4, v=2, d=4, c=3, seed=30)
+    assert loss(xs, ys).loss.item() == pytest.approx(c0(xs, ys).loss.item(), rel=1e-6)
 
 
 def test_sphereface2_bias_learns():
