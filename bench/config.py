@@ -326,6 +326,13 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
 
     model_cfg = BACKBONES.make_config(cfg.model.backbone, cfg.model.params)
     loss_cfg = LOSSES.make_config(cfg.loss.name, cfg.loss.params)
+    if getattr(LOSSES.get(cfg.loss.name).cls, "needs_positives", False) and cfg.data.views == 1:
+        if cfg.data.utts_per_speaker < 2:
+            # caught here, before any audio is read, rather than as an error on the first step
+            raise BenchError(
+                f"loss '{cfg.loss.name}' learns from same-speaker pairs, but with data.views=1 and "
+                "data.utts_per_speaker=1 no batch holds one; set data.views >= 2 or data.utts_per_speaker >= 2"
+            )
     out = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),

@@ -611,3 +611,14 @@ def test_tune_search_spaces_over_new_losses(loss, spec, bad):
     assert parse_space([spec], loss)[0].name == spec.split("=")[0]
     with pytest.raises(BenchError):
         parse_space([bad], loss)
+
+
+@pytest.mark.parametrize("name", [n for n in LOSSES.names() if LOSSES.get(n).cls.needs_positives])
+def test_pair_needing_loss_without_pairs_in_any_batch_is_refused_up_front(name):
+    from bench.runner.experiment import run_config
+
+    cfg = load_config(overrides=["data.views=1", "data.utts_per_speaker=1"])
+    with pytest.raises(BenchError, match=f"loss '{name}' learns from same-speaker pairs"):
+        run_config(cfg, name, 0)
+    ok = load_config(overrides=["data.views=1", "data.utts_per_speaker=2"])
+    assert run_config(ok, name, 0).loss.name == name
