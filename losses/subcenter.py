@@ -72,10 +72,12 @@ class SubcenterAAMConfig:
 
 def subcenter_cosine(x: torch.Tensor, weight: torch.Tensor, subcenters: int) -> torch.Tensor:
     """``max_k cos(x_n, W_{c*K+k})``: x [N, D], weight [C*K, D] -> [N, C], float32 in [-1, 1]."""
-    cos = F.linear(F.normalize(x.float(), dim=1), F.normalize(weight.float(), dim=1)).clamp(-1.0, 1.0)
-    if subcenters == 1:
-        return cos
-    return cos.view(cos.shape[0], -1, subcenters).amax(dim=2)
+    cos = F.linear(F.normalize(x.float(), dim=1), F.normalize(weight.float(), dim=1))
+    if subcenters > 1:
+        # max (with indices) rather than amax: its backward is one scatter, amax's compares every
+        # element with the maximum; the clamp then runs on C columns instead of C*K
+        cos = cos.view(cos.shape[0], -1, subcenters).max(dim=2).values
+    return cos.clamp(-1.0, 1.0)
 
 
 @LOSSES.register(
