@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +83,11 @@ def _mean_over(per: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class _MarginFactor(SpeakerLoss):
+    """A pair loss whose ``cfg.margin`` is multiplied by the margin schedule's factor."""
+
     needs_positives = True
     margin_factor: float = 1.0
+    cfg: Any
 
     @property
     def margin(self) -> float:
