@@ -68,11 +68,25 @@ class DataConfig:
 class LossConfig:
     name: str = "aamsupcon"
     params: dict[str, Any] = field(default_factory=dict)
-    margin_warmup_epochs: int = 0  # linear warm-up of the margin over the first epochs
+    # margin schedule (losses/schedule.py): margins are 0 until margin_start_epoch, then grow over
+    # margin_warmup_epochs epochs with margin_shape "linear" or "exp" (WeSpeaker's form)
+    margin_warmup_epochs: float = 0
+    margin_start_epoch: float = 0
+    margin_shape: str = "linear"
     # loss.params keys the user gave with --set: each must fit one of the experiment's losses. Keys from
     # a preset or config file apply to the losses that have them. Filled by load_config; run configs
     # (config.toml) carry it empty.
     set_params: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        from losses.schedule import SHAPES
+
+        if not self.margin_warmup_epochs >= 0:
+            raise BenchError(f"loss.margin_warmup_epochs must be >= 0, got {self.margin_warmup_epochs}")
+        if not self.margin_start_epoch >= 0:
+            raise BenchError(f"loss.margin_start_epoch must be >= 0, got {self.margin_start_epoch}")
+        if self.margin_shape not in SHAPES:
+            raise BenchError(f"loss.margin_shape must be one of {', '.join(SHAPES)}, got {self.margin_shape!r}")
 
 
 @dataclass
@@ -342,6 +356,13 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
 
     model_cfg = BACKBONES.make_config(cfg.model.backbone, cfg.model.params)
     loss_cfg = LOSSES.make_config(cfg.loss.name, cfg.loss.params)
+    if getattr(LOSSES.get(cfg.loss.name).cls, "needs_positives", False) and cfg.data.views == 1:
+        if cfg.data.utts_per_speaker < 2:
+            # caught here, before any audio is read, rather than as an error on the first step
+            raise BenchError(
+                f"loss '{cfg.loss.name}' learns from same-speaker pairs, but with data.views=1 and "
+                "data.utts_per_speaker=1 no batch holds one; set data.views >= 2 or data.utts_per_speaker >= 2"
+            )
     out = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),

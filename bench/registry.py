@@ -33,12 +33,18 @@ from bench.errors import BenchError
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component: its name, class, config dataclass and one-line summary."""
+    """One registered component: its name, class, config dataclass, one-line summary and metadata.
+
+    ``family`` groups related entries (e.g. "classification", "pair"); ``paper`` names the source of
+    the formula (authors, venue/arXiv) so that ``bench list`` can cite it.
+    """
 
     name: str
     cls: type
     config_cls: type
     summary: str
+    family: str = ""
+    paper: str = ""
 
     def parameters(self) -> list[tuple[str, str, Any]]:
         """(name, type name, default) for each field of the config dataclass, in order."""
@@ -74,8 +80,13 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config_cls: type, summary: str = "") -> Callable[[type], type]:
-        """Class decorator adding ``cls`` under ``name``; duplicate names are a programming error."""
+    def register(
+        self, name: str, config_cls: type, summary: str = "", *, family: str = "", paper: str = ""
+    ) -> Callable[[type], type]:
+        """Class decorator adding ``cls`` under ``name``; duplicate names are a programming error.
+
+        ``family`` and ``paper`` are listing metadata (see :class:`Entry`).
+        """
         if not dataclasses.is_dataclass(config_cls):
             raise TypeError(f"{self.kind} '{name}': config must be a dataclass")
 
@@ -84,7 +95,7 @@ class Registry:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             doc = summary or (cls.__doc__ or "").strip().splitlines()[0:1]
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
-            self._entries[name] = Entry(name, cls, config_cls, text)
+            self._entries[name] = Entry(name, cls, config_cls, text, family, paper)
             return cls
 
         return deco

@@ -103,9 +103,9 @@ def _check_cosine_margin(name: str, value: float) -> None:
         raise BenchError(f"{name} must be in [0, 2), got {value}")
 
 
-def _check_margin_scale(factor: float) -> None:
+def _check_margin_factor(factor: float) -> None:
     if not 0.0 <= factor <= 1.0:
-        raise ValueError(f"margin scale must be in [0, 1], got {factor}")
+        raise ValueError(f"margin factor must be in [0, 1], got {factor}")
 
 
 @dataclass
@@ -113,7 +113,9 @@ class SoftmaxConfig:
     bias: bool = True
 
 
-@LOSSES.register("softmax", SoftmaxConfig, "linear classifier + cross-entropy over all views")
+@LOSSES.register(
+    "softmax", SoftmaxConfig, "linear classifier + cross-entropy over all views", family="classification"
+)
 class SoftmaxLoss(SpeakerLoss):
     """Linear classifier + cross-entropy; ``parts = {"ce"}``.
 
@@ -149,17 +151,17 @@ class CosineClassifier(nn.Module):
 
 
 class _ScheduledMargin(SpeakerLoss):
-    """A classifier loss whose ``cfg.margin`` is scaled by the margin warm-up (``set_margin_scale``)."""
+    """A loss whose ``cfg.margin`` is multiplied by the margin schedule's factor (``set_margin_factor``)."""
 
-    margin_scale: float = 1.0
+    margin_factor: float = 1.0
 
     @property
     def margin(self) -> float:
-        return self.cfg.margin * self.margin_scale
+        return self.cfg.margin * self.margin_factor
 
-    def set_margin_scale(self, factor: float) -> None:
-        _check_margin_scale(factor)
-        self.margin_scale = float(factor)
+    def set_margin_factor(self, factor: float) -> None:
+        _check_margin_factor(factor)
+        self.margin_factor = float(factor)
 
 
 def margin_softmax(
@@ -193,7 +195,13 @@ class AMConfig:
         _check_cosine_margin("am: margin", self.margin)
 
 
-@LOSSES.register("am", AMConfig, "additive margin softmax (CosFace): s*(cos(theta_y) - m)")
+@LOSSES.register(
+    "am",
+    AMConfig,
+    "additive margin softmax (CosFace): s*(cos(theta_y) - m)",
+    family="classification",
+    paper="Wang et al., CosFace, CVPR 2018 (arXiv 1801.09414); Wang et al., AM-Softmax, SPL 2018",
+)
 class AMSoftmaxLoss(_ScheduledMargin):
     """Additive-margin (CosFace) softmax over all views; ``parts = {"am"}``.
 
@@ -226,7 +234,13 @@ class AAMConfig:
         _check_angular_margin("aam: margin", self.margin)
 
 
-@LOSSES.register("aam", AAMConfig, "additive angular margin softmax (ArcFace): s*cos(theta_y + m)")
+@LOSSES.register(
+    "aam",
+    AAMConfig,
+    "additive angular margin softmax (ArcFace): s*cos(theta_y + m)",
+    family="classification",
+    paper="Deng et al., ArcFace, CVPR 2019 (arXiv 1801.07698)",
+)
 class AAMSoftmaxLoss(_ScheduledMargin):
     """Additive-angular-margin (ArcFace) softmax over the rows it is given; ``parts = {"aam"}``.
 

@@ -37,7 +37,7 @@ from losses.classification import (
     AAMConfig,
     AAMSoftmaxLoss,
     _check_angular_margin,
-    _check_margin_scale,
+    _check_margin_factor,
     _check_scale,
     additive_angular_margin,
     check_shapes,
@@ -122,7 +122,13 @@ class SupConConfig:
         _check_temperature("supcon: temperature", self.temperature)
 
 
-@LOSSES.register("supcon", SupConConfig, "supervised contrastive loss over all views (tau=0.07)")
+@LOSSES.register(
+    "supcon",
+    SupConConfig,
+    "supervised contrastive loss over all views (tau=0.07)",
+    family="contrastive",
+    paper="Khosla et al., Supervised Contrastive Learning, NeurIPS 2020 (arXiv 2004.11362)",
+)
 class SupConLoss(SpeakerLoss):
     """Supervised contrastive loss (Khosla et al. 2020), no classifier; ``parts = {"supcon"}``.
 
@@ -176,7 +182,13 @@ class _WithAAM(SpeakerLoss):
         return self.aam(_select_views(embeddings, self.cfg.classifier_views, where), labels)
 
 
-@LOSSES.register("aamsupcon", AAMSupConConfig, "SupCon over all views + weight * AAM on classifier_views")
+@LOSSES.register(
+    "aamsupcon",
+    AAMSupConConfig,
+    "SupCon over all views + weight * AAM on classifier_views",
+    family="contrastive",
+    paper="Li & Mak, AAM-SupCon, arXiv 2210.16636",
+)
 class AAMSupConLoss(_WithAAM):
     """The reference recipe: ``supcon(all views) + weight * aam(classifier_views)``.
 
@@ -189,8 +201,8 @@ class AAMSupConLoss(_WithAAM):
         self.cfg = cfg
         self._init_aam(cfg, embed_dim, num_classes, cfg.scale, cfg.margin)
 
-    def set_margin_scale(self, factor: float) -> None:
-        self.aam.set_margin_scale(factor)
+    def set_margin_factor(self, factor: float) -> None:
+        self.aam.set_margin_factor(factor)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         check_shapes(embeddings, labels, "aamsupcon")
@@ -227,6 +239,8 @@ class MarginSupConConfig:
     "marginsupcon",
     MarginSupConConfig,
     "SupCon with the angular margin inside: positives s*cos(theta+m)/tau (+ optional AAM)",
+    family="contrastive",
+    paper="ablation of Li & Mak, arXiv 2210.16636: the margin inside the contrastive term (m=0.2, s=10)",
 )
 class MarginSupConLoss(_WithAAM):
     """Margin-in-contrast ablation: positives ``s*cos(theta_ip + m)/tau``, negatives ``s*cos(theta_in)/tau``.
@@ -239,15 +253,15 @@ class MarginSupConLoss(_WithAAM):
     def __init__(self, cfg: MarginSupConConfig, embed_dim: int, num_classes: int):
         super().__init__()
         self.cfg = cfg
-        self.margin_scale = 1.0
+        self.margin_factor = 1.0
         if cfg.with_aam:
             self._init_aam(cfg, embed_dim, num_classes, cfg.aam_scale, cfg.aam_margin)
 
-    def set_margin_scale(self, factor: float) -> None:
-        _check_margin_scale(factor)
-        self.margin_scale = float(factor)
+    def set_margin_factor(self, factor: float) -> None:
+        _check_margin_factor(factor)
+        self.margin_factor = float(factor)
         if self.cfg.with_aam:
-            self.aam.set_margin_scale(factor)
+            self.aam.set_margin_factor(factor)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         check_shapes(embeddings, labels, "marginsupcon")
@@ -257,7 +271,7 @@ class MarginSupConLoss(_WithAAM):
             labels,
             c.temperature,
             scale=c.scale,
-            margin=c.margin * self.margin_scale,
+            margin=c.margin * self.margin_factor,
             easy_margin=c.easy_margin,
             where="marginsupcon",
         )

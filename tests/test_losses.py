@@ -29,8 +29,9 @@ from bench.errors import BenchError
 from losses import LOSSES
 from losses.schedule import MarginScheduler
 
-ALL = ["softmax", "am", "aam", "supcon", "aamsupcon", "marginsupcon"]
-MARGIN_LOSSES = ["am", "aam", "aamsupcon", "marginsupcon"]
+# every registry entry: a loss added to the registry is under the contract tests without editing this file
+ALL = LOSSES.names()
+ORIGINAL = ["softmax", "am", "aam", "supcon", "aamsupcon", "marginsupcon"]
 
 
 def _data(b=6, v=3, d=8, c=5, seed=0, dtype=torch.float32):
@@ -101,7 +102,7 @@ def _flat(x, y):
 
 
 def test_registry_has_every_entry_with_issue_defaults():
-    assert set(ALL) <= set(LOSSES.names())
+    assert set(ORIGINAL) <= set(LOSSES.names())
     defaults = {e.name: {n: d for n, _, d in e.parameters()} for e in LOSSES}
     assert defaults["am"] == {"scale": 30.0, "margin": 0.2}
     assert defaults["aam"] == {"scale": 32.0, "margin": 0.2, "easy_margin": False}
@@ -116,16 +117,20 @@ def test_registry_has_every_entry_with_issue_defaults():
     )
     ms = defaults["marginsupcon"]
     assert (ms["scale"], ms["margin"], ms["temperature"], ms["with_aam"]) == (10.0, 0.2, 0.07, False)
-    for name in ALL:
-        loss = LOSSES.build(name, {}, 8, 5)
-        assert loss.needs_positives == (name in ("supcon", "aamsupcon", "marginsupcon"))
+    for entry in LOSSES:
+        loss = LOSSES.build(entry.name, {}, 8, 5)
+        # every loss without a class-centre matrix learns from same-speaker pairs
+        assert loss.needs_positives == (entry.family != "classification"), entry.name
+        assert entry.family in ("classification", "contrastive", "prototypical", "pair"), entry.name
+        assert entry.paper or entry.name == "softmax", entry.name
 
 
 def test_cli_lists_every_loss_as_json():
     res = CliRunner().invoke(app, ["list", "losses", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
-    assert set(ALL) <= set(rows)
+    assert set(ALL) == set(rows)
+    assert rows["subcenter_aam"]["family"] == "classification" and "Sub-center ArcFace" in rows["subcenter_aam"]["paper"]
     assert {p["name"] for p in rows["marginsupcon"]["parameters"]} >= {
         "scale",
         "margin",
@@ -137,6 +142,12 @@ def test_cli_lists_every_loss_as_json():
         "aam_margin",
         "classifier_views",
     }
+
+
+def test_cli_table_shows_family_and_paper():
+    res = CliRunner().invoke(app, ["list", "losses"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "family" in res.output and "prototypical" in res.output and "Circle Loss" in res.output
 
 
 def test_docstring_examples_run():
@@ -355,8 +366,15 @@ def test_marginsupcon_with_aam_adds_weighted_head():
 @pytest.mark.parametrize("name", ALL)
 def test_batch_permutation_invariance(name):
     x, y = _data(b=6, v=3, seed=10)
-    loss = LOSSES.build(name, {}, 8, 5)
+    loss = LOSSES.build(name, {}, 8, 5).eval()  # eval: sphereface's annealing counter stays put
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    if not loss.row_order_invariant:
+        # losses that take each speaker's first row as its query: permute speakers and the rows within
+        # each speaker but keep every speaker's first utterance first
+        firsts = {int(y[i]): i for i in reversed(range(len(y)))}
+        order = sorted(range(len(y)), key=lambda i: (i != firsts[int(y[i])], int(perm.tolist().index(i))))
+        perm = torch.tensor(order)
+        assert not torch.equal(perm, torch.arange(len(y)))
     a, b = loss(x, y), loss(x[perm], y[perm])
     assert a.loss.item() == pytest.approx(b.loss.item(), rel=1e-5)
     for k in a.parts:
@@ -397,7 +415,7 @@ def test_gradients_finite_at_extreme_angles(name):
 @pytest.mark.parametrize("name", ALL)
 def test_half_precision_inputs(name, dtype):
     x, y = _data(seed=13)
-    loss = LOSSES.build(name, {}, 8, 5)
+    loss = LOSSES.build(name, {}, 8, 5).eval()
     ref = loss(x, y).loss
     xh = x.to(dtype).requires_grad_(True)
     out = loss(xh, y)
@@ -408,10 +426,10 @@ def test_half_precision_inputs(name, dtype):
     assert out.loss.item() == pytest.approx(ref.item(), rel=2e-2)
 
 
-@pytest.mark.parametrize("name", ["aam", "aamsupcon", "marginsupcon"])
+@pytest.mark.parametrize("name", ALL)
 def test_autocast_region_keeps_float32_logits(name):
     x, y = _data(seed=14)
-    loss = LOSSES.build(name, {}, 8, 5)
+    loss = LOSSES.build(name, {}, 8, 5).eval()
     ref = loss(x, y).loss
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = loss(x, y).loss
@@ -429,16 +447,16 @@ def test_margin_scale_zero_removes_every_margin():
         a = LOSSES.build(name, {}, 8, 5)
         torch.manual_seed(0)
         b = LOSSES.build(name, zero, 8, 5)
-        a.set_margin_scale(0.0)
+        a.set_margin_factor(0.0)
         assert a(x, y).loss.item() == pytest.approx(b(x, y).loss.item(), rel=1e-6)
     torch.manual_seed(0)
     a = LOSSES.build("aamsupcon", {}, 8, 5)
     torch.manual_seed(0)
     b = LOSSES.build("aamsupcon", {"margin": 0.0}, 8, 5)
-    a.set_margin_scale(0.0)
+    a.set_margin_factor(0.0)
     assert a(x, y).loss.item() == pytest.approx(b(x, y).loss.item(), rel=1e-6)
     with pytest.raises(ValueError):
-        a.set_margin_scale(1.5)
+        a.set_margin_scale(1.5)  # the former name still works
 
 
 def test_margin_scheduler_linear_warmup_and_state():
@@ -448,7 +466,7 @@ def test_margin_scheduler_linear_warmup_and_state():
     sched.step(1.0)
     assert loss.aam.margin == pytest.approx(0.075)
     sched.step(2.5)
-    assert sched.scale == pytest.approx(0.625)
+    assert sched.margin_factor == pytest.approx(0.625)
     state = sched.state_dict()
     sched.step(10.0)
     assert loss.aam.margin == pytest.approx(0.3)
@@ -462,7 +480,7 @@ def test_margin_scheduler_linear_warmup_and_state():
 def test_margin_scheduler_without_warmup_and_errors():
     loss = LOSSES.build("marginsupcon", {}, 8, 5)
     MarginScheduler(loss, 0)
-    assert loss.margin_scale == 1.0
+    assert loss.margin_factor == 1.0
     MarginScheduler(LOSSES.build("supcon", {}, 8, 5), 3).step(1.0)  # margin-free losses ignore it
     with pytest.raises(BenchError, match="margin_warmup_epochs"):
         MarginScheduler(loss, -1)

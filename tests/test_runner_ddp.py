@@ -46,9 +46,10 @@ def _worker(rank: int, world: int, init: str, root: str, loss: str, out: str) ->
 
 
 # aam decomposes over the batch; supcon does not, so it also checks that the all-gather of the
-# global batch (not a per-rank local loss) is what the gradients follow.
+# global batch (not a per-rank local loss) is what the gradients follow; ge2e's centroids span the
+# global batch and its learnable scale/bias are loss parameters that DDP must average.
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["aam", "supcon"])
+@pytest.mark.parametrize("loss", ["aam", "supcon", "ge2e"])
 def test_two_gloo_processes_equal_single_process(tmp_path, loss):
     ensure_metrics()
     root = tmp_path / "cn1"

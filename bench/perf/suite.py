@@ -184,6 +184,7 @@ def bench_ecapa(ctx: Context) -> dict[str, Any]:
 
 @benchmark("losses")
 def bench_losses(ctx: Context) -> dict[str, Any]:
+    from losses import LOSSES
     from losses.perf import time_losses
 
     timed_batch, _ = _ecapa_sizes(ctx)
@@ -205,6 +206,7 @@ def bench_losses(ctx: Context) -> dict[str, Any]:
             peer=backbone_s * 1000.0,
             ratio=r["fwd_bwd_ms"] / (backbone_s * 1000.0),
             ratio_label="of the backbone step",
+            note=LOSSES.get(r["loss"]).family,  # every registry entry is a row: new losses need no edit here
         )  # fmt: skip
         for r in loss_rows
     ]

@@ -255,7 +255,8 @@ def train(
     scaler = make_scaler(amp, device)
     from losses.schedule import MarginScheduler
 
-    margin = MarginScheduler(loss_mod, cfg.loss.margin_warmup_epochs)
+    lc = cfg.loss
+    margin = MarginScheduler(loss_mod, lc.margin_warmup_epochs, lc.margin_start_epoch, lc.margin_shape)
     state = TrainState()
     main = rd if info.is_main else None
 
