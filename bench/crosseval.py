@@ -235,14 +235,10 @@ def list_index(list_file: str | Path, base: str | Path | None = None) -> Any:
     from bench.data.audio import audio_info
     from bench.data.corpus import find_audio
     from bench.data.trials import strip_ext
+    from bench.textio import read_lines
 
     lf = Path(list_file)
-    try:
-        lines = lf.read_text().splitlines()
-    except OSError as e:
-        raise BenchError(f"cannot read utterance list: {e.strerror}", path=lf) from None
-    except UnicodeDecodeError:
-        raise BenchError("utterance list is not text", path=lf) from None
+    lines = read_lines(lf, "utterance list")
     bases = [Path(base), Path(base) / "eval"] if base else []
     bases.append(lf.parent)
     rows: list[dict[str, Any]] = []
@@ -318,9 +314,11 @@ def embed_to_file(
     The file holds ``ids`` and unit-norm float32 ``embeddings`` (:func:`bench.scoring.write_embeddings`),
     the input of ``bench score --embeddings``.
     """
+    from bench.embfile import embedding_format
     from bench.scoring import write_embeddings
 
     out = Path(out)
+    embedding_format(out)  # an unknown ending is refused before the model loads
     if out.exists() and not force:
         raise BenchError("embedding file exists; pass --force to replace it", path=out)
     if corpus_root is None and list_file is None:
@@ -343,7 +341,8 @@ def embed_to_file(
 
 
 def _eval_cfg(
-    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None
+    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None,
+    label_style: str | None = None,
 ) -> EvalConfig:
     """The run's evaluation settings with the command-line choices applied."""
     ec = cfg.eval
@@ -355,6 +354,8 @@ def _eval_cfg(
         ec = dataclasses.replace(ec, enroll_mode=enroll_mode)
     if asnorm is not None:
         ec = dataclasses.replace(ec, asnorm=asnorm)
+    if label_style is not None:
+        ec = dataclasses.replace(ec, label_style=label_style)
     ec.validate()
     return ec
 
@@ -401,6 +402,7 @@ def evaluate_run(
     trials: str | Path | None = None,
     enroll_mode: str | None = None,
     asnorm: bool | None = None,
+    label_style: str | None = None,
     name: str | None = None,
     checkpoint: str | None = None,
     crops: int | None = None,
@@ -440,7 +442,7 @@ def evaluate_run(
             raise BenchError("this run was already evaluated on this corpus; pass --force to replace it", path=final)
         rm = load_run_model(rd.path, checkpoint, device)
         corpus = load_eval_corpus(cfg, corpus_root, kind, str(trials) if trials else None)
-        eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm)
+        eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm, label_style=label_style)
         if eval_cfg.asnorm and len(corpus.train) < 2:
             raise BenchError(
                 f"--asnorm needs a cohort of at least 2 speakers from the corpus' training side; corpus "
@@ -463,7 +465,7 @@ def evaluate_run(
             }
         )
         prov = _provenance(rm, corpus_root, kind, eval_cfg, time.time() - t0)
-        _write_atomically(final, scores, metrics, emb, prov)
+        _write_atomically(final, scores, metrics, emb, prov, eval_cfg.label_style)
     return EvalResult(final, metrics, time.time() - t0, replaced)
 
 
@@ -507,7 +509,8 @@ def _provenance(rm: RunModel, root: str | Path, kind: str, eval_cfg: EvalConfig,
 
 
 def _write_atomically(
-    final: Path, scores: Any, metrics: dict[str, Any], emb: dict[str, np.ndarray], prov: dict[str, Any]
+    final: Path, scores: Any, metrics: dict[str, Any], emb: dict[str, np.ndarray], prov: dict[str, Any],
+    label_style: str = "binary",
 ) -> None:
     """Write the result folder beside ``final`` and rename it into place (old one removed after)."""
     from bench.io import atomic_write_json
@@ -521,7 +524,7 @@ def _write_atomically(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        write_scores(tmp / "scores.txt", scores)
+        write_scores(tmp / "scores.txt", scores, label_style)
         ids = list(emb)
         write_embeddings(tmp / "embeddings.npz", ids, np.stack([emb[u] for u in ids]))
         atomic_write_json(tmp / "provenance.json", prov)

@@ -70,7 +70,10 @@ def _check_type(corpus_type: str | None) -> None:
 @handle_errors
 def embed(
     run_dir: RunArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Embedding file to write (.npz: ids, embeddings).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Embedding file to write: .npz, .npy (+ .ids.txt), Kaldi .ark or .scp."),
+    ],
     corpus: Annotated[
         Optional[Path], typer.Option("--corpus", help="Corpus folder (its enrolment + test utterances).")
     ] = None,

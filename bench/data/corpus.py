@@ -35,6 +35,7 @@ from bench.data.audio import audio_info
 from bench.data.trials import AUDIO_EXTENSIONS, Trials, read_trials, strip_ext
 from bench.errors import BenchError
 from bench.registry import suggest
+from bench.textio import read_lines
 
 COLUMNS = ["utt_id", "path", "speaker", "genre", "duration", "sample_rate"]
 VAL_SPLIT_SEED = 20221030  # fixed so every run and seed of an experiment shares one validation split
@@ -180,7 +181,7 @@ def list_lines(path: Path) -> Iterable[tuple[int, list[str]]]:
     """(1-based line number, tokens) of the non-blank, non-comment lines of a list file."""
     if not path.is_file():
         raise BenchError("list file not found", path=path)
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(read_lines(path, "list file"), start=1):
         tok = raw.split()
         if tok and not tok[0].startswith("#"):
             yield n, tok

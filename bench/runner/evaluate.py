@@ -248,11 +248,12 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
 
 
-def write_scores(path: str | Path, ts: TrialScores) -> None:
-    """``enroll test score label`` per trial, atomically (``bench.scoring.write_scores``)."""
+def write_scores(path: str | Path, ts: TrialScores, label_style: str = "binary") -> None:
+    """``enroll test score label`` per trial, atomically (``bench.scoring.write_scores``); labels
+    ``1``/``0`` or, with ``label_style="target"``, ``target``/``nontarget``."""
     from bench.scoring import write_scores as _write
 
-    _write(path, (ts.enroll, ts.test), ts.scores, ts.labels)
+    _write(path, (ts.enroll, ts.test), ts.scores, ts.labels, label_style=label_style)
 
 
 def cohort_embeddings(

@@ -245,7 +245,7 @@ def _train_and_evaluate(
     metrics["best_val_eer"] = result.state.best_val_eer
     metrics["loss"] = cfg.loss.name
     metrics["seed"] = cfg.train.seed
-    write_scores(rd.scores, scores)
+    write_scores(rd.scores, scores, cfg.eval.label_style)
     atomic_write_json(rd.metrics, metrics)
     outcome.eer = metrics["overall"]["eer"]
     outcome.mindcf = metrics["overall"].get("mindcf@0.01")
