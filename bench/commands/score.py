@@ -102,6 +102,10 @@ def score(
     if enroll_map is not None and embeddings is None:
         raise BenchError("--enroll-map needs --embeddings")
     scoring.check_label_style(label_style)
+    if embeddings is not None:
+        from bench.embfile import embedding_format
+
+        embedding_format(embeddings)
     p_targets = tuple(p_target) if p_target else (0.01, 0.05)
     for p in p_targets:
         if not 0 < p < 1:
