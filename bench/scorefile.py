@@ -63,7 +63,7 @@ _HEADER_NAMES = {
     **dict.fromkeys(("score", "scores", "llr", "similarity", "cosine", "cos"), "score"),
     **dict.fromkeys(("label", "labels", "target", "key", "lab", "is_target", "trial_type", "truth"), "label"),
 }
-_SEPARATORS = {"blank": "blank-separated", "comma": "comma-separated"}
+_SEPARATORS = {"space": "space-separated", "tab": "tab-separated", "comma": "comma-separated"}
 SAMPLE_LINES = 2000  # lines the fast path detects the layout on before handing the file to pandas
 
 
@@ -196,7 +196,9 @@ def _header_layout(tok: list[str]) -> str | None | bool:
 
 
 def _separator(first: str) -> str:
-    return "comma" if "," in first and len(_fields(first, "comma")) in (3, 4) else "blank"
+    if "," in first and len(_fields(first, "comma")) in (3, 4):
+        return "comma"
+    return "tab" if "\t" in first else "space"  # both split on any run of blanks
 
 
 def _data_lines(lines):
@@ -365,7 +367,7 @@ def _parse_fast(data: bytes, layout: str | None = None):
     try:
         df = pd.read_csv(
             io.BytesIO(data),
-            sep=r"\s+" if det.separator == "blank" else ",",
+            sep="," if det.separator == "comma" else r"\s+",
             skipinitialspace=True,
             header=None,
             index_col=False,
