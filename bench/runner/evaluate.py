@@ -214,7 +214,8 @@ def score_trials(
     s = cosine_score(e_emb, t_emb, located)
     if cohort is not None:
         s = asnorm(s, e_ids, list(trials.test), e_emb, cohort, top_k=asnorm_top, test_embeddings=t_emb)
-    genres = [genre_of.get(t, "") for t in trials.test] if genre_of else None
+    # per-genre metrics only where the corpus has genres (CN-Celeb); Kaldi/VoxCeleb ids carry none
+    genres = [genre_of.get(t, "") for t in trials.test] if genre_of and any(genre_of.values()) else None
     return TrialScores(
         list(trials.enroll), list(trials.test), np.asarray(s, np.float64), np.asarray(trials.labels, bool), genres
     )
