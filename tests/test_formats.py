@@ -5,6 +5,7 @@ files in other toolkits' column orders (bench.scorefile), embeddings as .npy / K
 from __future__ import annotations
 
 import json
+import shutil
 
 import kaldiio
 import numpy as np
@@ -89,7 +90,7 @@ def _enroll_map(p):
 def _kaldi(p):
     from bench.data.corpus import _kaldi_dir
 
-    (p.parent / "utt2spk").write_text("u1 s1\nu2 s1\n")
+    (p.parent / "utt2spk").write_bytes(BOM + b"u1 s1\r\nu2 s1 \r\n")
     return _kaldi_dir(p.parent)
 
 
@@ -327,3 +328,42 @@ def test_embedding_format_errors(tmp_path, emb):
     (tmp_path / "t.lst").write_text("a b 1\n")
     res = _score("--trials", tmp_path / "t.lst", "--embeddings", tmp_path / "x.scpz")
     assert res.exit_code == 2 and "accepted" in res.output
+
+
+def _same(a, b):
+    """Reader results compared field by field (dataclasses, frames, dicts, tuples)."""
+    import dataclasses
+
+    import pandas as pd
+
+    if hasattr(a, "utt_id") and hasattr(a, "missing"):  # corpus Row: paths differ by folder
+        return a.utt_id == b.utt_id and a.speaker == b.speaker and a.src[1] == b.src[1]
+    if dataclasses.is_dataclass(a):
+        skip = {"path", "description"}
+        a = {k: v for k, v in dataclasses.asdict(a).items() if k not in skip}
+        b = {k: v for k, v in dataclasses.asdict(b).items() if k not in skip}
+    if isinstance(a, pd.DataFrame):
+        return a.drop(columns=["path"]).equals(b.drop(columns=["path"]))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_bom_crlf_and_trailing_blanks_read_like_plain_text(tmp_path, kind):
+    import soundfile
+
+    name, first, reader = READERS[kind]
+    soundfile.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    plain, odd = tmp_path / "plain", tmp_path / "odd"
+    plain.mkdir()
+    odd.mkdir()
+    shutil.copy(tmp_path / "a.wav", plain / "a.wav")
+    shutil.copy(tmp_path / "a.wav", odd / "a.wav")
+    (plain / name).write_text(first)
+    (odd / name).write_bytes(BOM + first.replace("\n", " \t\r\n").encode() + b"\r\n  \r\n")
+    assert _same(reader(plain / name), reader(odd / name))
