@@ -335,8 +335,8 @@ def _parse_lines(text: str, path: Path):
 
 
 # Bytes the fast parser leaves to the line-by-line reader: comments, quotes (pandas treats them
-# specially), NUL, and the ASCII characters str.split() also breaks on.
-_SLOW_BYTES = (b"#", b'"', b"\x00", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+# specially), NUL, and the ASCII characters str.split() also breaks on. A CR is fine only in CRLF.
+_SLOW_BYTES = (b"#", b'"', b"\x00", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 
 
 def _parse_fast(data: bytes, layout: str | None = None):
@@ -347,6 +347,8 @@ def _parse_fast(data: bytes, layout: str | None = None):
         data = data[len(BOM):]
     if not data or not data.isascii() or any(b in data for b in _SLOW_BYTES):
         return None
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a lone CR ends a line for pandas but not for the line reader
     head_bytes = data[: 1 << 20]
     if len(head_bytes) < len(data):  # never detect on a line cut in half
         head_bytes = head_bytes[: head_bytes.rfind(b"\n") + 1]
@@ -362,7 +364,6 @@ def _parse_fast(data: bytes, layout: str | None = None):
         return None  # blanks before a comma: the line reader strips them, pandas would keep them
     dtypes = {k: {"enroll": "category", "test": "category", "score": np.float64, "label": str}[r]
               for k, r in enumerate(roles)}
-    lines_all = data.split(b"\n")
     skip = [det.header_line - 1] if det.header_line else None
     try:
         df = pd.read_csv(
@@ -408,12 +409,12 @@ def _parse_fast(data: bytes, layout: str | None = None):
             return None
         labels = np.asarray(lut, dtype=bool)[codes]
         det.label_words = sorted({str(u).lower() for u in uniq}, key=lambda w: (not LABEL_WORDS[w], w))
-    n_lines = len(lines_all) - (data.endswith(b"\n"))
+    n_lines = data.count(b"\n") + (not data.endswith(b"\n"))
     if n_lines == len(df) and not det.header_line:
         lines = np.arange(1, len(df) + 1, dtype=np.int64)
     else:  # blank lines or a header: number the lines that hold fields
-        lines = np.asarray([n for n, line in enumerate(lines_all, 1) if line.strip() and n != det.header_line],
-                           dtype=np.int64)
+        lines = np.asarray([n for n, line in enumerate(data.split(b"\n"), 1)
+                            if line.strip() and n != det.header_line], dtype=np.int64)
         if lines.size != len(df):
             return None
     return ids["enroll"], ids["test"], scores, labels, lines, det
