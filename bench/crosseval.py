@@ -451,6 +451,13 @@ def evaluate_run(
         rm = load_run_model(rd.path, checkpoint, device)
         corpus = load_eval_corpus(cfg, corpus_root, kind, str(trials) if trials else None)
         eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm, label_style=label_style)
+        if eval_cfg.enroll_mode == "mean" and not corpus.enroll_map:
+            raise BenchError(
+                f"enrolment mode 'mean' needs an enrolment map, and corpus '{kind}' has none here (CN-Celeb's "
+                "eval/lists/enroll.map names utterances under data/, which an evaluation-only copy lacks); "
+                "pass --enroll-mode concat",
+                path=corpus_root,
+            )
         if eval_cfg.asnorm and corpus.train["speaker"].nunique() < 2:
             raise BenchError(
                 f"--asnorm needs a cohort of at least 2 speakers from the corpus' training side, and corpus "

@@ -93,7 +93,24 @@ def trained(tmp_path_factory):
                                    genres=("vlog", "drama"), seed=7)
     evalonly = base / "CN-evalonly"
     shutil.copytree(full / "eval", evalonly / "eval")  # eval/enroll, eval/test, eval/lists; no data/
-    return train_run(base / "runs", train_root), full, evalonly, base
+    # the run writes scores.txt with target/nontarget labels (eval.label_style), read back by the report
+    return train_run(base / "runs", train_root, 'eval.label_style="target"'), full, evalonly, base
+
+
+def _last_column(path: Path) -> set[str]:
+    return {ln.split()[-1] for ln in path.read_text().splitlines()}
+
+
+def test_run_writes_the_label_style_it_was_asked_for(trained):
+    from reports.collect import read_scores
+
+    run, *_ = trained
+    assert _last_column(run / "scores.txt") == {"target", "nontarget"}
+    m = json.loads((run / "metrics.json").read_text())
+    df = read_scores(run / "scores.txt")
+    from bench.metrics import compute_metrics
+
+    assert compute_metrics(df["score"].to_numpy(), df["label"].to_numpy())["eer"] == pytest.approx(m["overall"]["eer"])
 
 
 def test_evaluation_only_corpus_is_enough_for_eval_embed_and_check(trained, tmp_path):
@@ -106,8 +123,11 @@ def test_evaluation_only_corpus_is_enough_for_eval_embed_and_check(trained, tmp_
     assert b.exit_code == 0, b.output
     ma, mb = json.loads(a.stdout), json.loads(b.stdout)
     assert ma["overall"] == mb["overall"] and set(mb["per_genre"]) == {"vlog", "drama"}
-    res = invoke("eval", run, "--corpus", evalonly, "--name", "x", "--asnorm")
+    res = invoke("eval", run, "--corpus", evalonly, "--name", "x", "--asnorm", "--enroll-mode", "concat")
     assert res.exit_code == 2 and "evaluation-only corpus has no training side" in res.output
+    res = invoke("eval", run, "--corpus", evalonly, "--name", "x", "--enroll-mode", "mean")
+    assert res.exit_code == 2 and "--enroll-mode concat" in res.output
+    assert invoke("eval", run, "--corpus", full, "--name", "m", "--enroll-mode", "mean").exit_code == 0
     res = invoke("embed", run, "--corpus", evalonly, "-o", tmp_path / "E.ark", "--json")
     assert res.exit_code == 0, res.output
     res = invoke("data", "check", evalonly, "--json")
@@ -120,12 +140,14 @@ def test_evaluation_only_corpus_is_enough_for_eval_embed_and_check(trained, tmp_
 def test_kaldi_eval_has_no_genre_rows_and_ark_scores_like_npz(trained, tmp_path):
     run, *_ = trained
     kal = fixtures.write_kaldi(tmp_path / "kal", speakers=3, utts=2)
-    res = invoke("eval", run, "--corpus", kal, "--json", "--label-style", "target")
+    res = invoke("eval", run, "--corpus", kal, "--json", "--label-style", "binary")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     assert m["per_genre"] == {}
     eval_dir = Path(m["eval_dir"])
-    assert {ln.split()[-1] for ln in (eval_dir / "scores.txt").read_text().splitlines()} <= {"target", "nontarget"}
+    assert _last_column(eval_dir / "scores.txt") == {"1", "0"}  # the option beats the run's 'target'
+    assert invoke("eval", run, "--corpus", kal, "--force", "--json").exit_code == 0
+    assert _last_column(eval_dir / "scores.txt") == {"target", "nontarget"}  # the run's own style
     table = invoke("eval", run, "--corpus", kal, "--force")
     rows = [ln.split("│")[1].strip() for ln in table.stdout.splitlines() if ln.startswith("│")]
     assert table.exit_code == 0 and rows == ["all"], table.stdout  # no genre rows, no empty-named one
