@@ -13,6 +13,10 @@
 ``kaldi``      a Kaldi data dir: ``wav.scp``, ``utt2spk``, ``trials``
 =============  ==========================================================================
 
+Each :data:`CORPORA` entry also carries ``detect(root) -> score`` (0 = not this layout), which
+:mod:`bench.data.layout` asks to resolve a ``--corpus DIR`` argument: adding a reader is one entry.
+A CN-Celeb folder with only ``eval/`` (enroll, test, lists) is an evaluation-only corpus.
+
 Every index is a DataFrame with columns ``utt_id, path, speaker, genre, duration`` (seconds) and
 ``sample_rate`` (of the file). Durations come from file headers, never from decoding. Files that
 are missing or unreadable stop loading with an error naming them, or with ``data.skip_bad`` are
