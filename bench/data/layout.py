@@ -123,7 +123,7 @@ def resolve(arg: str | Path, kind: str | None = None) -> CorpusChoice:
 
     k2, path = split_arg(str(arg))
     if kind is not None and k2 is not None and kind != k2:
-        raise BenchError(f"corpus '{arg}' names kind '{k2}' but --corpus-type says '{kind}'")
+        raise BenchError(f"corpus '{arg}' names kind '{k2}' but the corpus-type option says '{kind}'")
     kind = kind or k2
     r = Path(path)
     if kind is None:
