@@ -192,7 +192,10 @@ def _header_layout(tok: list[str]) -> str | None | bool:
     if any(_float(t) is not None for t in tok) or not any(n in _HEADER_NAMES for n in names):
         return False
     roles = tuple(_HEADER_NAMES.get(n, "?") for n in names)
-    return next((name for name, r in LAYOUTS.items() if r == roles), None)
+    named = next((name for name, r in LAYOUTS.items() if r == roles), None)
+    if named is None and any(n in LABEL_WORDS for n in names):
+        return False  # 'x y target nontarget' is a broken data line, not column names
+    return named
 
 
 def _separator(first: str) -> str:

@@ -225,6 +225,10 @@ def test_ambiguous_score_file_is_refused_with_candidates(tmp_path):
 
 def test_no_layout_fits_names_the_line_of_the_longest_fit(tmp_path):
     p = tmp_path / "s.txt"
+    p.write_text("x y target nontarget\na b 0.5 1\n")  # not a header: a data line without a score
+    with pytest.raises(BenchError) as e:
+        SF.read_scores(p)
+    assert e.value.line == 1
     p.write_text("a b 0.5 1\na c 0.1 target\na d 0.2 maybe\n")
     with pytest.raises(BenchError, match="label 'maybe'") as e:
         SF.read_scores(p)
