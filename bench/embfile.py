@@ -93,7 +93,8 @@ def _write_npy(path: Path, ids: list[str], mat: np.ndarray) -> None:
 
 
 def _kaldi_rows(items, path: Path) -> tuple[list[str], np.ndarray]:
-    ids, rows = [], []
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
     for key, arr in items:
         a = np.asarray(arr)
         if a.ndim == 2 and a.shape[0] == 1:
@@ -230,8 +231,10 @@ def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
         raise BenchError(f"'embeddings' has shape {mat.shape} for {len(ids)} ids", path)
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise BenchError(f"duplicate id {dup!r}", path)
+        for i in ids:
+            if i in seen:
+                raise BenchError(f"duplicate id {i!r}", path)
+            seen.add(i)
     bad = ~np.isfinite(mat).all(axis=1)
     if bad.any():
         raise BenchError(f"{int(bad.sum())} embedding(s) are not finite, first {ids[int(np.argmax(bad))]!r}", path)

@@ -235,7 +235,7 @@ def detect_layout(lines, path=None, layout: str | None = None, *, complete: bool
     head = _header_layout(_fields(first[1], sep))
     if head is not False:
         header_line = first[0]
-        if head is not None and layout is None:
+        if isinstance(head, str) and layout is None:
             candidates = [head]
     else:
         rows.append((first[0], _fields(first[1], sep)))
@@ -310,8 +310,8 @@ def read_score_columns(path: str | Path, layout: str | None = None) -> ScoreColu
     data = read_bytes(path, "score file")
     fast = _parse_fast(data, layout)
     if fast is not None:
-        *cols, det = fast
-        return ScoreColumns(*cols, path, det.layout, det.describe())
+        enroll, test, scores, labels, lines, det = fast
+        return ScoreColumns(enroll, test, scores, labels, lines, path, det.layout, det.describe())
     text = decode(data, path)
     enroll, test, vals, labs, nums, det = _parse_text(text, path, layout)
     return ScoreColumns(pd.Categorical(enroll), pd.Categorical(test), vals, labs, nums, path, det.layout,
