@@ -73,7 +73,7 @@ def detect(root: str | Path) -> CorpusChoice:
         raise BenchError("corpus folder not found", path=r)
     kind = _best(r)
     if kind is not None:
-        return CorpusChoice(kind, r)
+        return CorpusChoice(kind, r, f"corpus: {r} has the {kind} layout (KIND:DIR picks another)")
     found = []
     for name in ARCHIVE_FOLDERS:
         sub = r / name
