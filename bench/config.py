@@ -160,10 +160,13 @@ class EvalConfig:
     batch_size: int = 32
     untrained: bool = True  # also score the untrained model (metrics.json "untrained"), as a baseline
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    label_style: str = "binary"  # labels in scores.txt: binary (1/0) | target (target/nontarget)
 
     def validate(self) -> None:
         if self.enroll_mode not in ("concat", "mean"):
             raise BenchError(f"eval.enroll_mode must be concat or mean, got '{self.enroll_mode}'")
+        if self.label_style not in ("binary", "target"):  # bench.scorefile.LABEL_STYLES
+            raise BenchError(f"eval.label_style must be binary or target, got '{self.label_style}'")
 
 
 @dataclass
@@ -200,11 +203,11 @@ def preset_names() -> list[str]:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; syntax errors name the file and line."""
+    from bench.textio import read_text
+
     p = Path(path)
-    if not p.exists():
-        raise BenchError("config file not found", path=p)
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(read_text(p, "config file"))
     except tomllib.TOMLDecodeError as e:
         text = str(e)
         m = re.search(r"\(at line (\d+), column \d+\)", text)

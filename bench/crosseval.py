@@ -165,31 +165,24 @@ def embedder(rm: RunModel, eval_cfg: EvalConfig, workers: int = 0, progress: Pro
 
 
 def detect_corpus_type(root: str | Path) -> str:
-    """The reader a corpus folder needs, from its layout; ambiguous folders ask for ``--corpus-type``."""
-    r = Path(root)
-    if not r.is_dir():
-        raise BenchError("corpus folder not found", path=r)
-    if (r / "eval" / "lists").is_dir() or ((r / "data").is_dir() and (r / "eval").is_dir()):
-        return "cnceleb"
-    if (r / "wav.scp").is_file():
-        return "kaldi"
-    for base in (r, r / "wav"):
-        if base.is_dir() and any(p.is_dir() and p.name.startswith("id") for p in base.iterdir()):
-            return "voxceleb"
-    raise BenchError(
-        "cannot tell the corpus layout (no eval/lists, wav.scp or id*/ folders); pass --corpus-type", path=r
-    )
+    """The reader a corpus folder needs: the shared detector :func:`bench.data.layout.detect`."""
+    from bench.data.layout import detect
+
+    return detect(root).kind
 
 
 def eval_data_config(
     run_cfg: ExperimentConfig, root: str | Path, corpus_type: str | None, trials: str | None
 ) -> DataConfig:
-    """The run's audio settings (sample rate, resampling) on another corpus folder and trial list."""
-    kind = corpus_type or detect_corpus_type(root)
+    """The run's audio settings (sample rate, resampling) on another corpus (``DIR`` or ``KIND:DIR``)
+    and trial list."""
+    from bench.data.layout import resolve
+
+    choice = resolve(root, corpus_type)
     return dataclasses.replace(
         run_cfg.data,
-        corpus=kind,
-        root=str(root),
+        corpus=choice.kind,
+        root=str(choice.root),
         eval_root="",
         trials=str(trials) if trials else "",
         train_lists=[],
@@ -207,7 +200,8 @@ def load_eval_corpus(run_cfg: ExperimentConfig, root: str | Path, corpus_type: s
     corpus = load_corpus(data_cfg, require_train=False)
     if corpus.trials is None or len(corpus.test) == 0:
         raise BenchError(
-            f"corpus '{data_cfg.corpus}' has no evaluation trials here; pass --trials or --corpus-type", path=root
+            f"corpus '{data_cfg.corpus}' has no evaluation trials here; pass --trials or KIND:DIR",
+            path=data_cfg.root,
         )
     return corpus
 
@@ -235,14 +229,10 @@ def list_index(list_file: str | Path, base: str | Path | None = None) -> Any:
     from bench.data.audio import audio_info
     from bench.data.corpus import find_audio
     from bench.data.trials import strip_ext
+    from bench.textio import read_lines
 
     lf = Path(list_file)
-    try:
-        lines = lf.read_text().splitlines()
-    except OSError as e:
-        raise BenchError(f"cannot read utterance list: {e.strerror}", path=lf) from None
-    except UnicodeDecodeError:
-        raise BenchError("utterance list is not text", path=lf) from None
+    lines = read_lines(lf, "utterance list")
     bases = [Path(base), Path(base) / "eval"] if base else []
     bases.append(lf.parent)
     rows: list[dict[str, Any]] = []
@@ -297,6 +287,7 @@ class EmbedResult:
     corpus: str
     device: str
     seconds: float
+    note: str = ""  # how the corpus argument was resolved, when not as given
 
 
 def embed_to_file(
@@ -318,14 +309,26 @@ def embed_to_file(
     The file holds ``ids`` and unit-norm float32 ``embeddings`` (:func:`bench.scoring.write_embeddings`),
     the input of ``bench score --embeddings``.
     """
+    from bench.embfile import embedding_format
     from bench.scoring import write_embeddings
 
     out = Path(out)
+    embedding_format(out)  # an unknown ending is refused before the model loads
     if out.exists() and not force:
         raise BenchError("embedding file exists; pass --force to replace it", path=out)
     if corpus_root is None and list_file is None:
         raise BenchError("give --corpus, --list or both")
     t0 = time.time()
+    note = ""
+    if corpus_root is not None and list_file is None:
+        from bench.data.layout import resolve
+
+        choice = resolve(corpus_root, corpus_type)  # before the model loads: a wrong folder fails fast
+        corpus_root, corpus_type, note = choice.root, choice.kind, choice.note
+    elif corpus_root is not None:
+        from bench.data.layout import split_arg
+
+        corpus_root = split_arg(str(corpus_root))[1]
     rm = load_run_model(run_dir, checkpoint, device)
     if list_file is not None:
         index = list_index(list_file, corpus_root)
@@ -338,12 +341,14 @@ def embed_to_file(
     emb = embedder(rm, eval_cfg, _workers(rm, workers), progress)(index, f"{len(index)} utterances")
     write_embeddings(out, emb.ids, emb.matrix)
     return EmbedResult(
-        out, len(emb.ids), int(emb.matrix.shape[1]), rm.checkpoint_name, source, str(rm.device), time.time() - t0
+        out, len(emb.ids), int(emb.matrix.shape[1]), rm.checkpoint_name, source, str(rm.device), time.time() - t0,
+        note,
     )
 
 
 def _eval_cfg(
-    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None
+    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None,
+    label_style: str | None = None,
 ) -> EvalConfig:
     """The run's evaluation settings with the command-line choices applied."""
     ec = cfg.eval
@@ -355,6 +360,8 @@ def _eval_cfg(
         ec = dataclasses.replace(ec, enroll_mode=enroll_mode)
     if asnorm is not None:
         ec = dataclasses.replace(ec, asnorm=asnorm)
+    if label_style is not None:
+        ec = dataclasses.replace(ec, label_style=label_style)
     ec.validate()
     return ec
 
@@ -401,6 +408,7 @@ def evaluate_run(
     trials: str | Path | None = None,
     enroll_mode: str | None = None,
     asnorm: bool | None = None,
+    label_style: str | None = None,
     name: str | None = None,
     checkpoint: str | None = None,
     crops: int | None = None,
@@ -410,15 +418,17 @@ def evaluate_run(
     progress: ProgressFactory | None = None,
 ) -> EvalResult:
     """Embed, score and record a finished run on the corpus at ``corpus_root`` (module docstring)."""
+    from bench.data.layout import resolve
     from bench.runner.rundir import RunDir
 
     t0 = time.time()
+    choice = resolve(corpus_root, corpus_type)  # DIR (detected) or KIND:DIR
     # absolute paths, so metrics.json names the same trial list from wherever the report runs
-    corpus_root = Path(corpus_root).resolve()
+    corpus_root = choice.root.resolve()
     trials = Path(trials).resolve() if trials else None
     rd = RunDir(Path(run_dir))
     cfg = read_run_config(rd.path)
-    kind = corpus_type or detect_corpus_type(corpus_root)
+    kind = choice.kind
     train_name = cfg.data.corpus
     if name is None:
         name = default_name(cfg, kind, corpus_root)
@@ -440,11 +450,19 @@ def evaluate_run(
             raise BenchError("this run was already evaluated on this corpus; pass --force to replace it", path=final)
         rm = load_run_model(rd.path, checkpoint, device)
         corpus = load_eval_corpus(cfg, corpus_root, kind, str(trials) if trials else None)
-        eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm)
-        if eval_cfg.asnorm and len(corpus.train) < 2:
+        eval_cfg = _eval_cfg(cfg, crops=crops, enroll_mode=enroll_mode, asnorm=asnorm, label_style=label_style)
+        if eval_cfg.enroll_mode == "mean" and not corpus.enroll_map:
             raise BenchError(
-                f"--asnorm needs a cohort of at least 2 speakers from the corpus' training side; corpus "
-                f"'{kind}' has {len(corpus.train)} training utterances here",
+                f"enrolment mode 'mean' needs an enrolment map, and corpus '{kind}' has none here (CN-Celeb's "
+                "eval/lists/enroll.map names utterances under data/, which an evaluation-only copy lacks); "
+                "pass --enroll-mode concat",
+                path=corpus_root,
+            )
+        if eval_cfg.asnorm and corpus.train["speaker"].nunique() < 2:
+            raise BenchError(
+                f"--asnorm needs a cohort of at least 2 speakers from the corpus' training side, and corpus "
+                f"'{kind}' here has {len(corpus.train)} training utterances (an evaluation-only corpus has no "
+                "training side); score without AS-norm or point --corpus at a folder with one",
                 path=corpus_root,
             )
         scores, metrics, emb = _score(rm, corpus, eval_cfg, _workers(rm, workers), progress)
@@ -463,8 +481,8 @@ def evaluate_run(
             }
         )
         prov = _provenance(rm, corpus_root, kind, eval_cfg, time.time() - t0)
-        _write_atomically(final, scores, metrics, emb, prov)
-    return EvalResult(final, metrics, time.time() - t0, replaced)
+        _write_atomically(final, scores, metrics, emb, prov, eval_cfg.label_style)
+    return EvalResult(final, metrics, time.time() - t0, replaced, [choice.note] if choice.note else [])
 
 
 def _score(rm: RunModel, corpus: Any, eval_cfg: EvalConfig, workers: int, progress: ProgressFactory | None):
@@ -507,7 +525,8 @@ def _provenance(rm: RunModel, root: str | Path, kind: str, eval_cfg: EvalConfig,
 
 
 def _write_atomically(
-    final: Path, scores: Any, metrics: dict[str, Any], emb: dict[str, np.ndarray], prov: dict[str, Any]
+    final: Path, scores: Any, metrics: dict[str, Any], emb: dict[str, np.ndarray], prov: dict[str, Any],
+    label_style: str = "binary",
 ) -> None:
     """Write the result folder beside ``final`` and rename it into place (old one removed after)."""
     from bench.io import atomic_write_json
@@ -521,7 +540,7 @@ def _write_atomically(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        write_scores(tmp / "scores.txt", scores)
+        write_scores(tmp / "scores.txt", scores, label_style)
         ids = list(emb)
         write_embeddings(tmp / "embeddings.npz", ids, np.stack([emb[u] for u in ids]))
         atomic_write_json(tmp / "provenance.json", prov)

@@ -2,11 +2,10 @@
 
 Formats:
 
-* Embedding file: ``.npz`` with ``ids`` (unicode string array, unique) and ``embeddings``
-  (float32 ``[N, D]``, finite).  Read without pickle.
-* Score file: one trial per line, whitespace separated, ``enroll test score [label]``; label is
-  ``1``/``0`` (also read: ``target``/``nontarget``, ``true``/``false``).  Blank lines and lines
-  starting with ``#`` are skipped.  Scores are written with ``repr`` so they read back exactly.
+* Embedding files (:mod:`bench.embfile`): ``.npz`` (``ids`` + float32 ``embeddings [N, D]``),
+  ``.npy`` + ``.ids.txt``, Kaldi ``.ark`` / ``.scp``; re-exported here.
+* Score files (:mod:`bench.scorefile`): ``enroll test score [label]`` and the other toolkits'
+  column orders, detected; re-exported here.
 
 Trial and utterance ids are compared without an audio extension (``.wav``, ``.flac``, ...), as
 in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a trial list.
@@ -14,57 +13,34 @@ in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.trials import strip_ext
+from bench.embfile import EMBEDDING_FORMATS, read_embeddings, write_embeddings  # noqa: F401
 from bench.errors import BenchError
-from bench.io import atomic_open, atomic_save
 
-_LABELS = {"1": True, "0": False, "target": True, "nontarget": False, "true": True, "false": False}
-
+# score files live in bench.scorefile; re-exported because callers have always found them here
+from bench.scorefile import (  # noqa: F401
+    LABEL_STYLES,
+    LAYOUTS,
+    ScoreColumns,
+    ScoreFile,
+    _parse_fast,
+    _parse_lines,
+    _trial_ids,
+    check_label_style,
+    key_index,
+    read_score_columns,
+    read_scores,
+    write_scores,
+)
 
 # --------------------------------------------------------------------------------------------
 # Embeddings
 # --------------------------------------------------------------------------------------------
-
-
-def write_embeddings(path: str | Path, ids: Sequence[str], matrix: np.ndarray) -> None:
-    """Write ids and a float32 ``[N, D]`` matrix to ``path`` (npz) atomically."""
-    ids_arr = np.asarray([str(i) for i in ids], dtype=np.str_)
-    mat = np.asarray(matrix, dtype=np.float32)
-    if mat.ndim != 2 or mat.shape[0] != ids_arr.size:
-        raise ValueError(f"need embeddings [N, D] for {ids_arr.size} ids, got shape {mat.shape}")
-    atomic_save(path, lambda fh: np.savez(fh, ids=ids_arr, embeddings=mat))
-
-
-def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Ids (extensions stripped) and the float32 ``[N, D]`` matrix of an embedding file."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "ids" not in z or "embeddings" not in z:
-                raise BenchError(f"embedding file needs arrays 'ids' and 'embeddings', has {sorted(z.files)}", path)
-            ids = [strip_ext(str(i)) for i in z["ids"]]
-            mat = np.asarray(z["embeddings"], dtype=np.float32)
-    except BenchError:
-        raise
-    except (OSError, ValueError) as e:
-        raise BenchError(f"cannot read embedding file: {e}", path) from e
-    if mat.ndim != 2 or mat.shape[0] != len(ids):
-        raise BenchError(f"'embeddings' has shape {mat.shape} for {len(ids)} ids", path)
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise BenchError(f"duplicate id {dup!r}", path)
-    bad = ~np.isfinite(mat).all(axis=1)
-    if bad.any():
-        raise BenchError(f"{int(bad.sum())} embedding(s) are not finite, first {ids[int(np.argmax(bad))]!r}", path)
-    return ids, mat
 
 
 def _as_lookup(emb) -> tuple[dict[str, int], np.ndarray]:
@@ -88,12 +64,11 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 def read_enroll_map(path: str | Path) -> dict[str, list[str]]:
     """Enrolment map: lines ``model_id utt_id [utt_id ...]`` (ids without extensions)."""
+    from bench.textio import read_lines
+
     path = Path(path)
     out: dict[str, list[str]] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise BenchError(f"cannot read enrolment map: {e.strerror}", path) from e
+    lines = read_lines(path, "enrolment map")
     for n, line in enumerate(lines, 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -124,13 +99,6 @@ def mean_enroll(embeddings, enroll_map: Mapping[str, Sequence[str]], path=None) 
 # --------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------
-
-
-def _trial_ids(trials) -> tuple[list[str], list[str]]:
-    if hasattr(trials, "enroll") and hasattr(trials, "test"):
-        return list(trials.enroll), list(trials.test)
-    enroll, test = trials
-    return list(enroll), list(test)
 
 
 def trial_line(trials, i: int) -> int:
@@ -244,218 +212,3 @@ def asnorm(
         mu, sd = _cohort_stats(l2_normalise(mat[uniq]), cohort, top_k, max_block)
         out += (s - mu[inv]) / np.maximum(sd[inv], 1e-12)
     return 0.5 * out
-
-
-# --------------------------------------------------------------------------------------------
-# Score files
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ScoreFile:
-    """A parsed score file; ``labels`` is None when the lines had no label column."""
-
-    enroll: list[str]
-    test: list[str]
-    scores: np.ndarray
-    labels: np.ndarray | None
-    lines: np.ndarray
-    path: Path
-
-
-def write_scores(path: str | Path, trials, scores, labels=None) -> None:
-    """Write ``enroll test score label`` lines atomically; labels from ``trials.labels`` unless
-    given (omitted when neither has them)."""
-    enroll, test = _trial_ids(trials)
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size != len(enroll):
-        raise ValueError(f"{s.size} scores for {len(enroll)} trials")
-    if labels is None:
-        labels = getattr(trials, "labels", None)
-    with atomic_open(path, "w") as fh:
-        if labels is None:
-            fh.writelines(f"{e} {t} {v!r}\n" for e, t, v in zip(enroll, test, s.tolist()))
-        else:
-            lab = np.asarray(labels, dtype=bool).tolist()
-            fh.writelines(f"{e} {t} {v!r} {int(b)}\n" for e, t, v, b in zip(enroll, test, s.tolist(), lab))
-
-
-def read_scores(path: str | Path) -> ScoreFile:
-    """Parse a score file (see the module docstring); errors name the file and line."""
-    cols = read_score_columns(path)
-    return ScoreFile(
-        _values(cols.enroll),
-        _values(cols.test),
-        cols.scores,
-        cols.labels,
-        cols.lines,
-        cols.path,
-    )
-
-
-@dataclass
-class ScoreColumns:
-    """A parsed score file with the ids as categoricals (extensions stripped): what a report
-    needs without building millions of Python strings."""
-
-    enroll: object  # pandas.Categorical
-    test: object  # pandas.Categorical
-    scores: np.ndarray
-    labels: np.ndarray | None
-    lines: np.ndarray
-    path: Path
-
-
-def _values(cat) -> list[str]:
-    return np.asarray(cat.categories, dtype=object)[cat.codes].tolist()
-
-
-def read_score_columns(path: str | Path) -> ScoreColumns:
-    """Parse a score file like :func:`read_scores`, ids as ``pandas.Categorical``.
-
-    Plain ASCII files (no ``#``, carriage returns or other rare separators) go through pandas'
-    C parser; anything it does not read exactly as the line-by-line reader would (and every
-    malformed file) is parsed line by line, which names the offending line.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise BenchError(f"cannot read score file: {e.strerror}", path) from e
-    fast = _parse_fast(data)
-    if fast is not None:
-        return ScoreColumns(*fast, path)
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as e:
-        raise BenchError("score file is not text", path) from e
-    enroll, test, vals, labs, nums = _parse_lines(text, path)
-    import pandas as pd
-
-    return ScoreColumns(
-        pd.Categorical(enroll),
-        pd.Categorical(test),
-        vals,
-        labs,
-        nums,
-        path,
-    )
-
-
-# Bytes the fast parser leaves to the line-by-line reader: comments, quotes (pandas treats them
-# specially), NUL, and the ASCII characters str.splitlines() / str.split() also break on.
-_SLOW_BYTES = (b"#", b'"', b"\x00", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
-
-
-def _parse_fast(data: bytes):
-    """(enroll, test, scores, labels, lines) via pandas, or None when the file needs the slow path."""
-    import csv
-    import io
-
-    import pandas as pd
-
-    if not data or not data.isascii() or any(b in data for b in _SLOW_BYTES):
-        return None
-    try:
-        df = pd.read_csv(
-            io.BytesIO(data),
-            sep=r"\s+",
-            header=None,
-            index_col=False,
-            dtype={0: "category", 1: "category", 2: np.float64, 3: str},
-            na_filter=False,
-            quoting=csv.QUOTE_NONE,
-            engine="c",
-        )
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    if df.shape[1] not in (3, 4) or len(df) == 0:
-        return None
-    ids = []
-    for c in (0, 1):
-        cat = df[c].array
-        cats = cat.categories
-        if not (pd.api.types.is_object_dtype(cats.dtype) or pd.api.types.is_string_dtype(cats.dtype)):
-            return None  # e.g. numeric ids that pandas converted
-        names = [str(x) for x in cats]
-        if "" in names or cat.codes.min() < 0:
-            return None
-        stripped, inv = np.unique(np.array([strip_ext(x) for x in names], dtype=object), return_inverse=True)
-        ids.append(pd.Categorical.from_codes(inv.reshape(-1)[cat.codes], categories=pd.Index(stripped, dtype=object)))
-    scores = df[2].to_numpy(np.float64)
-    if np.isnan(scores).any():
-        return None
-    if ((scores == 0) | (scores == 1)).any():
-        low = data.lower()  # pandas reads true/false as 1/0 where float() refuses them
-        if b"true" in low or b"false" in low:
-            return None
-    labels = None
-    if df.shape[1] == 4:
-        codes, uniq = pd.factorize(df[3].to_numpy(dtype=object))
-        lut = [_LABELS.get(str(u).lower()) for u in uniq]
-        if codes.min() < 0 or any(v is None for v in lut):
-            return None
-        labels = np.asarray(lut, dtype=bool)[codes]
-    n_lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    if n_lines == len(df):
-        lines = np.arange(1, len(df) + 1, dtype=np.int64)
-    else:  # blank lines: number the lines that hold fields
-        lines = np.asarray([n for n, line in enumerate(data.split(b"\n"), 1) if line.strip()], dtype=np.int64)
-        if lines.size != len(df):
-            return None
-    return ids[0], ids[1], scores, labels, lines
-
-
-def _parse_lines(text: str, path: Path):
-    """Line-by-line reader (the definition of the format); raises on the first bad line."""
-    enroll: list[str] = []
-    test: list[str] = []
-    vals: list[float] = []
-    labs: list[bool] = []
-    nums: list[int] = []
-    ncols = None
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        if len(parts) not in (3, 4):
-            raise BenchError(f"expected 'enroll test score [label]', got {len(parts)} fields", path, n)
-        if ncols is None:
-            ncols = len(parts)
-        elif len(parts) != ncols:
-            raise BenchError(f"{len(parts)} fields where earlier lines have {ncols}", path, n)
-        try:
-            v = float(parts[2])
-        except ValueError:
-            raise BenchError(f"score {parts[2]!r} is not a number", path, n) from None
-        if math.isnan(v):
-            raise BenchError("score is NaN", path, n)
-        if ncols == 4:
-            lab = _LABELS.get(parts[3].lower())
-            if lab is None:
-                raise BenchError(f"label {parts[3]!r} is not 1/0 or target/nontarget", path, n)
-            labs.append(lab)
-        enroll.append(strip_ext(parts[0]))
-        test.append(strip_ext(parts[1]))
-        vals.append(v)
-        nums.append(n)
-    if not vals:
-        raise BenchError("score file has no trials", path)
-    return (
-        enroll,
-        test,
-        np.asarray(vals, dtype=np.float64),
-        np.asarray(labs, dtype=bool) if ncols == 4 else None,
-        np.asarray(nums, dtype=np.int64),
-    )
-
-
-def key_index(enroll: Sequence[str], test: Sequence[str], path=None, lines=None) -> dict[tuple[str, str], int]:
-    """``(enroll, test) -> position``; a repeated pair is an error naming both lines."""
-    out: dict[tuple[str, str], int] = {}
-    for i, key in enumerate(zip(enroll, test)):
-        j = out.setdefault(key, i)
-        if j != i:
-            ln = (lambda k: int(lines[k])) if lines is not None and len(lines) else (lambda k: k + 1)
-            raise BenchError(f"duplicate trial '{key[0]} {key[1]}' (first on line {ln(j)})", path, ln(i))
-    return out

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.textio import read_text
 
 METRICS_FILE = "metrics.json"
 
@@ -132,7 +133,7 @@ def _ignored(rel: Path) -> bool:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "JSON file"))
     except json.JSONDecodeError as e:
         raise BenchError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
     if not isinstance(data, dict):
@@ -142,7 +143,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_text(path, "config file"))
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"invalid TOML: {e}", path=path) from None
 

@@ -161,9 +161,9 @@ def arm(kind: str) -> None:
                     return
             yield fh
 
-    import bench.scoring
+    import bench.scorefile  # where score files are written
 
-    bench.io.atomic_open = bench.scoring.atomic_open = atomic_open
+    bench.io.atomic_open = bench.scorefile.atomic_open = atomic_open
 
 
 class _KillingWriter:

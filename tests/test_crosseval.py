@@ -208,7 +208,7 @@ def test_eval_name_rules(world, tmp_path):
     assert crosseval.default_name(cfg, "cnceleb", other) == "cnceleb"
     assert crosseval.default_name(cfg, "synthetic", train_root) == "synthetic-demo"
     res = invoke("eval", run, "--corpus", tmp_path)
-    assert res.exit_code == 2 and "--corpus-type" in res.output
+    assert res.exit_code == 2 and "cannot tell the corpus layout" in res.output and "KIND:DIR" in res.output
 
 
 def _broken_run(world, tmp_path) -> Path:

@@ -250,7 +250,7 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
         ("eval/lists/enroll.map", lambda t: t + "id00009-enroll\n", r"enroll\.map:3: enroll\.map line needs"),
         ("dev/dev.lst", lambda t: t + "id00077\n", r"dev\.lst:5: speaker folder .*id00077 not found"),
         ("eval/lists/trials.lst", lambda t: "", r"trials\.lst: trial list is empty"),
-        ("eval/lists/trials.lst", lambda t: None, r"trials\.lst: trial list is not a text file"),
+        ("eval/lists/trials.lst", lambda t: None, r"trials\.lst:1: not UTF-8 text"),
     ],
     ids=["bad-label", "unknown-utt", "short-line", "dup-trial", "dup-utt", "bad-map", "bad-dev", "empty", "binary"],
 )
@@ -321,6 +321,7 @@ def test_empty_training_set_and_oversized_batch(corpus_copy, tmp_path, fault_cas
 
 def test_disk_full_leaves_previous_result_files_intact(tmp_path, monkeypatch, fault_case):
     import bench.io
+    import bench.scorefile
     import bench.scoring
     from bench.runner.checkpoint import load_checkpoint, save_checkpoint
 
@@ -333,7 +334,7 @@ def test_disk_full_leaves_previous_result_files_intact(tmp_path, monkeypatch, fa
 
     broken = full_disk_after(16)
     monkeypatch.setattr(bench.io, "atomic_open", broken)
-    monkeypatch.setattr(bench.scoring, "atomic_open", broken)
+    monkeypatch.setattr(bench.scorefile, "atomic_open", broken)  # score files are written there
     writes = [
         lambda: bench.io.atomic_write_json(metrics, {"overall": {"eer": 2.0}, "pad": "x" * 100}),
         lambda: save_checkpoint(ckpt, {"model": {"w": torch.zeros(1000)}, "state": {"global_step": 2}}),
@@ -362,12 +363,12 @@ def test_failing_writer_counts_bytes():
 
 def test_disk_full_while_scoring_fails_the_run_cleanly_and_resume_completes(pristine, tmp_path, monkeypatch,
                                                                             fault_case):
-    import bench.scoring
+    import bench.scorefile
 
     case = fault_case("faults")
     case.fault()
     out = tmp_path / "runs"
-    monkeypatch.setattr(bench.scoring, "atomic_open", full_disk_after(40))
+    monkeypatch.setattr(bench.scorefile, "atomic_open", full_disk_after(40))
     res = bench_run(pristine, out)
     assert res.exit_code != 0
     rd = run_dir(out)

@@ -154,7 +154,7 @@ def test_scores_roundtrip_exact(tmp_path):
         ("a b 0.5 1\na c 0.1\n", 2, "3 fields where earlier lines have 4"),
         ("a b 0.5\na c zero\n", 2, "is not a number"),
         ("a b 0.5 1\n# note\na c nan 0\n", 3, "NaN"),
-        ("a b 0.5 maybe\n", 1, "not 1/0 or target/nontarget"),
+        ("a b 0.5 maybe\n", 1, "not 1/0, target/nontarget or true/false"),
         ("a b\n", 1, "got 2 fields"),
     ],
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,7 +12,7 @@ from bench.commands.common import console, err_console, handle_errors, print_jso
 
 @handle_errors
 def check(
-    path: Annotated[Path, typer.Argument(help="Corpus root folder.")],
+    path: Annotated[str, typer.Argument(help="Corpus folder (layout detected) or KIND:FOLDER.")],
     corpus: Annotated[Optional[str], typer.Option("--corpus", help="Reader: cnceleb | cnceleb2 | cnceleb12 | "
                                                   "voxceleb | kaldi | synthetic (default: detected).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -25,11 +24,14 @@ def check(
 ) -> None:
     """Validate a corpus (missing files, unreadable audio, sample rate, durations); exit 1 on problems."""
     from bench.config import DataConfig
-    from bench.data.check import check_corpus, detect_corpus
+    from bench.data.check import check_corpus
+    from bench.data.layout import resolve
 
-    name = corpus or detect_corpus(path)
-    cfg = DataConfig(corpus=name, root=str(path), eval_root=eval_root, trials=trials, sample_rate=sample_rate,
-                     val_speakers=val_speakers)
+    choice = resolve(path, corpus)
+    if choice.note:
+        err_console.print(choice.note, highlight=False, markup=False, soft_wrap=True)
+    cfg = DataConfig(corpus=choice.kind, root=str(choice.root), eval_root=eval_root, trials=trials,
+                     sample_rate=sample_rate, val_speakers=val_speakers)
     report = check_corpus(cfg, deep=deep)
     if json_out:
         print_json(report.to_dict())

@@ -9,12 +9,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from bench.commands.common import console, handle_errors, print_json
+from bench.commands.common import console, err_console, handle_errors, print_json
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory (runs/<experiment>/<loss>/seed<k>).", show_default=False)]
 CorpusType = Annotated[
     Optional[str],
-    typer.Option("--corpus-type", help="Corpus layout: cnceleb | synthetic | voxceleb | kaldi (default: detected)."),
+    typer.Option("--corpus-type", help="Corpus layout, same as --corpus KIND:FOLDER (default: detected)."),
 ]
 Checkpoint = Annotated[
     Optional[str],
@@ -56,23 +56,27 @@ def _bars(enabled: bool) -> Iterator[Any]:
 
 
 def _check_type(corpus_type: str | None) -> None:
-    from bench.data.corpus import CORPORA
-    from bench.errors import BenchError
-    from bench.registry import suggest
+    from bench.data.layout import check_kind
 
-    if corpus_type is not None and corpus_type not in CORPORA:
-        raise BenchError(
-            f"unknown --corpus-type '{corpus_type}'{suggest(corpus_type, sorted(CORPORA))}; "
-            f"known: {', '.join(sorted(CORPORA))}"
-        )
+    if corpus_type is not None:
+        check_kind(corpus_type)
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @handle_errors
 def embed(
     run_dir: RunArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Embedding file to write (.npz: ids, embeddings).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Embedding file to write: .npz, .npy (+ .ids.txt), Kaldi .ark or .scp."),
+    ],
     corpus: Annotated[
-        Optional[Path], typer.Option("--corpus", help="Corpus folder (its enrolment + test utterances).")
+        Optional[str],
+        typer.Option("--corpus", help="Corpus folder (layout detected) or KIND:FOLDER: its enrolment + test utterances."),
     ] = None,
     corpus_type: CorpusType = None,
     list_file: Annotated[
@@ -109,6 +113,7 @@ def embed(
             force=force,
             progress=bars,
         )
+    _notes([res.note] if res.note else [])
     info = {
         "out": str(res.out),
         "utterances": res.n,
@@ -130,7 +135,9 @@ def embed(
 @handle_errors
 def evaluate(
     run_dir: RunArg,
-    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus folder to evaluate on.")],
+    corpus: Annotated[
+        str, typer.Option("--corpus", help="Corpus folder to evaluate on (layout detected) or KIND:FOLDER.")
+    ],
     corpus_type: CorpusType = None,
     trials: Annotated[Optional[Path], typer.Option("--trials", help="Trial list (default: the corpus' own).")] = None,
     enroll_mode: Annotated[
@@ -139,6 +146,10 @@ def evaluate(
     asnorm: Annotated[
         Optional[bool],
         typer.Option("--asnorm/--no-asnorm", help="AS-norm with a cohort from the corpus' training side."),
+    ] = None,
+    label_style: Annotated[
+        Optional[str],
+        typer.Option("--label-style", help="Labels in scores.txt: binary (1/0) | target (default: the run's)."),
     ] = None,
     name: Annotated[
         Optional[str], typer.Option("--name", help="Result folder name under <run>/eval/ (default: the corpus type).")
@@ -165,6 +176,7 @@ def evaluate(
             trials=trials,
             enroll_mode=enroll_mode,
             asnorm=asnorm,
+            label_style=label_style,
             name=name,
             checkpoint=checkpoint,
             crops=crops,
@@ -173,6 +185,7 @@ def evaluate(
             force=force,
             progress=bars,
         )
+    _notes(res.notes)
     m = res.metrics
     if as_json:
         print_json({"eval_dir": str(res.eval_dir), "replaced": res.replaced, "seconds": round(res.seconds, 3), **m})

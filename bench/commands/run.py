@@ -23,8 +23,6 @@ Threads = Annotated[
     ),
 ]
 
-CORPUS_KINDS = ("synthetic", "cnceleb", "cnceleb2", "cnceleb12", "voxceleb", "kaldi")
-
 
 def _parse_seeds(text: str) -> list[int]:
     from bench.errors import BenchError
@@ -53,22 +51,27 @@ def shortcut_overrides(
 
 
 def _corpus_overrides(corpus: str) -> list[str]:
-    """``--corpus NAME`` picks a corpus kind; ``--corpus PATH`` (or ``KIND:PATH``) a corpus folder."""
+    """``--corpus NAME`` picks a corpus kind; ``--corpus DIR`` (layout detected by
+    :func:`bench.data.layout.resolve`, which says what it chose) or ``KIND:DIR`` a corpus folder."""
+    import json
+
+    from bench.commands.common import err_console
+    from bench.data.corpus import CORPORA
+    from bench.data.layout import resolve, split_arg
     from bench.errors import BenchError
 
-    head, sep, tail = corpus.partition(":")
-    if sep and head in CORPUS_KINDS:
-        kind, path = head, tail
-    elif corpus in CORPUS_KINDS:
+    if corpus in CORPORA:
         return [f"data.corpus={corpus}"]
-    else:
-        kind, path = "", corpus
-    if not Path(path).exists():
+    kind, path = split_arg(corpus)
+    if not Path(path).is_dir():
         raise BenchError(
-            f"--corpus: '{corpus}' is neither a corpus kind ({', '.join(CORPUS_KINDS)}) nor an existing folder"
+            f"--corpus: '{corpus}' is neither a corpus kind ({', '.join(sorted(CORPORA))}) nor an existing folder"
         )
-    out = [f'data.root="{path}"']
-    return out + ([f"data.corpus={kind}"] if kind else [])
+    choice = resolve(corpus)
+    if choice.note:
+        err_console.print(choice.note, highlight=False, markup=False, soft_wrap=True)
+    # json.dumps quotes the path as a TOML basic string (backslashes, quotes)
+    return [f"data.root={json.dumps(str(choice.root))}", f"data.corpus={choice.kind}"]
 
 
 @handle_errors

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.commands.common import console, handle_errors, print_json
+from bench.commands.common import console, err_console, handle_errors, print_json
 from bench.errors import BenchError
 
 
@@ -55,10 +55,20 @@ def score(
         Optional[Path], typer.Option("--trials", "-t", help="Trial list (CN-Celeb, VoxCeleb or Kaldi format).")
     ] = None,
     scores: Annotated[
-        Optional[Path], typer.Option("--scores", "-s", help="Score file: 'enroll test score [label]' lines.")
+        Optional[Path],
+        typer.Option(
+            "--scores", "-s",
+            help="Score file: 'enroll test score [label]', 'enroll test label score' or 'label enroll test score' "
+            "(detected; blanks or commas, optional header).",
+        ),
+    ] = None,
+    score_layout: Annotated[
+        Optional[str],
+        typer.Option("--score-layout", help="Column order of an ambiguous score file, e.g. 'enroll test label score'."),
     ] = None,
     embeddings: Annotated[
-        Optional[Path], typer.Option("--embeddings", "-e", help="Embedding file (.npz with ids, embeddings).")
+        Optional[Path],
+        typer.Option("--embeddings", "-e", help="Embedding file: .npz, .npy (+ .ids.txt), Kaldi .ark or .scp."),
     ] = None,
     enroll_map: Annotated[
         Optional[Path],
@@ -67,6 +77,9 @@ def score(
     save_scores: Annotated[
         Optional[Path], typer.Option("--save-scores", help="With --embeddings: write the trial scores here.")
     ] = None,
+    label_style: Annotated[
+        str, typer.Option("--label-style", help="Labels in --save-scores: binary (1/0) | target (target/nontarget).")
+    ] = "binary",
     p_target: Annotated[
         Optional[list[float]], typer.Option("--p-target", metavar="P", help="minDCF target prior (repeatable; default 0.01, 0.05).")
     ] = None,
@@ -91,15 +104,24 @@ def score(
 
     if (scores is None) == (embeddings is None):
         raise BenchError("give exactly one of --scores and --embeddings")
+    if score_layout is not None and scores is None:
+        raise BenchError("--score-layout needs --scores")
     if enroll_map is not None and embeddings is None:
         raise BenchError("--enroll-map needs --embeddings")
+    scoring.check_label_style(label_style)
+    if embeddings is not None:
+        from bench.embfile import embedding_format
+
+        embedding_format(embeddings)
     p_targets = tuple(p_target) if p_target else (0.01, 0.05)
     for p in p_targets:
         if not 0 < p < 1:
             raise BenchError(f"--p-target must be in (0, 1), got {p}")
     ignored = 0
     if scores is not None:
-        sf = scoring.read_scores(scores)
+        sf = scoring.read_scores(scores, score_layout)
+        # once per file, on stderr so that --json output stays machine-readable
+        err_console.print(f"{scores}: {sf.description}", highlight=False, markup=False, soft_wrap=True)
         if trials is None:
             if sf.labels is None:
                 raise BenchError("score file has no label column; pass --trials", scores)
@@ -122,7 +144,7 @@ def score(
         labels = np.asarray(tr.labels, dtype=bool)
         source = trials
         if save_scores is not None:
-            scoring.write_scores(save_scores, tr, s)
+            scoring.write_scores(save_scores, tr, s, label_style=label_style)
     n_tar = int(labels.sum())
     if n_tar == 0 or n_tar == labels.size:
         kind = "target" if n_tar else "non-target"

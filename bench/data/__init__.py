@@ -3,7 +3,8 @@
 Modules:
     audio    -- ``read_audio`` / ``audio_info``: soundfile decoding, mono, resampling, errors naming files.
     trials   -- ``read_trials``: CN-Celeb, VoxCeleb and Kaldi trial lists.
-    corpus   -- ``load_corpus`` and the ``CORPORA`` registry of readers.
+    corpus   -- ``load_corpus`` and the ``CORPORA`` registry of readers (each with its ``detect``).
+    layout   -- ``resolve`` / ``detect``: the one ``--corpus DIR`` or ``KIND:DIR`` argument.
     augment  -- the ``AUGMENTATIONS`` registry of view types and ``MultiViewAugmenter``.
     sampler  -- ``SpeakerBalancedBatchSampler``.
     loader   -- ``make_train_loader``.

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.config import DataConfig
 from bench.data.audio import read_audio
-from bench.data.corpus import CORPORA, Corpus, load_corpus
+from bench.data.corpus import Corpus, load_corpus
 from bench.errors import BenchError
 
 SPLITS = ("train", "val", "enroll", "extra", "test")
@@ -36,23 +36,10 @@ class CheckReport:
 
 
 def detect_corpus(root: str | Path) -> str:
-    """Guess the corpus reader from the folder layout (``--corpus`` overrides)."""
-    r = Path(root)
-    if not r.is_dir():
-        raise BenchError("corpus root not found", path=r)
-    if (r / "wav.scp").is_file():
-        return "kaldi"
-    if any((r / n).is_dir() for n in ("CN-Celeb_flac", "CN-Celeb1")) and any(
-            (r / n).is_dir() for n in ("CN-Celeb2_flac", "CN-Celeb2")):
-        return "cnceleb12"
-    if (r / "data").is_dir():
-        if (r / "dev" / "val_trials.lst").is_file():
-            return "synthetic"
-        return "cnceleb" if (r / "eval").is_dir() or (r / "dev").is_dir() else "cnceleb2"
-    for base in (r, r / "wav"):
-        if base.is_dir() and any(d.is_dir() and d.name.startswith("id") for d in base.iterdir()):
-            return "voxceleb"
-    raise BenchError(f"cannot tell the corpus layout; pass --corpus ({', '.join(sorted(CORPORA))})", path=r)
+    """The corpus reader for a folder: :func:`bench.data.layout.detect` (``--corpus`` overrides)."""
+    from bench.data.layout import detect
+
+    return detect(root).kind
 
 
 def check_corpus(data_cfg: DataConfig, deep: bool = False) -> CheckReport:

@@ -13,6 +13,10 @@
 ``kaldi``      a Kaldi data dir: ``wav.scp``, ``utt2spk``, ``trials``
 =============  ==========================================================================
 
+Each :data:`CORPORA` entry also carries ``detect(root) -> score`` (0 = not this layout), which
+:mod:`bench.data.layout` asks to resolve a ``--corpus DIR`` argument: adding a reader is one entry.
+A CN-Celeb folder with only ``eval/`` (enroll, test, lists) is an evaluation-only corpus.
+
 Every index is a DataFrame with columns ``utt_id, path, speaker, genre, duration`` (seconds) and
 ``sample_rate`` (of the file). Durations come from file headers, never from decoding. Files that
 are missing or unreadable stop loading with an error naming them, or with ``data.skip_bad`` are
@@ -35,6 +39,7 @@ from bench.data.audio import audio_info
 from bench.data.trials import AUDIO_EXTENSIONS, Trials, read_trials, strip_ext
 from bench.errors import BenchError
 from bench.registry import suggest
+from bench.textio import read_lines
 
 COLUMNS = ["utt_id", "path", "speaker", "genre", "duration", "sample_rate"]
 VAL_SPLIT_SEED = 20221030  # fixed so every run and seed of an experiment shares one validation split
@@ -180,7 +185,7 @@ def list_lines(path: Path) -> Iterable[tuple[int, list[str]]]:
     """(1-based line number, tokens) of the non-blank, non-comment lines of a list file."""
     if not path.is_file():
         raise BenchError("list file not found", path=path)
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(read_lines(path, "list file"), start=1):
         tok = raw.split()
         if tok and not tok[0].startswith("#"):
             yield n, tok
@@ -211,17 +216,74 @@ class Parts:
 
 
 Reader = Callable[[DataConfig, IndexBuilder], Parts]
-CORPORA: dict[str, tuple[Reader, str]] = {}
+# detect(root) -> how surely ``root`` has this reader's layout: 0 = not at all; the highest wins
+Detector = Callable[[Path], float]
 
 
-def register_corpus(name: str, summary: str) -> Callable[[Reader], Reader]:
+@dataclass(frozen=True)
+class CorpusEntry:
+    """A corpus reader, its one-line summary, and how it recognises its own layout."""
+
+    reader: Reader
+    summary: str
+    detect: Detector
+
+
+CORPORA: dict[str, CorpusEntry] = {}
+
+
+def register_corpus(name: str, summary: str, detect: Detector) -> Callable[[Reader], Reader]:
+    """Add a reader to :data:`CORPORA`; ``detect`` is what :mod:`bench.data.layout` asks about a folder."""
     def deco(fn: Reader) -> Reader:
         if name in CORPORA:
             raise ValueError(f"corpus '{name}' is registered twice")
-        CORPORA[name] = (fn, summary)
+        CORPORA[name] = CorpusEntry(fn, summary, detect)
         return fn
 
     return deco
+
+
+def _has_dirs(root: Path, *names: str) -> bool:
+    return any((root / n).is_dir() for n in names)
+
+
+def _speaker_dirs(base: Path) -> bool:
+    """``base`` holds VoxCeleb-style ``id*/`` speaker folders."""
+    try:
+        return base.is_dir() and any(d.is_dir() and d.name.startswith("id") for d in base.iterdir())
+    except OSError:
+        return False
+
+
+CN1_NAMES = ("CN-Celeb_flac", "CN-Celeb", "CN-Celeb1")
+CN2_NAMES = ("CN-Celeb2_flac", "CN-Celeb2")
+
+
+def _detect_cnceleb(root: Path) -> float:
+    # training side (data/ with dev/ or eval/) or an evaluation-only copy (eval/lists, enroll, test)
+    if (root / "eval" / "lists").is_dir() or (_has_dirs(root, "data") and _has_dirs(root, "eval", "dev")):
+        return 0.7
+    return 0.0
+
+
+def _detect_synthetic(root: Path) -> float:
+    return 0.8 if _has_dirs(root, "data") and (root / "dev" / "val_trials.lst").is_file() else 0.0
+
+
+def _detect_cnceleb2(root: Path) -> float:
+    return 0.5 if _has_dirs(root, "data") and not _has_dirs(root, "eval", "dev") else 0.0
+
+
+def _detect_cnceleb12(root: Path) -> float:
+    return 0.9 if _has_dirs(root, *CN1_NAMES) and _has_dirs(root, *CN2_NAMES) else 0.0
+
+
+def _detect_voxceleb(root: Path) -> float:
+    return 0.6 if any(_speaker_dirs(b) for b in (root, root / "wav")) else 0.0
+
+
+def _detect_kaldi(root: Path) -> float:
+    return 1.0 if (root / "wav.scp").is_file() else 0.0
 
 
 def _cn1_train_rows(root: Path, exclude: set[str]) -> list[Row]:
@@ -275,7 +337,8 @@ def _cn1_eval(cfg: DataConfig, b: IndexBuilder, root: Path) -> Parts:
     enroll_map: dict[str, list[str]] = {}
     extra_rows: list[Row] = []
     map_path = lists / "enroll.map"
-    if map_path.is_file():
+    # the map names utterances under data/; an evaluation-only copy has none (concat enrolment only)
+    if map_path.is_file() and (root / "data").is_dir():
         seen: set[str] = set()
         for n, tok in list_lines(map_path):
             if len(tok) < 2:
@@ -328,6 +391,8 @@ def _cn1_val(root: Path, b: IndexBuilder) -> tuple[pd.DataFrame, Trials | None]:
 
 def _read_cn1(cfg: DataConfig, b: IndexBuilder, root: Path, eval_root: Path) -> Parts:
     parts = _cn1_eval(cfg, b, eval_root)
+    if parts.trials is not None and not (root / "data").is_dir():
+        return parts  # evaluation-only (eval/enroll, eval/test, eval/lists): enough for eval, embed, scoring
     eval_speakers = set(parts.enroll["speaker"]) | set(parts.test["speaker"])
     train_rows = _cn1_train_rows(root, exclude=eval_speakers)
     val, val_trials = _cn1_val(root, b)
@@ -343,18 +408,21 @@ def _read_cn1(cfg: DataConfig, b: IndexBuilder, root: Path, eval_root: Path) -> 
     return parts
 
 
-@register_corpus("cnceleb", "CN-Celeb1: data/, dev/dev.lst, eval/{enroll,test,lists}")
+@register_corpus("cnceleb", "CN-Celeb1: data/, dev/dev.lst, eval/{enroll,test,lists}",
+                 _detect_cnceleb)
 def read_cnceleb(cfg: DataConfig, b: IndexBuilder) -> Parts:
     root = Path(cfg.root)
     return _read_cn1(cfg, b, root, Path(cfg.eval_root) if cfg.eval_root else root)
 
 
-@register_corpus("synthetic", "bench data synth output (CN-Celeb1 layout + dev/val_trials.lst)")
+@register_corpus("synthetic", "bench data synth output (CN-Celeb1 layout + dev/val_trials.lst)",
+                 _detect_synthetic)
 def read_synthetic(cfg: DataConfig, b: IndexBuilder) -> Parts:
     return read_cnceleb(cfg, b)
 
 
-@register_corpus("cnceleb2", "CN-Celeb2: data/<spk>/*.flac (training only; eval from data.eval_root)")
+@register_corpus("cnceleb2", "CN-Celeb2: data/<spk>/*.flac (training only; eval from data.eval_root)",
+                 _detect_cnceleb2)
 def read_cnceleb2(cfg: DataConfig, b: IndexBuilder) -> Parts:
     root = Path(cfg.root)
     parts = _cn1_eval(cfg, b, Path(cfg.eval_root)) if cfg.eval_root else Parts(train=empty_index())
@@ -373,7 +441,8 @@ def _cn2_rows(root: Path) -> list[Row]:
     return rows
 
 
-@register_corpus("cnceleb12", "CN-Celeb1 dev + CN-Celeb2 training, CN-Celeb1 eval (CN-Celeb_flac/, CN-Celeb2_flac/)")
+@register_corpus("cnceleb12", "CN-Celeb1 dev + CN-Celeb2 training, CN-Celeb1 eval (CN-Celeb_flac/, CN-Celeb2_flac/)",
+                 _detect_cnceleb12)
 def read_cnceleb12(cfg: DataConfig, b: IndexBuilder) -> Parts:
     root = Path(cfg.root)
     if cfg.train_lists:
@@ -381,8 +450,8 @@ def read_cnceleb12(cfg: DataConfig, b: IndexBuilder) -> Parts:
             raise BenchError("data.train_lists for cnceleb12 must be [CN-Celeb1 root, CN-Celeb2 root]")
         cn1, cn2 = (Path(p) for p in cfg.train_lists)
     else:
-        cn1 = next((root / n for n in ("CN-Celeb_flac", "CN-Celeb", "CN-Celeb1") if (root / n).is_dir()), None)
-        cn2 = next((root / n for n in ("CN-Celeb2_flac", "CN-Celeb2") if (root / n).is_dir()), None)
+        cn1 = next((root / n for n in CN1_NAMES if (root / n).is_dir()), None)
+        cn2 = next((root / n for n in CN2_NAMES if (root / n).is_dir()), None)
         if cn1 is None or cn2 is None:
             missing = " and ".join(n for n, d in (("CN-Celeb_flac/", cn1), ("CN-Celeb2_flac/", cn2)) if d is None)
             raise BenchError(f"cnceleb12 corpus needs {missing} under the root (or data.train_lists)", path=root)
@@ -402,7 +471,8 @@ def _vox_base(root: Path) -> Path:
     raise BenchError("not a VoxCeleb corpus: no id*/ speaker folders (also looked in wav/)", path=root)
 
 
-@register_corpus("voxceleb", "VoxCeleb1/2: id*/<video>/<n>.wav, trials veri_test2.txt (or data.trials)")
+@register_corpus("voxceleb", "VoxCeleb1/2: id*/<video>/<n>.wav, trials veri_test2.txt (or data.trials)",
+                 _detect_voxceleb)
 def read_voxceleb(cfg: DataConfig, b: IndexBuilder) -> Parts:
     root = Path(cfg.root)
     eval_root = Path(cfg.eval_root) if cfg.eval_root else root
@@ -477,7 +547,8 @@ def _kaldi_dir(d: Path) -> tuple[dict[str, Row], dict[str, list[str]]]:
     return rows, spk2utt
 
 
-@register_corpus("kaldi", "Kaldi data dir: wav.scp, utt2spk, trials (eval dir = data.eval_root or root)")
+@register_corpus("kaldi", "Kaldi data dir: wav.scp, utt2spk, trials (eval dir = data.eval_root or root)",
+                 _detect_kaldi)
 def read_kaldi(cfg: DataConfig, b: IndexBuilder) -> Parts:
     root = Path(cfg.root)
     eval_root = Path(cfg.eval_root) if cfg.eval_root else root
@@ -588,13 +659,14 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
     if not root.is_dir():
         raise BenchError("corpus root not found", path=root)
     b = IndexBuilder(data_cfg)
-    parts = CORPORA[name][0](data_cfg, b)
+    parts = CORPORA[name].reader(data_cfg, b)
     train, val, val_trials = parts.train, parts.val, parts.val_trials
     if val_trials is None and data_cfg.val_speakers > 0:
         train, val = hold_out(train, data_cfg.val_speakers)
         val_trials = make_val_trials(val)
     if len(train) == 0 and require_train:
-        raise BenchError(f"corpus '{name}' has no training utterances", path=root)
+        raise BenchError(f"corpus '{name}' has no training utterances here (an evaluation-only corpus serves "
+                         "bench eval, bench embed and bench score, not training)", path=root)
     speakers = sorted(train["speaker"].unique().tolist())
     trials = parts.trials
     if b.bad:

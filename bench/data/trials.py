@@ -10,7 +10,8 @@ format            example line                                          label
 ``kaldi``         ``spk1-utt1 spk2-utt3 nontarget``                     target / nontarget
 ================  ====================================================  ==================
 
-Audio extensions are stripped from ids, so trials that say ``.wav`` match ``.flac`` files.
+Audio extensions are stripped from ids, so trials that say ``.wav`` match ``.flac`` files. The file
+is decoded by :mod:`bench.textio` (UTF-8 with an optional BOM, CRLF or LF).
 """
 
 from __future__ import annotations
@@ -104,20 +105,17 @@ def read_trials(path: str | Path) -> Trials:
             label, a line in a different format than the first, or a repeated (enroll, test) pair;
             each names the file and the line.
     """
+    from bench.textio import read_lines
+
     p = Path(path)
-    if not p.is_file():
-        raise BenchError("trial list not found", path=p)
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError:
-        raise BenchError("trial list is not a text file", path=p) from None
+    lines_text = read_lines(p, "trial list")
     fmt: str | None = None
     enroll: list[str] = []
     test: list[str] = []
     labels: list[bool] = []
     lines: list[int] = []
     seen: dict[tuple[str, str], int] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(lines_text, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -223,7 +223,8 @@ def score_trials(
     s = cosine_score(e_emb, t_emb, located)
     if cohort is not None:
         s = asnorm(s, e_ids, list(trials.test), e_emb, cohort, top_k=asnorm_top, test_embeddings=t_emb)
-    genres = [genre_of.get(t, "") for t in trials.test] if genre_of else None
+    # per-genre metrics only where the corpus has genres (CN-Celeb); Kaldi/VoxCeleb ids carry none
+    genres = [genre_of.get(t, "") for t in trials.test] if genre_of and any(genre_of.values()) else None
     return TrialScores(
         list(trials.enroll), list(trials.test), np.asarray(s, np.float64), np.asarray(trials.labels, bool), genres
     )
@@ -257,11 +258,12 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
 
 
-def write_scores(path: str | Path, ts: TrialScores) -> None:
-    """``enroll test score label`` per trial, atomically (``bench.scoring.write_scores``)."""
+def write_scores(path: str | Path, ts: TrialScores, label_style: str = "binary") -> None:
+    """``enroll test score label`` per trial, atomically (``bench.scoring.write_scores``); labels
+    ``1``/``0`` or, with ``label_style="target"``, ``target``/``nontarget``."""
     from bench.scoring import write_scores as _write
 
-    _write(path, (ts.enroll, ts.test), ts.scores, ts.labels)
+    _write(path, (ts.enroll, ts.test), ts.scores, ts.labels, label_style=label_style)
 
 
 def cohort_embeddings(

@@ -296,9 +296,9 @@ def _train_and_evaluate(
         metrics.update(_finetune_fields(cfg))
         metrics["finetune"] = {"recipe": cfg.finetune.name, "params": dict(cfg.finetune.params), "init": "best"}
     llr = _calibrate(embed, corpus, cfg, scores, metrics)
-    write_scores(rd.scores, scores)
+    write_scores(rd.scores, scores, cfg.eval.label_style)
     if llr is not None:
-        write_scores(rd.scores_calibrated, dataclasses.replace(scores, scores=llr))
+        write_scores(rd.scores_calibrated, dataclasses.replace(scores, scores=llr), cfg.eval.label_style)
     atomic_write_json(rd.metrics, metrics)
     outcome.eer = metrics["overall"]["eer"]
     outcome.mindcf = metrics["overall"].get("mindcf@0.01")

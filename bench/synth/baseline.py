@@ -66,7 +66,9 @@ def embed(x: np.ndarray) -> np.ndarray:
 def _read_list(path: Path) -> list[list[str]]:
     if not path.exists():
         raise BenchError("list file missing; is this a complete corpus?", path)
-    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+    from bench.textio import read_lines
+
+    return [line.split() for line in read_lines(path, "list file") if line.strip()]
 
 
 def eer_percent(scores: np.ndarray, labels: np.ndarray) -> float:
