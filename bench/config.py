@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config_checks import check_config, check_section
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
 
@@ -53,14 +54,12 @@ class DataConfig:
     skip_bad: bool = False
     resample: bool = True  # resample wrong-rate audio (with a warning) instead of refusing it
     val_speakers: int = 0  # 0: use the corpus' own validation split
+    # shortest audio accepted anywhere (training, validation, enrolment, test, embed, eval); shorter
+    # files are bad audio. 0.1 s gives 8 frames of 25 ms / 10 ms
+    min_seconds: float = 0.1
 
     def validate(self) -> None:
-        if self.crop_seconds <= 0:
-            raise BenchError(f"data.crop_seconds must be > 0, got {self.crop_seconds}")
-        if self.views < 1:
-            raise BenchError(f"data.views must be >= 1, got {self.views}")
-        if self.speakers_per_batch < 1 or self.utts_per_speaker < 1:
-            raise BenchError("data.speakers_per_batch and data.utts_per_speaker must be >= 1")
+        check_section("data", self)  # ranges: bench/config_checks.py
 
 
 @dataclass
@@ -106,8 +105,7 @@ class OptimConfig:
     grad_clip: float = 0.0  # 0 disables clipping
 
     def validate(self) -> None:
-        if self.lr <= 0:
-            raise BenchError(f"optim.lr must be > 0, got {self.lr}")
+        check_section("optim", self)
 
 
 @dataclass
@@ -124,10 +122,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise BenchError(f"train.epochs must be >= 1, got {self.epochs}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise BenchError(f"train.amp must be none, bf16 or fp16, got '{self.amp}'")
+        check_section("train", self)
 
 
 @dataclass
@@ -144,8 +139,7 @@ class EvalConfig:
     untrained: bool = True  # also score the untrained model (metrics.json "untrained"), as a baseline
 
     def validate(self) -> None:
-        if self.enroll_mode not in ("concat", "mean"):
-            raise BenchError(f"eval.enroll_mode must be concat or mean, got '{self.enroll_mode}'")
+        check_section("eval", self)
 
 
 @dataclass
@@ -264,7 +258,9 @@ def load_config(
     if file:
         data = _merge(data, read_toml(file))
     data = apply_overrides(data, overrides or [])
-    return config_from_mapping(ExperimentConfig, data, where="config")
+    cfg = config_from_mapping(ExperimentConfig, data, where="config")
+    check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

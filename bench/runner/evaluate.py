@@ -283,6 +283,8 @@ def evaluate_corpus(
     ``concat`` uses the corpus' enrolment files; ``mean`` averages the per-utterance embeddings
     listed in ``corpus.enroll_map``. Returns the scores and the metrics dict for ``metrics.json``.
     """
+    from bench.scoring import score_settings
+
     if eval_cfg.enroll_mode == "mean":
         if not getattr(corpus, "enroll_map", None):
             raise BenchError(f"eval.enroll_mode=mean but corpus '{corpus.name}' has no enrolment map")
@@ -301,6 +303,9 @@ def evaluate_corpus(
             "enroll_mode": eval_cfg.enroll_mode,
             "asnorm": bool(eval_cfg.asnorm),
             "crops": eval_cfg.crops,
+            # every setting that changes the scores; bench report pools only runs that agree on them
+            "eval_settings": score_settings(eval_cfg),
+            "cohort_speakers": int(cohort.shape[0]) if cohort is not None else None,
             "trials": {
                 "path": str(trials_path),
                 "sha256": file_sha256(trials_path) if trials_path and Path(trials_path).is_file() else None,
