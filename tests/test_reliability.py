@@ -453,7 +453,8 @@ def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristin
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('locked', flush=True); time.sleep(60)",
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('locked', flush=True); "
+         "time.sleep(60)",
          str(rd / ".lock")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -463,10 +464,115 @@ def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristin
         holder.kill()
         holder.wait()
     assert res.exit_code == 1
-    assert "in use by another bench process (pid 4242)" in res.output.replace("\n", "")
+    assert f"in use by another bench process (pid {holder.pid})" in res.output.replace("\n", "")
     for name, data in before.items():
         assert case.intact(rd / name, data)
     assert sorted(p.name for p in rd.iterdir()) == sorted([*before, ".lock"])
+
+
+def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    import time
+
+    from bench.procs import pid_alive
+
+    end = time.time() + seconds
+    while time.time() < end:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_forked_child_never_holds_the_run_lock_after_its_parent_is_killed(tmp_path, fault_case):
+    """SIGKILL the lock holder while a child it forked lives on: the lock is free at once."""
+    import os
+    import signal
+
+    from bench.runner.rundir import RunDir
+
+    fault_case("concurrency").fault()
+    rd = RunDir(tmp_path / "run")
+    code = ("import os, signal, sys, time\n"
+            "from bench.runner.rundir import RunDir\n"
+            "from pathlib import Path\n"
+            "with RunDir(Path(sys.argv[1])).lock():\n"
+            "    child = os.fork()\n"
+            "    if child == 0:\n"
+            "        time.sleep(30); os._exit(0)\n"
+            "    print(child, flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    # output to files, not pipes: the orphan would keep a pipe open and make run() wait for it
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as fo, err.open("w") as fe:
+        res = subprocess.run([sys.executable, "-c", code, str(rd.path)], stdout=fo, stderr=fe, timeout=60)
+    assert res.returncode == -signal.SIGKILL, err.read_text()
+    orphan = int(out.read_text().split()[0])
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # not a take-over: the orphan must not hold the lock at all
+            with rd.lock():  # at once: no waiting for the orphan
+                assert rd.lock_file.read_text().strip() == str(os.getpid())
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+
+
+def test_loader_workers_die_with_their_parent(tmp_path, fault_case):
+    """A DataLoader worker (bench.data.loader's worker_init) is SIGKILLed when the main process dies."""
+    import signal
+
+    fault_case("concurrency").fault()
+    pid_file = tmp_path / "worker.pid"
+    code = ("import functools, os, signal, sys, time, torch\n"
+            "from bench.data.loader import _worker_init\n"
+            "class D(torch.utils.data.Dataset):\n"
+            "    def __len__(self): return 100\n"
+            "    def __getitem__(self, i):\n"
+            "        open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30); return i\n"
+            "dl = torch.utils.data.DataLoader(D(), num_workers=1,\n"
+            "                                 worker_init_fn=functools.partial(_worker_init, os.getpid()))\n"
+            "it = iter(dl)\n"
+            "while not os.path.exists(sys.argv[1]) or not open(sys.argv[1]).read(): time.sleep(0.05)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    err = tmp_path / "err"
+    with err.open("w") as fe:  # a file, not a pipe the worker would keep open
+        res = subprocess.run([sys.executable, "-c", code, str(pid_file)], stdout=subprocess.DEVNULL, stderr=fe,
+                             timeout=120)
+    assert res.returncode == -signal.SIGKILL, err.read_text()
+    worker = int(pid_file.read_text())
+    alive = not _wait_gone(worker)
+    if alive:
+        import os
+
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the loader worker outlived its parent"
+
+
+def test_a_lock_whose_owner_is_dead_is_taken_over_with_a_note(tmp_path, fault_case):
+    from bench.runner.rundir import RunDir
+
+    fault_case("concurrency").fault()
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    holder = subprocess.Popen(  # a process left behind by dead_pid, still holding its lock
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, sys.argv[2].encode()); print('locked', flush=True); "
+         "time.sleep(60)", str(rd.lock_file), str(dead_pid)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.warns(UserWarning, match=rf"taking over the lock of bench process {dead_pid}"):
+            with rd.lock():
+                import os
+
+                assert rd.lock_file.read_text().strip() == str(os.getpid())
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_sigkill_mid_write_keeps_the_old_file_and_the_run_lock_sweeps_the_orphan(tmp_path, fault_case):

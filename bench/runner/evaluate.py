@@ -119,7 +119,12 @@ def embed_utterances(
     max_len = int(round(eval_cfg.max_seconds * sample_rate)) if eval_cfg.max_seconds > 0 else 0
     ds = _UttDataset(paths, sample_rate, resample, eval_cfg.crops, crop_len, max_len)
     batches = length_batches(durations, max(1, eval_cfg.batch_size))
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers)
+    import functools
+    import os
+
+    init = functools.partial(_decode_worker_init, os.getpid()) if workers > 0 else None
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers,
+                                         worker_init_fn=init)
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
@@ -143,6 +148,12 @@ def embed_utterances(
         model.train(was_training)
     assert out is not None
     return Embeddings(ids, _normalise(out))
+
+
+def _decode_worker_init(parent_pid: int, _: int) -> None:
+    from bench.procs import die_with_parent
+
+    die_with_parent(parent_pid)  # no decoding worker outlives the process that embeds
 
 
 class _null:
