@@ -25,6 +25,7 @@ from bench.cli import app
 from bench.errors import BenchError
 from tests.faults import FailingWriter, full_disk_after
 from tests.runner_helpers import TINY_MODEL
+from tests.test_crosseval import invoke, train_run
 
 pytest_plugins = ["tests.faults"]  # the fault_case fixture and the session ledger
 
@@ -218,7 +219,7 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
     # odd but usable files: 8 kHz (resampled), stereo, a clip shorter than the crop, digital silence
     sf.write(str(data / "id00003" / "singing-01-001.flac"), np.full(8000, 0.1, np.float32), 8000)
     sf.write(str(data / "id00003" / "speech-01-002.flac"), np.full((16000, 2), 0.1, np.float32), 16000)
-    sf.write(str(data / "id00002" / "speech-01-002.flac"), np.full(800, 0.1, np.float32), 16000)
+    sf.write(str(data / "id00002" / "speech-01-002.flac"), np.full(1600, 0.1, np.float32), 16000)  # data.min_seconds
     sf.write(str(data / "id00000" / "speech-01-002.flac"), np.zeros(16000, np.float32), 16000)
     case.bad_input(len(bad) + 4)
     out = tmp_path / "runs"
@@ -234,6 +235,101 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
     assert np.isfinite(metrics["overall"]["eer"]) and metrics["overall"]["n_target"] + metrics["overall"][
         "n_nontarget"] == 6  # the 2 trials of the missing test file were dropped
     assert json.loads((run_dir(out) / "run.json").read_text())["status"] == "finished"
+
+
+def voice(f0: float, n: int, sr: int = 16000) -> np.ndarray:
+    """``n`` samples of a harmonic voice on ``f0`` Hz (five harmonics, falling amplitude)."""
+    t = np.arange(n) / sr
+    return (0.1 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype(np.float32)
+
+
+UNUSABLE = {  # the issue's clips: two voices of 20 ms, 5 ms, one sample, and digital silence
+    "voice110-20ms": voice(110, 320),
+    "voice310-20ms": voice(310, 320),
+    "clip-5ms": voice(110, 80),
+    "one-sample": np.full(1, 0.1, np.float32),
+}
+
+
+def test_audio_too_short_to_analyse_stops_bench_run_naming_each_file(corpus_copy, tmp_path, fault_case):
+    fault_case("bad audio").bad_input(3)
+    data = corpus_copy / "data"
+    short = [data / "id00000" / "singing-01-001.flac", data / "id00001" / "speech-01-002.flac",
+             data / "id00002" / "singing-01-003.flac"]
+    for p, name in zip(short, ["voice110-20ms", "clip-5ms", "one-sample"]):
+        sf.write(str(p), UNUSABLE[name], 16000)
+    res = bench_run(corpus_copy, tmp_path / "runs")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "Traceback" not in text, res.output
+    assert "3 audio file(s) are shorter than data.min_seconds=0.1 s" in text
+    for p, secs in zip(short, ["0.020 s", "0.005 s", "0.000 s"]):
+        assert f"{p} ({secs})" in text
+    assert not (tmp_path / "runs").exists()
+
+
+def test_silent_evaluation_audio_stops_bench_run_naming_the_file(corpus_copy, tmp_path, fault_case):
+    fault_case("bad audio").bad_input(2)
+    silent = sorted((corpus_copy / "eval" / "test").glob("*.flac"))[:2]
+    sf.write(str(silent[0]), np.zeros(16000, np.float32), 16000)
+    sf.write(str(silent[1]), np.full(16000, 0.25, np.float32), 16000)  # DC only: no signal either
+    res = bench_run(corpus_copy, tmp_path / "runs")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "2 audio file(s) are silent" in text and "Traceback" not in text, res.output
+    assert all(str(p) in text for p in silent)
+
+
+def test_skip_bad_lists_short_and_silent_files_drops_their_trials_and_counts_them(corpus_copy, tmp_path,
+                                                                                  fault_case):
+    fault_case("bad audio").bad_input(3)
+    short = corpus_copy / "data" / "id00001" / "speech-01-002.flac"
+    sf.write(str(short), UNUSABLE["clip-5ms"], 16000)
+    enroll = corpus_copy / "eval" / "enroll" / "id00004-enroll.flac"
+    sf.write(str(enroll), np.zeros(8000, np.float32), 16000)
+    test = sorted((corpus_copy / "eval" / "test").glob("id00005*.flac"))[0]
+    sf.write(str(test), UNUSABLE["voice310-20ms"], 16000)
+    out = tmp_path / "runs"
+    with pytest.warns(UserWarning, match="trials use skipped bad files"):
+        res = bench_run(corpus_copy, out, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    lines = (out / "e" / "bad_files.txt").read_text().splitlines()
+    assert sorted(Path(x.split("\t")[0]).name for x in lines) == sorted(p.name for p in (short, enroll, test))
+    run = json.loads((run_dir(out) / "run.json").read_text())
+    assert run["bad_files"] == {"total": 3, "unreadable": 0, "too_short": 2, "silent": 1}
+    metrics = json.loads((run_dir(out) / "metrics.json").read_text())
+    # of 8 trials, the 4 of the silent enrolment model and the 2 of the short test file (1 shared) drop out
+    scores = (run_dir(out) / "scores.txt").read_text().splitlines()
+    assert not any("id00004-enroll" in s or test.stem in s for s in scores)
+    assert metrics["overall"]["n_target"] + metrics["overall"]["n_nontarget"] == len(scores) == 3
+
+
+@pytest.fixture(scope="module")
+def trained_run(pristine, tmp_path_factory) -> Path:
+    return train_run(tmp_path_factory.mktemp("trained"), pristine, "data.corpus=cnceleb")
+
+
+def test_embed_refuses_clips_too_short_to_analyse_naming_each(trained_run, tmp_path, fault_case):
+    """The issue's case: these four used to get one identical embedding (pairwise cosine 1.0)."""
+    fault_case("bad audio").bad_input(len(UNUSABLE))
+    run = trained_run
+    for name, x in UNUSABLE.items():
+        sf.write(str(tmp_path / f"{name}.flac"), x, 16000)
+    sf.write(str(tmp_path / "silent.flac"), np.zeros(16000, np.float32), 16000)
+    lst = tmp_path / "clips.lst"
+    lst.write_text("".join(f"{n}.flac\n" for n in [*UNUSABLE, "silent"]))
+    res = invoke("embed", run, "--list", lst, "--out", tmp_path / "e.npz")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "5 audio file(s) cannot be embedded" in text, res.output
+    assert all(f"{n}.flac" in text for n in [*UNUSABLE, "silent"]) and "clips.lst:1" in text
+    assert not (tmp_path / "e.npz").exists()
+    # the right value: long enough clips of the two voices get different embeddings (the bug gave
+    # cosine 1.000000; the barely trained test model keeps every embedding close, hence 0.9999)
+    for f0 in (110, 310):
+        sf.write(str(tmp_path / f"v{f0}.flac"), voice(f0, 4000), 16000)
+    lst.write_text("v110.flac\nv310.flac\n")
+    res = invoke("embed", run, "--list", lst, "--out", tmp_path / "e.npz")
+    assert res.exit_code == 0, res.output
+    e = np.load(tmp_path / "e.npz")["embeddings"]
+    assert float(e[0] @ e[1]) < 0.9999
 
 
 # ------------------------------------------------------------------------------- bad lists and configs
