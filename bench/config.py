@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config_checks import check_config, check_section
+from bench.config_checks import check_batch_positives, check_config, check_section
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
 
@@ -308,6 +308,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
 
     model_cfg = BACKBONES.make_config(cfg.model.backbone, cfg.model.params)
     loss_cfg = LOSSES.make_config(cfg.loss.name, cfg.loss.params)
+    check_batch_positives(cfg)
     out = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),

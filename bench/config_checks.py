@@ -273,3 +273,15 @@ def check_tune(tune: Any) -> None:
     if tune.grace_seconds <= tune.heartbeat_seconds:
         raise BenchError(f"--grace-seconds must be > --heartbeat-seconds ({tune.heartbeat_seconds}), "
                          f"got {tune.grace_seconds}")
+
+
+def check_batch_positives(cfg: Any) -> None:
+    """A loss that needs positive pairs (``needs_positives``) gets none from batches of one view of
+    one utterance per speaker: refused before any data is read."""
+    from losses import LOSSES
+
+    cls = LOSSES.get(cfg.loss.name).cls
+    m, v = cfg.data.utts_per_speaker, cfg.data.views
+    if getattr(cls, "needs_positives", False) and m * v < 2:
+        raise BenchError(f"loss '{cfg.loss.name}' needs positive pairs in every batch, but data.utts_per_speaker={m} "
+                         f"and data.views={v} give none: set data.utts_per_speaker >= 2 or data.views >= 2")
