@@ -260,6 +260,13 @@ def check_config(cfg: Any) -> None:
     if data.min_seconds < two_frames:
         raise BenchError(f"data.min_seconds must be >= {two_frames:g} s (two analysis frames of "
                          f"{fe.win_ms:g} ms every {fe.hop_ms:g} ms), got {data.min_seconds!r}")
+    # every length the toolkit cuts audio to must itself be analysable
+    ev = cfg.eval
+    for key, seconds, active in (("data.crop_seconds", data.crop_seconds, True),
+                                 ("eval.crop_seconds", ev.crop_seconds, ev.crops > 0),
+                                 ("eval.max_seconds", ev.max_seconds, ev.max_seconds > 0)):
+        if active and seconds < data.min_seconds:
+            raise BenchError(f"{key} must be >= data.min_seconds ({data.min_seconds:g} s), got {seconds!r}")
     if fe.freq_mask_width >= fe.n_mels:
         raise BenchError(f"model.frontend.freq_mask_width must be < model.frontend.n_mels ({fe.n_mels}), "
                          f"got {fe.freq_mask_width}")

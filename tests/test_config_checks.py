@@ -86,6 +86,9 @@ def test_each_tune_option_out_of_range_is_refused_naming_the_flag(key, fault_cas
         (["optim.lr=0.01", "optim.min_lr=0.1"], "optim.min_lr must be <= optim.lr"),
         (["model.frontend.freq_mask_width=90"], "model.frontend.freq_mask_width must be < model.frontend.n_mels"),
         (["train.device=gpu"], "train.device must be auto, cpu, mps, cuda or cuda:N"),
+        (["eval.max_seconds=0.05"], "eval.max_seconds must be >= data.min_seconds (0.1 s)"),
+        (["eval.crops=2", "eval.crop_seconds=0.05"], "eval.crop_seconds must be >= data.min_seconds"),
+        (["data.crop_seconds=0.05"], "data.crop_seconds must be >= data.min_seconds"),
         (["optim.scheduler=cosin"], "did you mean 'cosine'"),
     ],
 )
