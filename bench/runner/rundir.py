@@ -113,8 +113,11 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not self._same_file(fd):  # replaced meanwhile (a take-over): try the new file
+                    os.close(fd)
+                    continue
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                if not (holder.isdigit() and not pid_alive(int(holder)) and self._same_file(fd)):
+                if not (holder.isdigit() and not pid_alive(int(holder))):
                     os.close(fd)
                     raise BenchError(
                         f"run directory is in use by another bench process (pid {holder or 'unknown'}); "
