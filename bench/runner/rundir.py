@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,7 +117,11 @@ class RunDir:
                 if not self._same_file(fd):  # replaced meanwhile (a take-over): try the new file
                     os.close(fd)
                     continue
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                holder = _holder(fd)
+                if holder.isdigit() and not pid_alive(int(holder)):
+                    # a live process that has just taken the lock writes its pid at once: look again
+                    time.sleep(0.1)
+                    holder = _holder(fd)
                 if not (holder.isdigit() and not pid_alive(int(holder))):
                     os.close(fd)
                     raise BenchError(
@@ -144,6 +149,10 @@ class RunDir:
             return False
         own = os.fstat(fd)
         return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 64, 0).decode(errors="replace").strip()
 
 
 def decide(rd: RunDir, *, force: bool, resume: bool) -> str:
