@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config_checks import check_batch_positives, check_config, check_section
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
 from models.config import FrontendConfig, ModelConfig  # noqa: F401  (the model section is the models' own)
@@ -54,14 +55,12 @@ class DataConfig:
     skip_bad: bool = False
     resample: bool = True  # resample wrong-rate audio (with a warning) instead of refusing it
     val_speakers: int = 0  # 0: use the corpus' own validation split
+    # shortest audio accepted anywhere (training, validation, enrolment, test, embed, eval); shorter
+    # files are bad audio. 0.1 s gives 8 frames of 25 ms / 10 ms
+    min_seconds: float = 0.1
 
     def validate(self) -> None:
-        if self.crop_seconds <= 0:
-            raise BenchError(f"data.crop_seconds must be > 0, got {self.crop_seconds}")
-        if self.views < 1:
-            raise BenchError(f"data.views must be >= 1, got {self.views}")
-        if self.speakers_per_batch < 1 or self.utts_per_speaker < 1:
-            raise BenchError("data.speakers_per_batch and data.utts_per_speaker must be >= 1")
+        check_section("data", self)  # ranges: bench/config_checks.py
 
 
 @dataclass
@@ -103,8 +102,7 @@ class OptimConfig:
     grad_clip: float = 0.0  # 0 disables clipping
 
     def validate(self) -> None:
-        if self.lr <= 0:
-            raise BenchError(f"optim.lr must be > 0, got {self.lr}")
+        check_section("optim", self)
 
 
 @dataclass
@@ -121,10 +119,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise BenchError(f"train.epochs must be >= 1, got {self.epochs}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise BenchError(f"train.amp must be none, bf16 or fp16, got '{self.amp}'")
+        check_section("train", self)
 
 
 @dataclass
@@ -163,10 +158,7 @@ class EvalConfig:
     label_style: str = "binary"  # labels in scores.txt: binary (1/0) | target (target/nontarget)
 
     def validate(self) -> None:
-        if self.enroll_mode not in ("concat", "mean"):
-            raise BenchError(f"eval.enroll_mode must be concat or mean, got '{self.enroll_mode}'")
-        if self.label_style not in ("binary", "target"):  # bench.scorefile.LABEL_STYLES
-            raise BenchError(f"eval.label_style must be binary or target, got '{self.label_style}'")
+        check_section("eval", self)
 
 
 @dataclass
@@ -301,6 +293,7 @@ def load_config(
     data = apply_overrides(data, overrides or [])
     cfg = config_from_mapping(ExperimentConfig, data, where="config")
     cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
+    check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched
     return cfg
 
 
@@ -359,13 +352,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
 
     model_cfg = BACKBONES.make_config(cfg.model.backbone, cfg.model.params)
     loss_cfg = LOSSES.make_config(cfg.loss.name, cfg.loss.params)
-    if getattr(LOSSES.get(cfg.loss.name).cls, "needs_positives", False) and cfg.data.views == 1:
-        if cfg.data.utts_per_speaker < 2:
-            # caught here, before any audio is read, rather than as an error on the first step
-            raise BenchError(
-                f"loss '{cfg.loss.name}' learns from same-speaker pairs, but with data.views=1 and "
-                "data.utts_per_speaker=1 no batch holds one; set data.views >= 2 or data.utts_per_speaker >= 2"
-            )
+    check_batch_positives(cfg)
     out = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, params=dataclasses.asdict(model_cfg)),

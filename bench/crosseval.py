@@ -217,7 +217,7 @@ def eval_side(corpus: Any) -> Any:
     return pd.concat(parts, ignore_index=True).drop_duplicates("utt_id").reset_index(drop=True)
 
 
-def list_index(list_file: str | Path, base: str | Path | None = None) -> Any:
+def list_index(list_file: str | Path, base: str | Path | None = None, min_seconds: float = 0.1) -> Any:
     """Index of the utterances named by ``list_file``: lines ``path`` or ``id path``.
 
     Relative paths are looked up under ``base`` (the corpus folder), its ``eval/`` folder, then the
@@ -268,11 +268,33 @@ def list_index(list_file: str | Path, base: str | Path | None = None) -> Any:
                 "genre": "",
                 "duration": info.duration,
                 "sample_rate": info.sample_rate,
+                "line": n,
             }
         )
     if not rows:
         raise BenchError("utterance list names no utterances", path=lf)
+    _refuse_unusable(rows, lf, min_seconds)
     return pd.DataFrame(rows)
+
+
+def _refuse_unusable(rows: list[dict[str, Any]], lf: Path, min_seconds: float) -> None:
+    """Files too short to analyse (< the run's ``data.min_seconds``) or silent give no embedding:
+    one error names each of them with its list line."""
+    from bench.data.audio import read_audio
+    from bench.data.corpus import SILENCE_PEAK_TO_PEAK
+
+    problems = []
+    for r in rows:
+        if r["duration"] < min_seconds:
+            problems.append(f"line {r['line']}: {r['path']} ({r['duration']:.3f} s, shorter than "
+                            f"data.min_seconds={min_seconds:g} s)")
+        elif np.ptp(read_audio(r["path"], int(r["sample_rate"]), resample=True)) <= SILENCE_PEAK_TO_PEAK:
+            problems.append(f"line {r['line']}: {r['path']} (silent: every sample equal)")
+    for r in rows:
+        del r["line"]
+    if problems:
+        raise BenchError(f"{len(problems)} audio file(s) cannot be embedded: " + "; ".join(problems), path=lf,
+                         line=int(problems[0].split(":")[0].split()[1]))
 
 
 # ---------------------------------------------------------------------------------------- bench embed
@@ -331,7 +353,7 @@ def embed_to_file(
         corpus_root = split_arg(str(corpus_root))[1]
     rm = load_run_model(run_dir, checkpoint, device)
     if list_file is not None:
-        index = list_index(list_file, corpus_root)
+        index = list_index(list_file, corpus_root, rm.cfg.data.min_seconds)
         source = str(list_file)
     else:
         assert corpus_root is not None

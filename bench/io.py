@@ -8,7 +8,9 @@ is flushed and fsynced, then renamed over the target.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -55,7 +57,37 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON (:func:`to_json`) atomically."""
+    atomic_write(path, to_json(obj) + "\n")
+
+
+def to_json(obj: Any, *, indent: int | None = 2, sort_keys: bool = True, default: Callable[[Any], Any] | None = None) -> str:
+    """Strict RFC 8259 JSON text of ``obj``: the one serialiser of every JSON the toolkit writes.
+
+    Non-finite numbers (NaN, +inf, -inf, e.g. the EER of a one-class genre or Cllr of infinite
+    scores) have no JSON token, so they are written as ``null``; numpy scalars and arrays become
+    numbers and lists, paths become strings. ``default`` converts any other type (``str`` for
+    console output); without it such a value is a TypeError.
+    """
+    return json.dumps(finite(obj), indent=indent, sort_keys=sort_keys, allow_nan=False,
+                      default=default or _json_default)
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (recursively through dicts, lists, numpy)."""
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return finite(obj.tolist())  # numpy scalars and arrays
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return finite(dataclasses.asdict(obj))
+    return obj
 
 
 def atomic_save(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -109,6 +109,6 @@ def time_metrics(n: int = CNCELEB_TRIALS, repeats: int = 3, bootstrap_n: int = 5
 
 
 if __name__ == "__main__":
-    import json
+    from bench.io import to_json
 
-    print(json.dumps(time_metrics(), indent=2, default=float))
+    print(to_json(time_metrics(), sort_keys=False, default=float))

@@ -13,8 +13,10 @@ in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,6 +163,32 @@ def cosine_score(enroll_emb, test_emb, trials, max_block: int = 1 << 22) -> np.n
     return out
 
 
+def score_settings(eval_cfg: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """The evaluation settings that change scores, as recorded in ``metrics.json["eval_settings"]``.
+
+    ``eval_cfg`` is an :class:`~bench.config.EvalConfig` or its dict. Settings that are inactive
+    (crop length without crops, AS-norm sizes without AS-norm) are None, so two runs compare equal
+    exactly when their scores were computed the same way; ``bench report`` refuses to pool runs
+    whose settings differ.
+    """
+    e = eval_cfg if isinstance(eval_cfg, Mapping) else dataclasses.asdict(eval_cfg)
+    crops = int(e.get("crops", 0) or 0)
+    asn = bool(e.get("asnorm", False))
+    return {
+        "enroll_mode": str(e.get("enroll_mode", "concat")),
+        "crops": crops,
+        "crop_seconds": float(e["crop_seconds"]) if crops > 0 and "crop_seconds" in e else None,
+        "max_seconds": float(e.get("max_seconds", 0.0) or 0.0),
+        "score_norm": "asnorm" if asn else "none",
+        "asnorm_top": int(e["asnorm_top"]) if asn and "asnorm_top" in e else None,
+        "cohort_size": int(e["cohort_size"]) if asn and "cohort_size" in e else None,
+    }
+
+
+# a cohort whose top-k cosine scores spread less than this has duplicate members (or one member)
+MIN_COHORT_SPREAD = 1e-6
+
+
 def _cohort_stats(mat: np.ndarray, cohort: np.ndarray, top_k: int, max_block: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of each row's ``top_k`` highest cosine scores against the cohort."""
     mu = np.empty(mat.shape[0])
@@ -195,8 +223,9 @@ def asnorm(
     ``test_embeddings`` is given.  Statistics are computed once per distinct id.
     """
     s = np.asarray(scores, dtype=np.float64)
-    if top_k < 1:
-        raise ValueError("top_k must be >= 1")
+    if top_k < 2:
+        # one cohort score has no spread: the normalised score would be a division by zero
+        raise BenchError(f"eval.asnorm_top must be >= 2 (AS-norm top-k), got {top_k}")
     cohort = l2_normalise(np.asarray(cohort, dtype=np.float32))
     if cohort.ndim != 2 or cohort.shape[0] < 2:
         raise BenchError("AS-norm needs a cohort of at least 2 embeddings")
@@ -210,5 +239,10 @@ def asnorm(
         rows = _rows(list(ids), index, (list(ids), list(ids)), "trial")
         uniq, inv = np.unique(rows, return_inverse=True)
         mu, sd = _cohort_stats(l2_normalise(mat[uniq]), cohort, top_k, max_block)
-        out += (s - mu[inv]) / np.maximum(sd[inv], 1e-12)
+        flat = np.flatnonzero(sd < MIN_COHORT_SPREAD)
+        if len(flat):
+            who = [str(ids[int(np.flatnonzero(inv == flat[0])[0])])]
+            raise BenchError(f"AS-norm: the top-{top_k} cohort scores of '{who[0]}' (and {len(flat) - 1} more) have "
+                             "no spread (identical cohort embeddings?); the normalised scores would be meaningless")
+        out += (s - mu[inv]) / sd[inv]
     return 0.5 * out

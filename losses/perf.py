@@ -106,8 +106,8 @@ def time_losses(
 
 
 if __name__ == "__main__":
-    import json
+    from bench.io import to_json
 
     torch.set_num_threads(1)
     for row in time_losses():
-        print(json.dumps({k: v for k, v in row.items() if k != "times_ms"}))
+        print(to_json({k: v for k, v in row.items() if k != "times_ms"}, indent=None, sort_keys=False))

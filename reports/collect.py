@@ -44,6 +44,7 @@ class Run:
     provenance: dict[str, Any] = field(default_factory=dict)
     run_root: Path | None = None  # the training run folder (differs from path for eval/<corpus>/)
     calibration: dict[str, Any] = field(default_factory=dict)  # metrics.json "calibration" (eval.calibration)
+    eval_settings: dict[str, Any] = field(default_factory=dict)  # bench.scoring.score_settings
 
     @property
     def system_key(self) -> tuple[str, str, str, str]:
@@ -227,7 +228,21 @@ def load_run(path: str | Path) -> Run:
         provenance=prov or {},
         run_root=run_root,
         calibration=calibration if isinstance(calibration, dict) else {},
+        eval_settings=_eval_settings(m, cfg),
     )
+
+
+def _eval_settings(m: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Recorded ``eval_settings``; older metrics.json files: rebuilt from their keys and config.toml."""
+    from bench.scoring import score_settings
+
+    if isinstance(m.get("eval_settings"), dict):
+        return dict(m["eval_settings"])
+    ev = {**(cfg.get("eval") or {})}
+    for k in ("enroll_mode", "asnorm", "crops"):
+        if k in m:
+            ev[k] = m[k]
+    return score_settings(ev)
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
@@ -302,10 +317,24 @@ def group_systems(runs: list[Run]) -> dict[str, list[System]]:
                 dup = sorted({s for s in seeds if seeds.count(s) > 1})
                 paths = ", ".join(str(m.path) for m in members if m.seed in dup)
                 raise BenchError(f"system {'/'.join(key)} has more than one run with seed {dup[0]}: {paths}")
+            _same_settings(key, members)
             group.append(System(key=key, runs=sorted(members, key=lambda m: m.seed)))
         _label(group)
         out[corpus] = group
     return out
+
+
+def _same_settings(key: tuple[str, ...], members: list[Run]) -> None:
+    """Seeds of one system are pooled only when they were scored the same way (AS-norm, crops, ...)."""
+    first = members[0].eval_settings
+    for r in members[1:]:
+        diff = sorted(k for k in set(first) | set(r.eval_settings) if first.get(k) != r.eval_settings.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: {first.get(k)!r} in {members[0].path} vs {r.eval_settings.get(k)!r} in {r.path}"
+                              for k in diff)
+            raise BenchError(f"system {'/'.join(key)}: its runs were evaluated with different settings ({shown}); "
+                             "their scores cannot be pooled. Re-evaluate them alike or report them separately",
+                             path=r.path)
 
 
 def _label(systems: list[System]) -> None:

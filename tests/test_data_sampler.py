@@ -13,6 +13,8 @@ from bench.data.loader import make_train_loader
 from bench.data.sampler import SpeakerBalancedBatchSampler
 from bench.errors import BenchError
 
+pytest_plugins = ["tests.faults"]  # fault_case: batches that cannot be filled count as bad inputs
+
 # uneven speakers: 1..12 utterances, so balancing and short speakers are both exercised
 LABELS = np.repeat(np.arange(12), np.arange(1, 13))
 
@@ -156,3 +158,93 @@ def test_file_going_bad_mid_epoch_errors_or_is_substituted(tmp_path):
         batches = list(make_train_loader(corpus, dataclasses.replace(cfg, skip_bad=True), seed=0, epoch=0))
     assert len(batches) == 1 and batches[0][0].shape == (6, 1, 4000)
     assert any(str(victim) in str(w.message) for w in caught)
+
+
+# ------------------------------------------------------------------ batches that cannot be filled as asked
+
+def _check_batches(labels: np.ndarray, n: int, m: int, batches: list[list[int]]) -> None:
+    """The defined behaviour (bench/data/sampler.py docstring), checked item by item."""
+    counts = np.bincount(labels)
+    for batch in batches:
+        spk = labels[batch].reshape(n, m)
+        assert (spk == spk[:, :1]).all() and len(set(spk[:, 0])) == n
+        for k in range(n):
+            utts = batch[k * m:(k + 1) * m]
+            have = counts[spk[k, 0]]
+            if have >= m:
+                assert len(set(utts)) == m, f"a speaker with {have} >= {m} utterances repeated one"
+            else:  # all of its utterances, then the same again in order
+                assert set(utts) == set(np.flatnonzero(labels == spk[k, 0]))
+                assert utts == (utts[:have] * m)[:m]
+        # a positive pair (two items of one speaker) for every speaker when m >= 2
+        assert m < 2 or all((labels[batch] == s).sum() >= 2 for s in set(labels[batch]))
+
+
+def test_a_speaker_with_fewer_utterances_than_m_gives_all_of_them_then_repeats(fault_case):
+    fault_case("bad lists and configs").bad_input()
+    labels = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3])
+    s = SpeakerBalancedBatchSampler(labels, 2, 4, seed=1, epoch=0, num_batches=40)
+    batches = rows(s)
+    _check_batches(labels, 2, 4, batches)
+    one = [b for b in batches if 0 in labels[b]]
+    assert one and all(b[(list(labels[b]).index(0)):][:4] == [0, 0, 0, 0] for b in one)
+
+
+def test_fewer_speakers_than_a_batch_needs_is_refused_naming_the_setting(fault_case):
+    fault_case("bad lists and configs").bad_input()
+    with pytest.raises(BenchError, match=r"data.speakers_per_batch=5 but the training set has only 4 speakers"):
+        SpeakerBalancedBatchSampler(np.repeat(np.arange(4), 10), 5, 2, seed=0, epoch=0)
+
+
+def test_a_dominant_speaker_is_drawn_at_most_once_per_batch_and_drawing_ends(fault_case):
+    fault_case("bad lists and configs").bad_input()
+    labels = np.concatenate([np.zeros(900, np.int64), np.repeat(np.arange(1, 11), 10)])  # speaker 0: 90 %
+    s = SpeakerBalancedBatchSampler(labels, 4, 2, seed=0, epoch=0)
+    batches = rows(s)
+    assert len(batches) == len(labels) // 8
+    _check_batches(labels, 4, 2, batches)
+    share = np.mean([0 in labels[b] for b in batches])
+    assert share > 0.95  # almost always there, never twice
+    others = np.concatenate([labels[b] for b in batches])
+    assert set(np.unique(others)) == set(range(11))  # the small speakers still get their places
+
+
+def test_queue_refills_never_repeat_an_utterance_within_a_batch():
+    # 3 utterances, m = 2: the queue runs out every other batch, mid-way through the speaker's pair
+    labels = np.repeat(np.arange(3), 3)
+    _check_batches(labels, 3, 2, rows(SpeakerBalancedBatchSampler(labels, 3, 2, seed=5, epoch=0, num_batches=60)))
+
+
+def test_sampler_defined_for_any_speaker_sizes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(1, 30), min_size=1, max_size=25), st.integers(1, 6), st.integers(1, 5),
+           st.integers(0, 2**16))
+    def check(sizes, n, m, seed):
+        labels = np.repeat(np.arange(len(sizes)), sizes)
+        if n > len(sizes):
+            with pytest.raises(BenchError, match="data.speakers_per_batch"):
+                SpeakerBalancedBatchSampler(labels, n, m, seed=seed, epoch=0)
+            return
+        s = SpeakerBalancedBatchSampler(labels, n, m, seed=seed, epoch=0)
+        batches = rows(s)
+        assert len(batches) == max(len(labels) // (n * m), 1)
+        _check_batches(labels, n, m, batches)
+
+    check()
+
+
+@pytest.mark.parametrize("loss, m, views, ok", [("supcon", 1, 1, False), ("aamsupcon", 1, 1, False),
+                                                 ("supcon", 1, 2, True), ("supcon", 2, 1, True), ("aam", 1, 1, True)])
+def test_a_loss_needing_positives_refuses_batches_without_any(loss, m, views, ok, fault_case):
+    from bench.config import load_config, resolve
+
+    cfg = load_config(overrides=[f"loss.name={loss}", f"data.utts_per_speaker={m}", f"data.views={views}"])
+    if ok:
+        resolve(cfg)
+    else:
+        fault_case("bad lists and configs").bad_input()
+        with pytest.raises(BenchError, match=r"needs positive pairs in every batch.*data.utts_per_speaker=1"):
+            resolve(cfg)

@@ -362,7 +362,7 @@ def test_bom_crlf_and_trailing_blanks_read_like_plain_text(tmp_path, kind):
     import soundfile
 
     name, first, reader = READERS[kind]
-    soundfile.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    soundfile.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(1600, dtype=np.float32) * 0.3), 16000)  # a signal: silent audio is refused
     plain, odd = tmp_path / "plain", tmp_path / "odd"
     plain.mkdir()
     odd.mkdir()

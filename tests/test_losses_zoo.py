@@ -618,7 +618,7 @@ def test_pair_needing_loss_without_pairs_in_any_batch_is_refused_up_front(name):
     from bench.runner.experiment import run_config
 
     cfg = load_config(overrides=["data.views=1", "data.utts_per_speaker=1"])
-    with pytest.raises(BenchError, match=f"loss '{name}' learns from same-speaker pairs"):
+    with pytest.raises(BenchError, match=f"loss '{name}' needs positive pairs in every batch"):
         run_config(cfg, name, 0)
     ok = load_config(overrides=["data.views=1", "data.utts_per_speaker=2"])
     assert run_config(ok, name, 0).loss.name == name

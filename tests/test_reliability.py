@@ -25,6 +25,7 @@ from bench.cli import app
 from bench.errors import BenchError
 from tests.faults import FailingWriter, full_disk_after
 from tests.runner_helpers import TINY_MODEL
+from tests.test_crosseval import invoke, train_run
 
 pytest_plugins = ["tests.faults"]  # the fault_case fixture and the session ledger
 
@@ -218,7 +219,7 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
     # odd but usable files: 8 kHz (resampled), stereo, a clip shorter than the crop, digital silence
     sf.write(str(data / "id00003" / "singing-01-001.flac"), np.full(8000, 0.1, np.float32), 8000)
     sf.write(str(data / "id00003" / "speech-01-002.flac"), np.full((16000, 2), 0.1, np.float32), 16000)
-    sf.write(str(data / "id00002" / "speech-01-002.flac"), np.full(800, 0.1, np.float32), 16000)
+    sf.write(str(data / "id00002" / "speech-01-002.flac"), np.full(1600, 0.1, np.float32), 16000)  # data.min_seconds
     sf.write(str(data / "id00000" / "speech-01-002.flac"), np.zeros(16000, np.float32), 16000)
     case.bad_input(len(bad) + 4)
     out = tmp_path / "runs"
@@ -234,6 +235,101 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
     assert np.isfinite(metrics["overall"]["eer"]) and metrics["overall"]["n_target"] + metrics["overall"][
         "n_nontarget"] == 6  # the 2 trials of the missing test file were dropped
     assert json.loads((run_dir(out) / "run.json").read_text())["status"] == "finished"
+
+
+def voice(f0: float, n: int, sr: int = 16000) -> np.ndarray:
+    """``n`` samples of a harmonic voice on ``f0`` Hz (five harmonics, falling amplitude)."""
+    t = np.arange(n) / sr
+    return (0.1 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype(np.float32)
+
+
+UNUSABLE = {  # the issue's clips: two voices of 20 ms, 5 ms, one sample, and digital silence
+    "voice110-20ms": voice(110, 320),
+    "voice310-20ms": voice(310, 320),
+    "clip-5ms": voice(110, 80),
+    "one-sample": np.full(1, 0.1, np.float32),
+}
+
+
+def test_audio_too_short_to_analyse_stops_bench_run_naming_each_file(corpus_copy, tmp_path, fault_case):
+    fault_case("bad audio").bad_input(3)
+    data = corpus_copy / "data"
+    short = [data / "id00000" / "singing-01-001.flac", data / "id00001" / "speech-01-002.flac",
+             data / "id00002" / "singing-01-003.flac"]
+    for p, name in zip(short, ["voice110-20ms", "clip-5ms", "one-sample"]):
+        sf.write(str(p), UNUSABLE[name], 16000)
+    res = bench_run(corpus_copy, tmp_path / "runs")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "Traceback" not in text, res.output
+    assert "3 audio file(s) are shorter than data.min_seconds=0.1 s" in text
+    for p, secs in zip(short, ["0.020 s", "0.005 s", "0.000 s"]):
+        assert f"{p} ({secs})" in text
+    assert not (tmp_path / "runs").exists()
+
+
+def test_silent_evaluation_audio_stops_bench_run_naming_the_file(corpus_copy, tmp_path, fault_case):
+    fault_case("bad audio").bad_input(2)
+    silent = sorted((corpus_copy / "eval" / "test").glob("*.flac"))[:2]
+    sf.write(str(silent[0]), np.zeros(16000, np.float32), 16000)
+    sf.write(str(silent[1]), np.full(16000, 0.25, np.float32), 16000)  # DC only: no signal either
+    res = bench_run(corpus_copy, tmp_path / "runs")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "2 audio file(s) are silent" in text and "Traceback" not in text, res.output
+    assert all(str(p) in text for p in silent)
+
+
+def test_skip_bad_lists_short_and_silent_files_drops_their_trials_and_counts_them(corpus_copy, tmp_path,
+                                                                                  fault_case):
+    fault_case("bad audio").bad_input(3)
+    short = corpus_copy / "data" / "id00001" / "speech-01-002.flac"
+    sf.write(str(short), UNUSABLE["clip-5ms"], 16000)
+    enroll = corpus_copy / "eval" / "enroll" / "id00004-enroll.flac"
+    sf.write(str(enroll), np.zeros(8000, np.float32), 16000)
+    test = sorted((corpus_copy / "eval" / "test").glob("id00005*.flac"))[0]
+    sf.write(str(test), UNUSABLE["voice310-20ms"], 16000)
+    out = tmp_path / "runs"
+    with pytest.warns(UserWarning, match="trials use skipped bad files"):
+        res = bench_run(corpus_copy, out, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    lines = (out / "e" / "bad_files.txt").read_text().splitlines()
+    assert sorted(Path(x.split("\t")[0]).name for x in lines) == sorted(p.name for p in (short, enroll, test))
+    run = json.loads((run_dir(out) / "run.json").read_text())
+    assert run["bad_files"] == {"total": 3, "unreadable": 0, "too_short": 2, "silent": 1}
+    metrics = json.loads((run_dir(out) / "metrics.json").read_text())
+    # of 8 trials, the 4 of the silent enrolment model and the 2 of the short test file (1 shared) drop out
+    scores = (run_dir(out) / "scores.txt").read_text().splitlines()
+    assert not any("id00004-enroll" in s or test.stem in s for s in scores)
+    assert metrics["overall"]["n_target"] + metrics["overall"]["n_nontarget"] == len(scores) == 3
+
+
+@pytest.fixture(scope="module")
+def trained_run(pristine, tmp_path_factory) -> Path:
+    return train_run(tmp_path_factory.mktemp("trained"), pristine, "data.corpus=cnceleb")
+
+
+def test_embed_refuses_clips_too_short_to_analyse_naming_each(trained_run, tmp_path, fault_case):
+    """The issue's case: these four used to get one identical embedding (pairwise cosine 1.0)."""
+    fault_case("bad audio").bad_input(len(UNUSABLE))
+    run = trained_run
+    for name, x in UNUSABLE.items():
+        sf.write(str(tmp_path / f"{name}.flac"), x, 16000)
+    sf.write(str(tmp_path / "silent.flac"), np.zeros(16000, np.float32), 16000)
+    lst = tmp_path / "clips.lst"
+    lst.write_text("".join(f"{n}.flac\n" for n in [*UNUSABLE, "silent"]))
+    res = invoke("embed", run, "--list", lst, "--out", tmp_path / "e.npz")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "5 audio file(s) cannot be embedded" in text, res.output
+    assert all(f"{n}.flac" in text for n in [*UNUSABLE, "silent"]) and "clips.lst:1" in text
+    assert not (tmp_path / "e.npz").exists()
+    # the right value: long enough clips of the two voices get different embeddings (the bug gave
+    # cosine 1.000000; the barely trained test model keeps every embedding close, hence 0.9999)
+    for f0 in (110, 310):
+        sf.write(str(tmp_path / f"v{f0}.flac"), voice(f0, 4000), 16000)
+    lst.write_text("v110.flac\nv310.flac\n")
+    res = invoke("embed", run, "--list", lst, "--out", tmp_path / "e.npz")
+    assert res.exit_code == 0, res.output
+    e = np.load(tmp_path / "e.npz")["embeddings"]
+    assert float(e[0] @ e[1]) < 0.9999
 
 
 # ------------------------------------------------------------------------------- bad lists and configs
@@ -454,7 +550,8 @@ def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristin
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('locked', flush=True); time.sleep(60)",
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('locked', flush=True); "
+         "time.sleep(60)",
          str(rd / ".lock")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -464,10 +561,115 @@ def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristin
         holder.kill()
         holder.wait()
     assert res.exit_code == 1
-    assert "in use by another bench process (pid 4242)" in res.output.replace("\n", "")
+    assert f"in use by another bench process (pid {holder.pid})" in res.output.replace("\n", "")
     for name, data in before.items():
         assert case.intact(rd / name, data)
     assert sorted(p.name for p in rd.iterdir()) == sorted([*before, ".lock"])
+
+
+def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    import time
+
+    from bench.procs import pid_alive
+
+    end = time.time() + seconds
+    while time.time() < end:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_forked_child_never_holds_the_run_lock_after_its_parent_is_killed(tmp_path, fault_case):
+    """SIGKILL the lock holder while a child it forked lives on: the lock is free at once."""
+    import os
+    import signal
+
+    from bench.runner.rundir import RunDir
+
+    fault_case("concurrency").fault()
+    rd = RunDir(tmp_path / "run")
+    code = ("import os, signal, sys, time\n"
+            "from bench.runner.rundir import RunDir\n"
+            "from pathlib import Path\n"
+            "with RunDir(Path(sys.argv[1])).lock():\n"
+            "    child = os.fork()\n"
+            "    if child == 0:\n"
+            "        time.sleep(30); os._exit(0)\n"
+            "    print(child, flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    # output to files, not pipes: the orphan would keep a pipe open and make run() wait for it
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as fo, err.open("w") as fe:
+        res = subprocess.run([sys.executable, "-c", code, str(rd.path)], stdout=fo, stderr=fe, timeout=60)
+    assert res.returncode == -signal.SIGKILL, err.read_text()
+    orphan = int(out.read_text().split()[0])
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # not a take-over: the orphan must not hold the lock at all
+            with rd.lock():  # at once: no waiting for the orphan
+                assert rd.lock_file.read_text().strip() == str(os.getpid())
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+
+
+def test_loader_workers_die_with_their_parent(tmp_path, fault_case):
+    """A DataLoader worker (bench.data.loader's worker_init) is SIGKILLed when the main process dies."""
+    import signal
+
+    fault_case("concurrency").fault()
+    pid_file = tmp_path / "worker.pid"
+    code = ("import functools, os, signal, sys, time, torch\n"
+            "from bench.data.loader import _worker_init\n"
+            "class D(torch.utils.data.Dataset):\n"
+            "    def __len__(self): return 100\n"
+            "    def __getitem__(self, i):\n"
+            "        open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30); return i\n"
+            "dl = torch.utils.data.DataLoader(D(), num_workers=1,\n"
+            "                                 worker_init_fn=functools.partial(_worker_init, os.getpid()))\n"
+            "it = iter(dl)\n"
+            "while not os.path.exists(sys.argv[1]) or not open(sys.argv[1]).read(): time.sleep(0.05)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    err = tmp_path / "err"
+    with err.open("w") as fe:  # a file, not a pipe the worker would keep open
+        res = subprocess.run([sys.executable, "-c", code, str(pid_file)], stdout=subprocess.DEVNULL, stderr=fe,
+                             timeout=120)
+    assert res.returncode == -signal.SIGKILL, err.read_text()
+    worker = int(pid_file.read_text())
+    alive = not _wait_gone(worker)
+    if alive:
+        import os
+
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the loader worker outlived its parent"
+
+
+def test_a_lock_whose_owner_is_dead_is_taken_over_with_a_note(tmp_path, fault_case):
+    from bench.runner.rundir import RunDir
+
+    fault_case("concurrency").fault()
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    holder = subprocess.Popen(  # a process left behind by dead_pid, still holding its lock
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, sys.argv[2].encode()); print('locked', flush=True); "
+         "time.sleep(60)", str(rd.lock_file), str(dead_pid)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.warns(UserWarning, match=rf"taking over the lock of bench process {dead_pid}"):
+            with rd.lock():
+                import os
+
+                assert rd.lock_file.read_text().strip() == str(os.getpid())
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_sigkill_mid_write_keeps_the_old_file_and_the_run_lock_sweeps_the_orphan(tmp_path, fault_case):

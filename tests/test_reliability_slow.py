@@ -85,6 +85,20 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(corpus, clean
     assert same_results(clean, rd(out))  # the resumed run equals the uninterrupted one
 
 
+def test_sigkill_with_loader_workers_then_resume_at_once(corpus, clean, tmp_path, fault_case):
+    """A preempted job requeued immediately: its loader worker must not keep the run's lock."""
+    case = fault_case("concurrency")
+    case.fault()
+    out = tmp_path / "runs"
+    res = bench(corpus, out, "--set", "data.workers=1", arm="kill-in-checkpoint:2")
+    assert res.returncode == -signal.SIGKILL, res.stderr[-3000:]
+    Path(f"{rd(out) / 'checkpoints' / 'last.pt'}.before").unlink()
+    res = bench(corpus, out, "--resume", "--set", "data.workers=1")  # at once, no waiting
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["runs"][0]["action"] == "resumed" and status(out) == "finished"
+    assert case.intact(rd(out) / "scores.txt", (clean / "scores.txt").read_bytes())
+
+
 def test_sigkill_while_writing_scores_leaves_no_half_results(corpus, clean, tmp_path, fault_case):
     case = fault_case("faults")
     case.fault()

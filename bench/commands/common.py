@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -62,4 +61,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """``--json`` output: strict JSON (non-finite numbers as null, :func:`bench.io.to_json`)."""
+    from bench.io import to_json
+
+    sys.stdout.write(to_json(obj, default=str) + "\n")

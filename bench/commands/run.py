@@ -175,7 +175,7 @@ def run(
         corpus = load_corpus(cfg.data)
         if corpus.bad_files and info.is_main:
             listing = _write_bad_files(out / cfg.experiment, corpus.bad_files)
-            reporter.message(f"skipped {len(corpus.bad_files)} unreadable audio files (data.skip_bad): see {listing}")
+            reporter.message(f"skipped {len(corpus.bad_files)} unusable audio files (data.skip_bad): see {listing}")
         outcomes = run_experiment(
             cfg, names, seed_list, out, force=force, resume=resume, reporter=reporter, info=info, device=device,
             corpus=corpus,

@@ -48,10 +48,25 @@ MAX_VAL_TARGETS = 5000
 
 @dataclass(frozen=True)
 class BadFile:
-    """An audio file left out of the corpus (``data.skip_bad``) and why."""
+    """An audio file left out of the corpus (``data.skip_bad``), why, and its kind of fault:
+    ``unreadable`` (missing, corrupt, wrong rate), ``too_short`` (< ``data.min_seconds``) or
+    ``silent`` (an enrolment, test or validation file whose samples never change)."""
 
     path: str
     reason: str
+    kind: str = "unreadable"
+
+
+def bad_file_counts(bad: list[BadFile]) -> dict[str, int]:
+    """``{"total": n, "unreadable": .., "too_short": .., "silent": ..}`` for the run record."""
+    out = {"total": len(bad), "unreadable": 0, "too_short": 0, "silent": 0}
+    for b in bad:
+        out[b.kind] = out.get(b.kind, 0) + 1
+    return out
+
+
+# one 16-bit step: a file whose samples never differ by more than this has no signal to analyse
+SILENCE_PEAK_TO_PEAK = 2.0**-15
 
 
 @dataclass
@@ -114,11 +129,63 @@ class IndexBuilder:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.bad: list[BadFile] = []
+        self.dropped: set[str] = set()  # utterance ids of the files left out (skip_bad)
 
-    def fail(self, err: BenchError) -> None:
+    def fail(self, err: BenchError, kind: str = "unreadable") -> None:
         if not self.cfg.skip_bad:
             raise err
-        self.bad.append(BadFile(err.path or "", err.message))
+        self.bad.append(BadFile(err.path or "", err.message, kind))
+
+    def fail_all(self, problems: list[tuple[str, str]], kind: str, what: str) -> None:
+        """Refuse every file of ``problems`` (path, detail) in one error naming each, or skip them all."""
+        if not problems:
+            return
+        if self.cfg.skip_bad:
+            self.bad.extend(BadFile(p, f"{what} ({d})", kind) for p, d in problems)
+            return
+        listing = "; ".join(f"{p} ({d})" for p, d in problems)
+        raise BenchError(f"{len(problems)} audio file(s) {what}: {listing} (--skip-bad leaves them out)",
+                         path=problems[0][0])
+
+    def check_signal(self, index: pd.DataFrame) -> pd.DataFrame:
+        """Decode every file of ``index`` and refuse (or, with skip_bad, drop) the silent ones.
+
+        Used on the files that get an embedding to score (enrolment, test, validation): a file
+        without signal gives the same embedding as every other such file, so its trials would score
+        a match whoever speaks.
+        """
+        if not len(index):
+            return index
+        cfg = self.cfg
+
+        def silent(path: str) -> bool | BenchError:
+            from bench.data.audio import read_audio
+
+            try:
+                x = read_audio(path, cfg.sample_rate, True)
+            except BenchError as e:
+                return e
+            return bool(np.ptp(x) <= SILENCE_PEAK_TO_PEAK)
+
+        paths = index["path"].tolist()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # resampling warnings come again when the file is embedded
+            if len(paths) > 16:
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    flags = list(pool.map(silent, paths))
+            else:
+                flags = [silent(p) for p in paths]
+        for f in flags:
+            if isinstance(f, BenchError):
+                self.fail(f)
+        bad = [p for p, f in zip(paths, flags) if f is True]
+        self.fail_all([(p, "every sample equal") for p in bad], "silent", "are silent")
+        drop = set(bad) | {p for p, f in zip(paths, flags) if isinstance(f, BenchError)}
+        if not drop:
+            return index
+        gone = index["path"].isin(drop)
+        self.dropped.update(str(u) for u in index.loc[gone, "utt_id"])
+        return index[~gone].reset_index(drop=True)
 
     def index(self, rows: list[Row]) -> pd.DataFrame:
         """Index of ``rows`` with header durations; duplicate ids are an error naming the list."""
@@ -131,6 +198,7 @@ class IndexBuilder:
         found = [r for r in rows if r.path is not None]
         for r in rows:
             if r.path is None:
+                self.dropped.add(r.utt_id)
                 where = f" (listed in {r.src[0]}" + (f" line {r.src[1]})" if r.src[1] else ")") if r.src else ""
                 self.fail(BenchError(f"audio file not found{where}", path=r.missing))
 
@@ -147,16 +215,25 @@ class IndexBuilder:
         else:
             infos = [info(r) for r in found]
         out = []
+        short: list[tuple[str, str]] = []
         for r, inf in zip(found, infos):
             if isinstance(inf, BenchError):
                 self.fail(inf)
+                self.dropped.add(r.utt_id)
                 continue
             if inf.sample_rate != self.cfg.sample_rate and not self.cfg.resample:
+                self.dropped.add(r.utt_id)
                 self.fail(BenchError(
                     f"sample rate is {inf.sample_rate} Hz, expected {self.cfg.sample_rate} Hz (data.resample=false)",
                     path=r.path))
                 continue
+            if inf.duration < self.cfg.min_seconds:
+                short.append((str(r.path), f"{inf.duration:.3f} s"))
+                self.dropped.add(r.utt_id)
+                continue
             out.append((r.utt_id, str(r.path), r.speaker, r.genre, inf.duration, inf.sample_rate))
+        self.fail_all(short, "too_short", f"are shorter than data.min_seconds={self.cfg.min_seconds:g} s, too short "
+                      "to analyse")
         if not out:
             return empty_index()
         return pd.DataFrame(out, columns=COLUMNS)
@@ -629,11 +706,12 @@ def hold_out(train: pd.DataFrame, n_speakers: int) -> tuple[pd.DataFrame, pd.Dat
     return train[~mask].reset_index(drop=True), train[mask].reset_index(drop=True)
 
 
-def _drop_bad_trials(trials: Trials | None, known: set[str], what: str) -> Trials | None:
-    """With skip_bad, trials using a left-out file are dropped (counted in a warning)."""
+def _drop_bad_trials(trials: Trials | None, bad: set[str], what: str) -> Trials | None:
+    """With skip_bad, trials whose enrolment model or test utterance was left out are dropped (counted
+    in a warning)."""
     if trials is None:
         return None
-    keep = np.array([e in known and t in known for e, t in zip(trials.enroll, trials.test)], dtype=bool)
+    keep = np.array([e not in bad and t not in bad for e, t in zip(trials.enroll, trials.test)], dtype=bool)
     if keep.all():
         return trials
     warnings.warn(f"{trials.path}: {int((~keep).sum())} {what} trials use skipped bad files and were dropped",
@@ -660,9 +738,14 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
         raise BenchError("corpus root not found", path=root)
     b = IndexBuilder(data_cfg)
     parts = CORPORA[name].reader(data_cfg, b)
+    # every file that gets an embedding to score must carry a signal (training crops need not)
+    parts.enroll, parts.extra, parts.test, parts.val = (
+        b.check_signal(parts.enroll), b.check_signal(parts.extra), b.check_signal(parts.test),
+        b.check_signal(parts.val))
     train, val, val_trials = parts.train, parts.val, parts.val_trials
     if val_trials is None and data_cfg.val_speakers > 0:
         train, val = hold_out(train, data_cfg.val_speakers)
+        val = b.check_signal(val)
         val_trials = make_val_trials(val)
     if len(train) == 0 and require_train:
         raise BenchError(f"corpus '{name}' has no training utterances here (an evaluation-only corpus serves "
@@ -670,9 +753,13 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
     speakers = sorted(train["speaker"].unique().tolist())
     trials = parts.trials
     if b.bad:
-        eval_ids = set(parts.enroll["utt_id"]) | set(parts.test["utt_id"]) | set(parts.enroll_map)
-        trials = _drop_bad_trials(trials, eval_ids, "evaluation")
-        val_trials = _drop_bad_trials(val_trials, set(val["utt_id"]), "validation")
+        # mean-mode enrolment: a model keeps its usable utterances; one with none left is dropped, as is
+        # one whose concatenated enrolment file was left out (either mode could be asked for)
+        kept = {m: [u for u in us if u not in b.dropped] for m, us in parts.enroll_map.items()}
+        parts.enroll_map = {m: us for m, us in kept.items() if us}
+        gone = b.dropped | {m for m, us in kept.items() if not us}
+        trials = _drop_bad_trials(trials, gone, "evaluation")
+        val_trials = _drop_bad_trials(val_trials, b.dropped, "validation")
     else:
         _check_trial_ids(trials, parts)
     return Corpus(name=name, root=root, train=train, speakers=speakers, enroll=parts.enroll,

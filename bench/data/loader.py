@@ -7,6 +7,8 @@ whatever ``data.workers``, the world size, or the batch a resumed run starts fro
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 
 import numpy as np
@@ -19,6 +21,7 @@ from bench.data.augment import MultiViewAugmenter, repeat_pad, speed_perturb
 from bench.data.corpus import Corpus
 from bench.data.sampler import SpeakerBalancedBatchSampler
 from bench.errors import BenchError
+from bench.procs import die_with_parent
 
 
 class CropDataset(Dataset):
@@ -83,7 +86,9 @@ def collate(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return waves, labels
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(parent_pid: int, _: int) -> None:
+    # a worker dies with the main process (never an orphan holding its files or its run lock)
+    die_with_parent(parent_pid)
     # augmentation is numpy/scipy work per item; intra-op threads would only oversubscribe the cores
     torch.set_num_threads(1)
 
@@ -120,7 +125,7 @@ def make_train_loader(
         batch_sampler=sampler,
         num_workers=data_cfg.workers,
         collate_fn=collate,
-        worker_init_fn=_worker_init if data_cfg.workers > 0 else None,
+        worker_init_fn=functools.partial(_worker_init, os.getpid()) if data_cfg.workers > 0 else None,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
         prefetch_factor=4 if data_cfg.workers > 0 else None,

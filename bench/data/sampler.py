@@ -8,8 +8,23 @@ resumed run starts.
 
 Speakers are drawn without replacement within a batch, with probability proportional to their
 utterance count, and each speaker walks through a reshuffled queue of its utterances; an epoch has
-``len(utts) // B`` batches, so every utterance is seen about once per epoch. A speaker with fewer
-than ``m`` utterances repeats some within a batch.
+``len(utts) // B`` batches (at least one), so every utterance is seen about once per epoch.
+
+Batches that cannot be filled as asked (defined behaviour, tested in tests/test_data_sampler.py):
+
+* a speaker with at least ``m`` utterances always contributes ``m`` *different* utterances (a queue
+  running out mid-batch is refilled with the ones already taken moved to its end);
+* a speaker with ``k < m`` utterances contributes all ``k`` of them, then repeats them in the same
+  order (each item still gets its own crop and augmentation): its positive pairs are different
+  views of one recording, as multi-view training makes anyway;
+* fewer training speakers than ``n`` is refused when the loader is built (BenchError naming
+  ``data.speakers_per_batch``), never a smaller or looping batch;
+* a dominant speaker (say 90 % of the utterances) is still drawn at most once per batch; it then
+  sits in almost every batch and its utterances are not all seen each epoch, while the other
+  ``n - 1`` places go to the rest in proportion to their size. Drawing always terminates: every
+  batch takes ``n*m`` items in one pass;
+* a loss that needs positives (SupCon family) with ``m == 1`` and one view would have none: that is
+  refused when the config is resolved (:func:`bench.config_checks.check_batch_positives`).
 """
 
 from __future__ import annotations
@@ -93,12 +108,19 @@ class SpeakerBalancedBatchSampler:
         for b in range(self.num_batches):
             chosen = rng.choice(len(speakers), size=self.n, replace=False, p=p)
             for k, s in enumerate(chosen):
-                take = []
+                if len(members[s]) < self.m:  # all of a small speaker's utterances, then again in order
+                    out[b, k * self.m:(k + 1) * self.m] = np.resize(rng.permutation(members[s]), self.m)
+                    continue
+                take: list[int] = []
                 while len(take) < self.m:
                     if heads[s] >= len(queues[s]):
-                        queues[s] = rng.permutation(members[s])
+                        fresh = rng.permutation(members[s])
+                        # utterances already in this batch go last, so the batch holds distinct ones
+                        used = np.isin(fresh, take)
+                        fresh = np.concatenate([fresh[~used], fresh[used]])
+                        queues[s] = fresh
                         heads[s] = 0
-                    take.append(queues[s][heads[s]])
+                    take.append(int(queues[s][heads[s]]))
                     heads[s] += 1
                 out[b, k * self.m:(k + 1) * self.m] = take
         return out

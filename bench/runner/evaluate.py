@@ -124,7 +124,12 @@ def embed_utterances(
     max_len = int(round(eval_cfg.max_seconds * sample_rate)) if eval_cfg.max_seconds > 0 else 0
     ds = _UttDataset(paths, sample_rate, resample, eval_cfg.crops, crop_len, max_len)
     batches = length_batches(durations, max(1, eval_cfg.batch_size))
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers)
+    import functools
+    import os
+
+    init = functools.partial(_decode_worker_init, os.getpid()) if workers > 0 else None
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers,
+                                         worker_init_fn=init)
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
@@ -148,6 +153,12 @@ def embed_utterances(
         model.train(was_training)
     assert out is not None
     return Embeddings(ids, _normalise(out), norms=np.linalg.norm(out, axis=1).astype(np.float64))
+
+
+def _decode_worker_init(parent_pid: int, _: int) -> None:
+    from bench.procs import die_with_parent
+
+    die_with_parent(parent_pid)  # no decoding worker outlives the process that embeds
 
 
 class _null:
@@ -294,6 +305,8 @@ def evaluate_corpus(
     ``concat`` uses the corpus' enrolment files; ``mean`` averages the per-utterance embeddings
     listed in ``corpus.enroll_map``. Returns the scores and the metrics dict for ``metrics.json``.
     """
+    from bench.scoring import score_settings
+
     if eval_cfg.enroll_mode == "mean":
         if not getattr(corpus, "enroll_map", None):
             raise BenchError(f"eval.enroll_mode=mean but corpus '{corpus.name}' has no enrolment map")
@@ -316,6 +329,9 @@ def evaluate_corpus(
             "enroll_mode": eval_cfg.enroll_mode,
             "asnorm": bool(eval_cfg.asnorm),
             "crops": eval_cfg.crops,
+            # every setting that changes the scores; bench report pools only runs that agree on them
+            "eval_settings": score_settings(eval_cfg),
+            "cohort_speakers": int(cohort.shape[0]) if cohort is not None else None,
             "trials": {
                 "path": str(trials_path),
                 "sha256": file_sha256(trials_path) if trials_path and Path(trials_path).is_file() else None,

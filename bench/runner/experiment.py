@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.config import ExperimentConfig, resolve, to_dict, to_toml
+from bench.data.corpus import bad_file_counts
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json, provenance
 from bench.runner import ddp
@@ -210,6 +211,7 @@ def run_one(
             seed=cfg.train.seed,
             experiment=cfg.experiment,
             corpus=getattr(corpus, "name", cfg.data.corpus),
+            bad_files=bad_file_counts(getattr(corpus, "bad_files", [])),  # left out by data.skip_bad, by kind
             world_size=info.world_size,
             training_device=str(device),
             started=prev.get("started", _now()),

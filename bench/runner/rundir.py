@@ -10,7 +10,7 @@ Layout of ``runs/<experiment>/<loss>/seed<k>/``::
     scores_calibrated.txt  the same trials with calibrated LLR scores (eval.calibration)
     metrics.json       overall + per_genre metrics, trials path + sha256, enroll_mode, corpus
     checkpoints/last.pt, checkpoints/best.pt
-    .lock              fcntl lock held while a process works on the run
+    .lock              fcntl lock held while a process works on the run (its pid inside)
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import fcntl
 import json
 import os
 import shutil
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.io import atomic_write_json
+from bench.procs import hold_fd, pid_alive, release_fd
 
 RESULT_FILES = (
     "run.json",
@@ -94,21 +97,16 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold an exclusive, non-blocking fcntl lock on ``.lock`` for the duration.
 
-        The kernel drops the lock when the process dies (even by SIGKILL), so a stale lock file
-        never blocks a later run; a live holder makes this raise a BenchError naming its pid.
+        The kernel drops the lock when the process dies (even by SIGKILL), and forked children
+        (loader workers) close their copy of the descriptor at once (:mod:`bench.procs`), so a
+        killed run can be resumed immediately. A live holder makes this raise a BenchError naming
+        its pid; a lock still held although the pid recorded in it is dead (a child process left
+        behind by a killed owner) is taken over with a warning.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._acquire()
+        hold_fd(fd)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise BenchError(
-                    f"run directory is in use by another bench process (pid {holder}); "
-                    "wait for it to finish or stop it",
-                    path=self.path,
-                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             # only the lock holder writes here, so temp files are orphans of a killed writer
@@ -116,7 +114,55 @@ class RunDir:
                 tmp.unlink(missing_ok=True)
             yield
         finally:
+            release_fd(fd)
             os.close(fd)  # closing the descriptor releases the flock
+
+    def _acquire(self) -> int:
+        """Open and flock ``.lock``; the descriptor returned holds the lock on the file now at the path."""
+        for _ in range(10):
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not self._same_file(fd):  # replaced meanwhile (a take-over): try the new file
+                    os.close(fd)
+                    continue
+                holder = _holder(fd)
+                if holder.isdigit() and not pid_alive(int(holder)):
+                    # a live process that has just taken the lock writes its pid at once: look again
+                    time.sleep(0.1)
+                    holder = _holder(fd)
+                if not (holder.isdigit() and not pid_alive(int(holder))):
+                    os.close(fd)
+                    raise BenchError(
+                        f"run directory is in use by another bench process (pid {holder or 'unknown'}); "
+                        "wait for it to finish or stop it",
+                        path=self.path,
+                    ) from None
+                # the owner is dead but something it started still holds the lock: the old file is
+                # unlinked (its holder keeps an orphan inode) and a fresh one is locked
+                warnings.warn(f"{self.lock_file}: taking over the lock of bench process {holder}, which is no "
+                              "longer running (a process it left behind still held the lock)", stacklevel=4)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lock_file)
+                os.close(fd)
+                continue
+            if self._same_file(fd):
+                return fd
+            os.close(fd)  # another process replaced the file between open and flock: lock the new one
+        raise BenchError("could not lock the run directory (its lock file keeps changing)", path=self.path)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            st = os.stat(self.lock_file)
+        except FileNotFoundError:
+            return False
+        own = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 64, 0).decode(errors="replace").strip()
 
 
 def decide(rd: RunDir, *, force: bool, resume: bool) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -251,8 +252,12 @@ def tasks(cfg: SynthConfig, speakers: list[SpeakerPlan]) -> list[tuple[Task, int
 _WORKER: dict = {}
 
 
-def _init_worker(cfg: SynthConfig, out: Path) -> None:
+def _init_worker(cfg: SynthConfig, out: Path, parent_pid: int | None = None) -> None:
+    from bench.procs import die_with_parent
     from bench.synth import espeak
+
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a killed `bench data synth` leaves no workers behind
 
     # A forked child must not reuse an engine its parent created: build a fresh one on first use.
     espeak._ENGINE = None
@@ -400,7 +405,8 @@ def generate(
             if progress:
                 progress(done, total)
     else:
-        with _pool_context().Pool(workers, initializer=_init_worker, initargs=(cfg, out)) as pool:
+        init = (cfg, out, os.getpid())
+        with _pool_context().Pool(workers, initializer=_init_worker, initargs=init) as pool:
             for t in pool.imap_unordered(_run_task_keyed, ordered):
                 done += units[t]
                 if progress:

@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError
-
 PRUNERS = ("median", "hyperband", "none")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -37,18 +35,10 @@ class TuneConfig:
     poll_seconds: float = 5.0  # how often a worker with nothing to start checks the others' trials
 
     def validate(self) -> None:
-        if self.trials < 1:
-            raise BenchError(f"--trials must be >= 1, got {self.trials}")
-        if self.pruner not in PRUNERS:
-            raise BenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got '{self.pruner}'")
-        if self.study and not _NAME.match(self.study):
-            raise BenchError(f"--study '{self.study}': use letters, digits, '.', '_' and '-' only")
-        if self.startup_trials < 0 or self.warmup_epochs < 0:
-            raise BenchError("startup_trials and warmup_epochs must be >= 0")
-        if self.heartbeat_seconds < 1 or self.grace_seconds <= self.heartbeat_seconds:
-            raise BenchError("heartbeat_seconds must be >= 1 and grace_seconds > heartbeat_seconds")
-        if self.poll_seconds <= 0:
-            raise BenchError(f"poll_seconds must be > 0, got {self.poll_seconds}")
+        """Every option's range (``tune.*`` in bench/config_checks.py), before any study or data is opened."""
+        from bench.config_checks import check_tune
+
+        check_tune(self)
 
     def study_name(self, experiment: str) -> str:
         return self.study or f"{experiment}-{self.loss}"
