@@ -122,10 +122,22 @@ class TrainConfig:
     log_every: int = 10
     validate_every: int = 1  # epochs between validation-EER evaluations (0: never)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
+    # Plateau rule (bench/runner/convergence.py): converged once `patience` validations in a row do not
+    # lower the validation EER by more than `min_delta` points; early_stop ends the run there (epochs is
+    # then the maximum budget) and scores the best-validation checkpoint.
+    early_stop: bool = False
+    patience: int = 3
+    min_delta: float = 0.0
 
     def validate(self) -> None:
         if self.epochs < 1:
             raise BenchError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.patience < 1:
+            raise BenchError(f"train.patience must be >= 1 (validations without improvement), got {self.patience}")
+        if not self.min_delta >= 0:
+            raise BenchError(f"train.min_delta must be >= 0 (EER points), got {self.min_delta}")
+        if self.early_stop and self.validate_every <= 0:
+            raise BenchError("train.early_stop needs validation: set train.validate_every >= 1")
         if self.amp not in ("none", "bf16", "fp16"):
             raise BenchError(f"train.amp must be none, bf16 or fp16, got '{self.amp}'")
 
@@ -236,7 +248,9 @@ def _check_key(parts: list[str], text: str) -> None:
         names = [f.name for f in dataclasses.fields(cls)]
         if p not in names:
             where = ".".join(parts[:i]) or "config"
-            raise BenchError(f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}")
+            raise BenchError(
+                f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}"
+            )
         ftype = {f.name: f for f in dataclasses.fields(cls)}[p]
         default = ftype.default_factory() if ftype.default_factory is not dataclasses.MISSING else ftype.default  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
@@ -258,7 +272,9 @@ def load_config(
     data: dict[str, Any] = {}
     if preset:
         if preset not in preset_names():
-            raise BenchError(f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}")
+            raise BenchError(
+                f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}"
+            )
         data = _merge(data, read_toml(PRESET_DIR / f"{preset}.toml"))
         data.setdefault("preset", preset)
     if file:

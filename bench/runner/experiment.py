@@ -22,9 +22,12 @@ from bench.config import ExperimentConfig, resolve, to_dict, to_toml
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json, provenance
 from bench.runner import ddp
+from bench.runner.convergence import Budget, budget_of
 from bench.runner.evaluate import evaluate_corpus, write_scores
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
+
+BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
 
 
 @dataclass
@@ -41,6 +44,8 @@ class RunOutcome:
     best_val_eer: float | None = None
     wall_seconds: float | None = None
     samples_per_s: float | None = None
+    converged: bool | None = None
+    budget: dict[str, Any] | None = None  # bench.runner.convergence.Budget: epochs, steps, samples_seen, ...
     error: str | None = None
 
 
@@ -187,7 +192,7 @@ def run_one(
             wall_seconds=(prev.get("wall_seconds") or 0.0) + time.time() - t0,
             train_seconds=outcome.wall_seconds,
             samples_per_s=outcome.samples_per_s,
-            best_val_eer=outcome.best_val_eer,
+            **{**(outcome.budget or {}), "best_val_eer": outcome.best_val_eer},
         )
     return outcome
 
@@ -231,6 +236,15 @@ def _train_and_evaluate(
     outcome.samples_per_s = result.samples_per_s
     outcome.wall_seconds = result.state.train_seconds
     outcome.best_val_eer = result.state.best_val_eer
+    budget = budget_of(
+        result.state.history,
+        steps=result.state.global_step,
+        samples=result.state.samples,
+        max_epochs=cfg.train.epochs,
+        patience=cfg.train.patience,
+        min_delta=cfg.train.min_delta,
+    ).to_dict()
+    outcome.budget, outcome.converged = budget, budget["converged"]
     if not info.is_main:
         return
     from bench.runner.train import embedder
@@ -241,8 +255,9 @@ def _train_and_evaluate(
         reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
     scores, metrics = evaluate_corpus(embed, corpus, cfg.eval)
     metrics["untrained"] = result.state.untrained
-    metrics["checkpoint"] = "last"
+    metrics["checkpoint"] = result.checkpoint
     metrics["best_val_eer"] = result.state.best_val_eer
+    metrics.update(budget)  # converged, epochs, steps, samples_seen, best_epoch, ... (what the report gates on)
     metrics["loss"] = cfg.loss.name
     metrics["seed"] = cfg.train.seed
     write_scores(rd.scores, scores)
@@ -261,6 +276,8 @@ def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
     outcome.mindcf = m["overall"].get("mindcf@0.01")
     outcome.untrained_eer = (m.get("untrained") or {}).get("eer")
     outcome.best_val_eer = m.get("best_val_eer")
+    outcome.converged = m.get("converged")
+    outcome.budget = {k: m[k] for k in BUDGET_KEYS if k in m} or None
     outcome.wall_seconds = run.get("train_seconds")
     outcome.samples_per_s = run.get("samples_per_s")
 
