@@ -19,6 +19,17 @@ import pandas as pd
 from bench.errors import BenchError
 
 METRICS_FILE = "metrics.json"
+# What the runner records about a run's training (bench.runner.convergence.Budget), read by reports/convergence.py.
+TRAINING_KEYS = (
+    "converged",
+    "stopped_early",
+    "epochs",
+    "max_epochs",
+    "steps",
+    "samples_seen",
+    "best_epoch",
+    "checkpoint",
+)
 
 
 @dataclass
@@ -42,6 +53,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     run_root: Path | None = None  # the training run folder (differs from path for eval/<corpus>/)
+    training: dict[str, Any] = field(default_factory=dict)  # converged, epochs, steps, samples_seen, ...
 
     @property
     def system_key(self) -> tuple[str, str, str, str]:
@@ -220,6 +232,7 @@ def load_run(path: str | Path) -> Run:
         config=cfg,
         provenance=prov or {},
         run_root=run_root,
+        training={k: m.get(k, run_json.get(k)) for k in TRAINING_KEYS if m.get(k, run_json.get(k)) is not None},
     )
 
 
@@ -253,6 +266,10 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "git": r.git_commit(),
             "torch": v.get("torch", ""),
             "python": v.get("python", ""),
+            "converged": r.training.get("converged", ""),
+            "epochs": r.training.get("epochs", ""),
+            "steps": r.training.get("steps", ""),
+            "samples_seen": r.training.get("samples_seen", ""),
         }
         for k, val in r.metrics.items():
             if isinstance(val, (int, float)):
