@@ -90,6 +90,9 @@ class LossConfig:
     name: str = "aamsupcon"
     params: dict[str, Any] = field(default_factory=dict)
     margin_warmup_epochs: int = 0  # linear warm-up of the margin over the first epochs
+    # Parameters of one loss only, over `params` (e.g. [loss.per_loss.aam] scale = 12.0): where a study
+    # tuned each loss of a comparison separately (scripts/tune_demo.sh).
+    per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

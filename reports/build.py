@@ -316,6 +316,7 @@ def summary(report: Report) -> list[dict[str, Any]]:
                 "train_corpus": row["train_corpus"],
                 "seeds": [int(x) for x in str(row["seeds"]).split(",")],
                 "converged": None if pd.isna(row.get("converged")) else bool(row.get("converged")),
+                "converged_text": row.get("converged_text", ""),
                 "budget": row.get("budget", ""),
             }
             for m in report.metrics:

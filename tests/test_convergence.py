@@ -178,3 +178,21 @@ def test_runs_record_convergence_in_run_json_and_metrics_json(corpus, tmp_path):
     # A skipped (finished) run reports what it recorded.
     again = experiment.run_experiment(cfg, ["softmax"], [0], tmp_path, corpus=corpus, loader_fn=fake_loader)
     assert again[0].action == "skipped" and again[0].converged is True and again[0].budget["epochs"] == 2
+
+
+# --- tuning scores what bench run will score ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("early_stop", "expected"), [(True, 12.0), (False, 14.0)])
+def test_tune_objective_is_the_best_epoch_under_early_stopping(tmp_path, early_stop, expected):
+    from bench.tune import TuneConfig, parse_space
+    from bench.tune.study import run_study
+
+    def trainer(cfg, rd, reporter):
+        for e, v in enumerate([20.0, 12.0, 13.0, 14.0], start=1):
+            reporter.end_epoch({"epoch": e, "val_eer": v})
+
+    base = load_config(preset="demo", overrides=[f"train.early_stop={str(early_stop).lower()}", "train.epochs=4"])
+    tune = TuneConfig(loss="aam", trials=1, study="s", pruner="none", out=str(tmp_path), startup_trials=1)
+    res = run_study(base, tune, parse_space(["margin=0.1:0.3"], "aam"), trainer, origin={"preset": "demo"})
+    assert res.study.trials[0].value == expected

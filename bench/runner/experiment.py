@@ -58,6 +58,11 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     """
     from losses import LOSSES
 
+    for name, own in cfg.loss.per_loss.items():
+        LOSSES.get(name)  # an unknown loss name in [loss.per_loss.<name>] is an error with a suggestion
+        if not isinstance(own, dict):
+            raise BenchError(f"loss.per_loss.{name} must be a table of parameters, got {own!r}")
+        LOSSES.make_config(name, own)  # so is a parameter that loss does not have
     params = dict(cfg.loss.params)
     if params:
         known = {f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)}
@@ -68,9 +73,10 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
             if not users:
                 LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
         params = {k: v for k, v in params.items() if k in known}
+    params.update(cfg.loss.per_loss.get(loss, {}))
     one = dataclasses.replace(
         cfg,
-        loss=dataclasses.replace(cfg.loss, name=loss, params=params),
+        loss=dataclasses.replace(cfg.loss, name=loss, params=params, per_loss={}),
         train=dataclasses.replace(cfg.train, seed=seed),
     )
     return resolve(one)
