@@ -196,3 +196,16 @@ def test_tune_objective_is_the_best_epoch_under_early_stopping(tmp_path, early_s
     tune = TuneConfig(loss="aam", trials=1, study="s", pruner="none", out=str(tmp_path), startup_trials=1)
     res = run_study(base, tune, parse_space(["margin=0.1:0.3"], "aam"), trainer, origin={"preset": "demo"})
     assert res.study.trials[0].value == expected
+
+
+def test_a_study_may_search_a_parameter_the_preset_sets_but_not_one_set_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    base = ["tune", "--preset", "demo", "--loss", "aam", "--param", "scale=4:32:log", "--out", str(tmp_path),
+            "--set", f'data.root="{tmp_path / "missing"}"', "--json"]  # fmt: skip
+    res = CliRunner().invoke(app, base)  # the demo preset sets scale = 8: the search replaces it
+    assert res.exit_code == 2 and "both searched" not in res.output and "missing" in res.output
+    res = CliRunner().invoke(app, [*base, "--set", "loss.params.scale=8"])
+    assert res.exit_code == 2 and "both searched (--param) and fixed" in res.output
