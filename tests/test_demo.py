@@ -62,6 +62,9 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     html = (report / "report.html").read_text()
     assert html.count('class="report-figure"') >= 2 and "DET" in html
     assert len(res.pairwise) == 1
+    # One epoch is no plateau: the runs say so and the report withholds the verdict.
+    assert [r["converged"] for r in res.runs] == [False, False]
+    assert res.pairwise[0]["verdict"] == "not converged" and "not converged" in html
     stamp = (report / "report.json").stat().st_mtime_ns
 
     # A second call through the CLI trains nothing and leaves the report as it was.
