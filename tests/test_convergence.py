@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,24 @@ def test_a_study_may_search_a_parameter_the_preset_sets_but_not_one_set_on_the_c
     assert res.exit_code == 2 and "both searched" not in res.output and "missing" in res.output
     res = CliRunner().invoke(app, [*base, "--set", "loss.params.scale=8"])
     assert res.exit_code == 2 and "both searched (--param) and fixed" in res.output
+
+
+def test_bench_run_table_shows_epochs_of_budget_and_convergence(monkeypatch):
+    from rich.console import Console
+
+    from bench.commands import run as run_cmd
+    from bench.runner.experiment import RunOutcome
+
+    con = Console(record=True, width=200)
+    monkeypatch.setattr(run_cmd, "console", con)
+    budget = {"epochs": 4, "max_epochs": 12}
+    outs = [
+        RunOutcome("aam", 0, "r", "trained", eer=3.0, converged=True, budget=budget),
+        RunOutcome("supcon", 0, "r", "trained", eer=4.0, converged=False, budget={"epochs": 12, "max_epochs": 12}),
+    ]
+    run_cmd._print_table(outs, 1.0, Path("runs/x"))
+    lines = con.export_text().splitlines()
+    header = next(line for line in lines if "converged" in line)
+    assert "epochs" in header
+    aam, sup = next(ln for ln in lines if " aam " in ln), next(ln for ln in lines if " supcon " in ln)
+    assert "4/12" in aam and " yes " in aam and "12/12" in sup and " no " in sup
