@@ -231,3 +231,19 @@ def test_bench_run_table_shows_epochs_of_budget_and_convergence(monkeypatch):
     assert "epochs" in header
     aam, sup = next(ln for ln in lines if " aam " in ln), next(ln for ln in lines if " supcon " in ln)
     assert "4/12" in aam and " yes " in aam and "12/12" in sup and " no " in sup
+
+
+def test_a_run_started_before_the_plateau_settings_existed_can_be_resumed(tmp_path):
+    import re
+
+    from bench.config import to_dict, to_toml
+
+    cfg = experiment.run_config(tiny_config(), "softmax", 0)
+    rd = RunDir(tmp_path / "old")
+    rd.path.mkdir()
+    text = to_toml(to_dict(cfg))
+    rd.config.write_text(re.sub(r"^(early_stop|patience|min_delta) = .*\n", "", text, flags=re.M))
+    assert "patience" not in rd.config.read_text()
+    experiment._check_same_config(cfg, rd)  # the new settings at their defaults are no change
+    with pytest.raises(BenchError, match="train.patience"):
+        experiment._check_same_config(experiment.run_config(tiny_config(**{"train.patience": 5}), "softmax", 0), rd)

@@ -292,9 +292,15 @@ def _check_same_config(cfg: ExperimentConfig, rd: RunDir) -> None:
     """A resumed run must continue with the config it started with."""
     if not rd.config.exists():
         return
-    from bench.config import read_toml
+    from bench.config import ExperimentConfig, read_toml
+    from bench.registry import config_from_mapping
 
     old = read_toml(rd.config)
+    try:
+        # settings added since the run started (e.g. train.early_stop) take their defaults, not "changed"
+        old = to_dict(config_from_mapping(ExperimentConfig, old, where=str(rd.config)))
+    except BenchError:
+        pass  # a key that no longer exists: compare the file as written
     new = to_dict(cfg)
     diffs = sorted(_diff(old, new))
     if diffs:
