@@ -247,3 +247,34 @@ def test_a_run_started_before_the_plateau_settings_existed_can_be_resumed(tmp_pa
     experiment._check_same_config(cfg, rd)  # the new settings at their defaults are no change
     with pytest.raises(BenchError, match="train.patience"):
         experiment._check_same_config(experiment.run_config(tiny_config(**{"train.patience": 5}), "softmax", 0), rd)
+
+
+def _ddp_worker(rank: int, world: int, init: str, root: str, out: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        from bench.runner import ddp
+
+        cfg = experiment.run_config(tiny_config(**EARLY), "aam", 0)
+        res = train(cfg, make_corpus(Path(root)), None, info=ddp.DistInfo(rank, world, 0), loader_fn=fake_loader)
+        Path(f"{out}.{rank}").write_text(json.dumps([res.state.epoch, res.state.global_step]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_every_rank_stops_at_the_same_epoch_under_ddp(tmp_path):
+    import multiprocessing as mp
+
+    ensure_metrics()
+    root = tmp_path / "cn1"
+    make_corpus(root)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, f"file://{tmp_path / 'rdzv'}", str(root), str(tmp_path / "o")))
+             for r in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]  # neither rank left waiting for the other
+    assert [json.loads((tmp_path / f"o.{r}").read_text()) for r in range(2)] == [[2, 6], [2, 6]]
