@@ -232,7 +232,9 @@ def train(
     ``resume`` continues from ``rd.last``. ``untrained_eval(embed)``, when given, is called once
     before the first step of a fresh run and its result kept in the checkpointed state (so that a
     resumed run still reports it). Raises BenchError when more than ``train.max_bad_steps`` steps
-    had a non-finite loss.
+    had a non-finite loss. With ``train.early_stop`` the run ends at its validation plateau
+    (:mod:`bench.runner.convergence`) and the returned model holds the best-validation weights
+    (``TrainResult.checkpoint == "best"``).
     """
     rep = reporter or NullReporter()
     tc = cfg.train
