@@ -63,6 +63,10 @@ def test_verdicts_are_withheld_where_a_system_did_not_converge(root, tmp_path):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     for text in (md, html):
         assert "Converged" in text and "not converged" in text and "epochs 20 of 20" in text
+    tex = (out / "table.tex").read_text()
+    assert "Converged" in tex and next(ln for ln in tex.splitlines() if ln.startswith("half &")).endswith(
+        r"1/2 seeds \\"
+    )
     csv = pd.read_csv(out / "table.csv").set_index("system")
     assert csv.loc["base", "steps_mean"] == 120
     marker = json.loads((out / "report.json").read_text())
