@@ -38,7 +38,7 @@ class DataConfig:
     """Where the corpus is and how training crops are drawn."""
 
     corpus: str = "synthetic"  # synthetic | cnceleb | voxceleb | kaldi
-    root: str = "data/synth-demo"
+    root: str = "data/synth-demo100"  # the embedded corpus, generated on first use (bench/data/prepare.py)
     train_lists: list[str] = field(default_factory=list)  # extra corpus-specific list files
     eval_root: str = ""  # defaults to root
     trials: str = ""  # trial list file; defaults to the corpus' own (eval/lists/trials.lst, veri_test2.txt, trials)
@@ -72,6 +72,9 @@ class LossConfig:
     margin_warmup_epochs: float = 0
     margin_start_epoch: float = 0
     margin_shape: str = "linear"
+    # Parameters of one loss only, over `params` (e.g. [loss.per_loss.aam] scale = 12.0): where a study
+    # tuned each loss of a comparison separately (scripts/tune_demo.sh).
+    per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
     # loss.params keys the user gave with --set: each must fit one of the experiment's losses. Keys from
     # a preset or config file apply to the losses that have them. Filled by load_config; run configs
     # (config.toml) carry it empty.
@@ -117,9 +120,17 @@ class TrainConfig:
     log_every: int = 10
     validate_every: int = 1  # epochs between validation-EER evaluations (0: never)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
+    # Plateau rule (bench/runner/convergence.py): converged once `patience` validations in a row do not
+    # lower the validation EER by more than `min_delta` points; early_stop ends the run there (epochs is
+    # then the maximum budget) and scores the best-validation checkpoint.
+    early_stop: bool = False
+    patience: int = 3
+    min_delta: float = 0.0
 
     def validate(self) -> None:
         check_section("train", self)
+        if self.early_stop and self.validate_every <= 0:
+            raise BenchError("train.early_stop needs validation: set train.validate_every >= 1")
 
 
 @dataclass
@@ -263,7 +274,9 @@ def _check_key(parts: list[str], text: str) -> None:
         names = [f.name for f in dataclasses.fields(cls)]
         if p not in names:
             where = ".".join(parts[:i]) or "config"
-            raise BenchError(f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}")
+            raise BenchError(
+                f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}"
+            )
         ftype = {f.name: f for f in dataclasses.fields(cls)}[p]
         default = ftype.default_factory() if ftype.default_factory is not dataclasses.MISSING else ftype.default  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
@@ -285,7 +298,9 @@ def load_config(
     data: dict[str, Any] = {}
     if preset:
         if preset not in preset_names():
-            raise BenchError(f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}")
+            raise BenchError(
+                f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}"
+            )
         data = _merge(data, read_toml(PRESET_DIR / f"{preset}.toml"))
         data.setdefault("preset", preset)
     if file:

@@ -157,6 +157,7 @@ RANGES: dict[str, Rule] = {
     "loss.margin_start_epoch": at_least(0),
     "loss.margin_shape": one_of(("linear", "exp"), "be linear or exp"),  # losses.schedule.SHAPES
     "loss.set_params": strings(),
+    "loss.per_loss": table(),
     # optim
     "optim.optimizer": one_of(_optimizers),
     "optim.lr": greater(0, bad="-1"),
@@ -203,6 +204,9 @@ RANGES: dict[str, Rule] = {
     "finetune.name": text(),  # recipe name, checked against bench.finetune.FINETUNES by plan_runs
     "finetune.parent": text(),
     "finetune.params": table(),
+    "train.early_stop": flag(),
+    "train.patience": at_least(1),
+    "train.min_delta": at_least(0),
     # tune (bench tune's own options, bench.tune.options.TuneConfig; shown as their command-line flags)
     "tune.loss": text(nonempty=True),
     "tune.params": strings(),

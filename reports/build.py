@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json
+from reports import convergence
 from reports.collect import Run, System, group_systems, load_runs, runs_frame
 from reports.render import FORMATS, Report, Section, pairwise_csv, table_csv, table_tex, to_html, to_markdown
 from reports.stats import METRICS, Aligned, align, genre_table, p_targets_of, pairwise, system_table
@@ -46,6 +47,7 @@ class Options:
     embeddings: bool = True
     title: str = ""
     force: bool = False
+    equal_budget: bool = False  # keep verdicts between unconverged systems (an equal-budget comparison)
 
 
 def default_name(paths: list[str | Path], runs: list[Run]) -> str:
@@ -231,6 +233,10 @@ def build(
                 alpha=opts.alpha,
                 progress=tick(f"paired tests ({corpus})", n * (n - 1) // 2),
             )
+            # Verdicts between runs that had not reached their validation plateau say nothing about the
+            # objectives; reports/convergence.py withholds them unless an equal-budget comparison is asked.
+            table = convergence.add_columns(table, systems)
+            pairs = convergence.gate_verdicts(pairs, table, equal_budget=opts.equal_budget)
             genre = genre_table(systems, "eer")
             sec = Section(
                 corpus=corpus,
@@ -257,6 +263,7 @@ def build(
                 "seed": opts.seed,
                 "pair_metric": opts.pair_metric,
                 "calibration": calibration_methods(runs),
+                "equal_budget": opts.equal_budget,
             },
         )
         _write(report, tmp, opts, inputs)
@@ -342,6 +349,9 @@ def summary(report: Report) -> list[dict[str, Any]]:
                 "backbone": row["backbone"],
                 "train_corpus": row["train_corpus"],
                 "seeds": [int(x) for x in str(row["seeds"]).split(",")],
+                "converged": None if pd.isna(row.get("converged")) else bool(row.get("converged")),
+                "converged_text": row.get("converged_text", ""),
+                "budget": row.get("budget", ""),
             }
             for m in report.metrics:
                 rec[m] = {k: _clean(row[f"{m}_{k}"]) for k in ("mean", "std", "low", "high", "best")}

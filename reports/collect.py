@@ -20,6 +20,17 @@ from bench.errors import BenchError
 from bench.textio import read_text
 
 METRICS_FILE = "metrics.json"
+# What the runner records about a run's training (bench.runner.convergence.Budget), read by reports/convergence.py.
+TRAINING_KEYS = (
+    "converged",
+    "stopped_early",
+    "epochs",
+    "max_epochs",
+    "steps",
+    "samples_seen",
+    "best_epoch",
+    "checkpoint",
+)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Run:
     run_root: Path | None = None  # the training run folder (differs from path for eval/<corpus>/)
     calibration: dict[str, Any] = field(default_factory=dict)  # metrics.json "calibration" (eval.calibration)
     eval_settings: dict[str, Any] = field(default_factory=dict)  # bench.scoring.score_settings
+    training: dict[str, Any] = field(default_factory=dict)  # converged, epochs, steps, samples_seen, ...
 
     @property
     def system_key(self) -> tuple[str, str, str, str]:
@@ -229,6 +241,7 @@ def load_run(path: str | Path) -> Run:
         run_root=run_root,
         calibration=calibration if isinstance(calibration, dict) else {},
         eval_settings=_eval_settings(m, cfg),
+        training={k: m.get(k, run_json.get(k)) for k in TRAINING_KEYS if m.get(k, run_json.get(k)) is not None},
     )
 
 
@@ -275,6 +288,10 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "git": r.git_commit(),
             "torch": v.get("torch", ""),
             "python": v.get("python", ""),
+            "converged": r.training.get("converged", ""),
+            "epochs": r.training.get("epochs", ""),
+            "steps": r.training.get("steps", ""),
+            "samples_seen": r.training.get("samples_seen", ""),
         }
         for k, val in r.metrics.items():
             if isinstance(val, (int, float)):

@@ -74,6 +74,8 @@ def settings_text(r: Report) -> str:
         "'no significant difference' when the interval contains 0 (a per-comparison verdict); "
         "p (Holm) corrects the p-values for testing every pair. Best value per column in bold. "
         + calibration_text(s.get("calibration") or [])
+        + " "
+        + convergence_text(r)
     )
 
 
@@ -89,6 +91,24 @@ def calibration_text(methods: list[str]) -> str:
         "marks runs without a calibration (eval.calibration.method = none, or no validation trials). "
         "Cllr and actDCF have no interval." + used
     )
+
+
+def convergence_text(r: Report) -> str:
+    """How the Converged and Budget columns bear on the verdicts (see reports/convergence.py)."""
+    if r.settings.get("equal_budget"):
+        return (
+            "Equal-budget comparison (--equal-budget): verdicts compare the systems after the training budgets "
+            "in the Budget column, whether or not they converged."
+        )
+    return (
+        "Converged: the run's validation EER had reached its plateau (train.patience validations without an "
+        "improvement above train.min_delta); a pair in which a system did not converge gets no verdict "
+        "('not converged'); --equal-budget compares such runs at their stated budgets."
+    )
+
+
+def _conv_cells(row: pd.Series) -> list[str]:
+    return [str(row.get("converged_text", "")), str(row.get("budget", ""))]
 
 
 # ---------------------------------------------------------------- Markdown
@@ -115,7 +135,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
             f"{', '.join(sec.enroll_modes)}.",
             "",
         ]
-        header = ["System", "Seeds"] + [METRIC_NAMES.get(m, m) for m in r.metrics]
+        header = ["System", "Seeds"] + [METRIC_NAMES.get(m, m) for m in r.metrics] + ["Converged", "Budget"]
         rows = []
         for _, row in sec.table.iterrows():
             cells = [row["system"], str(row["n_seeds"])]
@@ -123,7 +143,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
                 main, ci = cell(row, m)
                 main = f"**{main}**" if row[f"{m}_best"] else main
                 cells.append(f"{main} {ci}".strip())
-            rows.append(cells)
+            rows.append(cells + _conv_cells(row))
         out += ["### Comparison", "", _md_table(header, rows), ""]
         if not sec.pairwise.empty:
             out += [
@@ -169,6 +189,10 @@ RUN_COLUMNS = [
     "git",
     "python",
     "torch",
+    "converged",
+    "epochs",
+    "steps",
+    "samples_seen",
 ]
 
 
@@ -215,7 +239,10 @@ def to_html(r: Report) -> str:
             f'<p class="note">Trials: <code>{e(sec.trials_path)}</code> (sha256 '
             f"<code>{e(sec.trials_sha256[:16])}</code>), enrolment: {e(', '.join(sec.enroll_modes))}.</p>"
         )
-        head = "".join(f"<th>{e(h)}</th>" for h in ["System", "Seeds"] + [METRIC_NAMES.get(m, m) for m in r.metrics])
+        head = "".join(
+            f"<th>{e(h)}</th>"
+            for h in ["System", "Seeds"] + [METRIC_NAMES.get(m, m) for m in r.metrics] + ["Converged", "Budget"]
+        )
         rows = []
         for _, row in sec.table.iterrows():
             tds = [f"<td>{e(row['system'])}</td>", f"<td>{row['n_seeds']}</td>"]
@@ -223,6 +250,7 @@ def to_html(r: Report) -> str:
                 main, ci = cell(row, m)
                 cls = ' class="best"' if row[f"{m}_best"] else ""
                 tds.append(f'<td{cls}>{e(main)}<br><span class="ci">{e(ci)}</span></td>')
+            tds += [f'<td class="converged">{e(c)}</td>' for c in _conv_cells(row)]
             rows.append("<tr>" + "".join(tds) + "</tr>")
         body.append(f'<h3>Comparison</h3><table class="comparison"><tr>{head}</tr>{"".join(rows)}</table>')
         if not sec.pairwise.empty:
@@ -236,7 +264,9 @@ def to_html(r: Report) -> str:
                 )
             body.append(
                 '<h3>Pairwise significance</h3><table class="pairwise"><tr><th>A</th><th>B</th>'
-                "<th>Δ (A − B)</th><th>Interval</th><th>p</th><th>p (Holm)</th><th>Verdict</th></tr>" + "".join(prow) + "</table>"
+                "<th>Δ (A − B)</th><th>Interval</th><th>p</th><th>p (Holm)</th><th>Verdict</th></tr>"
+                + "".join(prow)
+                + "</table>"
             )
         if sec.figures:
             body.append("<h3>Figures</h3>" + "".join(_img_tag(f) for f in sec.figures))
@@ -265,6 +295,7 @@ def table_csv(r: Report) -> str:
     keep = ["eval_corpus", "system", "loss", "backbone", "train_corpus", "n_seeds", "seeds", "n_trials", "n_target"]
     for m in r.metrics:
         keep += [f"{m}_{k}" for k in ("mean", "std", "low", "high", "best")]
+    keep += ["converged", "epochs_mean", "steps_mean", "samples_seen_mean", "budget"]
     return df[[c for c in keep if c in df.columns]].to_csv(index=False, float_format="%.6g")
 
 
@@ -294,8 +325,8 @@ def table_tex(r: Report) -> str:
     """booktabs tables (comparison and pairwise), one pair per evaluation corpus."""
     parts = ["% Generated by `bench report`; needs \\usepackage{booktabs}."]
     for sec in r.sections:
-        cols = "l" + "r" + "c" * len(r.metrics)
-        head = " & ".join(["System", "Seeds"] + [_tex(METRIC_NAMES.get(m, m)) for m in r.metrics])
+        cols = "l" + "r" + "c" * len(r.metrics) + "l"
+        head = " & ".join(["System", "Seeds"] + [_tex(METRIC_NAMES.get(m, m)) for m in r.metrics] + ["Converged"])
         lines = [
             r"\begin{table}[t]",
             r"\centering",
@@ -313,6 +344,7 @@ def table_tex(r: Report) -> str:
                 if row[f"{m}_best"]:
                     main = f"\\textbf{{{main}}}"
                 cells.append(f"{main} {{\\scriptsize {ci}}}" if ci else main)
+            cells.append(_tex(row.get("converged_text", "")))
             lines.append(" & ".join(cells) + r" \\")
         lines += [
             r"\bottomrule",

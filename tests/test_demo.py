@@ -47,8 +47,8 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     data = tmp_path / "synth"
     generate(make_config("demo", speakers=3, utts=3, min_seconds=1.0, max_seconds=1.5), data, workers=2)
     runs, report = tmp_path / "runs", tmp_path / "report"
-    res = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN,
-                   n_boot=50)  # fmt: skip
+    res = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), seeds=(0,), epochs=1,
+                   overrides=TINY_RUN, n_boot=50)  # fmt: skip
     assert res.corpus_action == "reused" and res.report_action == "built"
     assert [(r["loss"], r["action"]) for r in res.runs] == [("softmax", "trained"), ("aam", "trained")]
     for loss in ("softmax", "aam"):
@@ -62,14 +62,85 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     html = (report / "report.html").read_text()
     assert html.count('class="report-figure"') >= 2 and "DET" in html
     assert len(res.pairwise) == 1
+    # One epoch is no plateau: the runs say so and the report withholds the verdict.
+    assert [r["converged"] for r in res.runs] == [False, False]
+    assert res.pairwise[0]["verdict"] == "not converged" and "not converged" in html
     stamp = (report / "report.json").stat().st_mtime_ns
 
     # A second call through the CLI trains nothing and leaves the report as it was.
     cli = runner.invoke(app, ["demo", "--data", str(data), "--out", str(runs), "--report", str(report),
-                              "--losses", "softmax,aam", "--epochs", "1", "--json",
+                              "--losses", "softmax,aam", "--seeds", "0", "--epochs", "1", "--json",
                               *[a for o in TINY_RUN for a in ("--set", o)]])  # fmt: skip
     assert cli.exit_code == 0, cli.output
     again = json.loads(cli.stdout)
     assert [r["action"] for r in again["runs"]] == ["skipped", "skipped"]
     assert again["report_action"] == "reused" and again["html"] == str(report / "report.html")
     assert (report / "report.json").stat().st_mtime_ns == stamp
+
+
+# --- presets: sizes, budgets, seeds ---------------------------------------------------------------
+
+
+def test_demo_presets_are_consistent_and_stop_at_the_plateau():
+    from bench.commands.demo import DEMO_PRESETS, corpus_config
+    from bench.config import load_config, resolve
+
+    for name, spec in DEMO_PRESETS.items():
+        cfg = resolve(load_config(preset=spec.config))
+        assert cfg.data.root == str(spec.data)  # `bench run --preset` finds the corpus `bench demo` made
+        assert cfg.train.early_stop and cfg.train.validate_every == 1 and cfg.train.patience >= 2
+        assert corpus_config(name).train_speakers == spec.speakers
+        # Apart from size and budget, the two demos train the same recipe (so their results are comparable).
+        other = resolve(load_config(preset=DEMO_PRESETS["demo"].config))
+        for section in ("model", "loss", "optim", "eval"):
+            assert getattr(cfg, section) == getattr(other, section), (name, section)
+    assert DEMO_PRESETS["cpu"].speakers >= 200 and DEMO_PRESETS["demo"].minutes == 10
+    steps = {n: (lambda c: c.train.epochs * c.train.steps_per_epoch)(load_config(preset=s.config))
+             for n, s in DEMO_PRESETS.items()}  # fmt: skip
+    assert steps == {"demo": 300, "cpu": 2100}
+
+
+def test_stale_corpus_in_the_presets_folder_is_refused(tmp_path):
+    from bench.commands.demo import ensure_corpus
+    from bench.errors import BenchError
+
+    (tmp_path / "corpus.json").write_text(json.dumps({"params": {"train_speakers": 40}}))
+    with pytest.raises(BenchError, match="40 training speakers, the 'demo' demo uses 100"):
+        ensure_corpus(tmp_path, check_size=True)
+    assert ensure_corpus(tmp_path) == "reused"  # a folder named with --data is taken as it is
+
+
+def test_run_demo_trains_every_seed_with_the_chosen_preset(tmp_path, monkeypatch):
+    from bench.commands import demo
+    from bench.runner import experiment
+    from reports import build as report_build
+
+    seen = {}
+
+    def fake_run_experiment(cfg, losses, seeds, out, **kw):
+        seen.update(cfg=cfg, losses=losses, seeds=seeds)
+        return [experiment.RunOutcome(loss, s, str(out), "trained") for loss in losses for s in seeds]
+
+    def fake_build(paths, out, opts, progress=None):
+        out.mkdir(parents=True)
+        (out / report_build.MARKER).write_text(json.dumps({"table": [], "pairwise": []}))
+        seen["title"] = opts.title
+
+    monkeypatch.setattr(demo, "ensure_corpus", lambda *a, **k: "reused")
+    monkeypatch.setattr(experiment, "run_experiment", fake_run_experiment)
+    monkeypatch.setattr(report_build, "build", fake_build)
+    res = demo.run_demo(tmp_path / "runs", preset="cpu", report_dir=tmp_path / "rep", losses=("aam", "softmax"),
+                        overrides=["train.device=cpu"])  # fmt: skip
+    assert seen["seeds"] == [0, 1, 2] and len(res.runs) == 6 and res.seeds == [0, 1, 2]
+    assert seen["cfg"].experiment == "demo-cpu" and seen["cfg"].data.root == "data/synth-cpu300"
+    assert res.preset == "cpu" and "300 training speakers" in seen["title"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--seeds", "0,x"], "--seeds expects comma-separated integers"), (["--preset", "gpu"], "unknown demo preset")],
+)
+def test_bad_demo_options_are_user_errors(tmp_path, args, message):
+    res = runner.invoke(app, ["demo", *args, "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and message in res.output
+    assert not (tmp_path / "runs").exists()

@@ -251,3 +251,19 @@ def test_loss_params_go_to_losses_that_have_them():
     assert "margin" not in experiment.run_config(cfg, "softmax", 0, ["softmax", "aam"]).loss.params
     with pytest.raises(BenchError, match="unknown parameter 'margin'"):
         experiment.run_config(cfg, "softmax", 0, ["softmax"])
+
+
+def test_per_loss_params_override_shared_ones_for_that_loss_only():
+    cfg = tiny_config(
+        **{"loss.params.scale": 8.0, "loss.per_loss.aam.scale": 12.0, "loss.per_loss.supcon.temperature": 0.1}
+    )
+    aam = experiment.run_config(cfg, "aam", 0, ["aam", "aamsupcon", "supcon"])
+    both = experiment.run_config(cfg, "aamsupcon", 0, ["aam", "aamsupcon", "supcon"])
+    sup = experiment.run_config(cfg, "supcon", 0, ["aam", "aamsupcon", "supcon"])
+    assert aam.loss.params["scale"] == 12.0 and both.loss.params["scale"] == 8.0
+    assert sup.loss.params["temperature"] == 0.1 and both.loss.params["temperature"] == 0.07
+    assert aam.loss.per_loss == {}  # a run's resolved config holds its own parameters only
+    with pytest.raises(BenchError, match="unknown parameter 'temperature'"):
+        experiment.run_config(tiny_config(**{"loss.per_loss.aam.temperature": 0.1}), "aam", 0)
+    with pytest.raises(BenchError, match="aamsupcon"):
+        experiment.run_config(tiny_config(**{"loss.per_loss.aamsupcn.scale": 8.0}), "aam", 0)

@@ -1,8 +1,11 @@
 """`bench demo`: the whole product on the embedded synthetic corpus, in one command.
 
 Generate the demo corpus (skipped when one is there), train softmax, aam, supcon and aamsupcon with
-the ``demo`` preset (tiny backbone, a few epochs, GPU when present), score the evaluation trials,
-build the report (tables with intervals, paired tests, DET curves, plots) and print a summary.
+3 seeds each, every run to its validation plateau within a maximum budget (GPU when present), score
+the evaluation trials, build the report (tables with intervals, converged column, paired tests, DET
+curves, plots) and print a summary. Two sizes (:data:`DEMO_PRESETS`): ``demo`` (100 training
+speakers, the default, aimed at 10 minutes on 2 CPU cores) and ``cpu`` (300 training speakers,
+aimed at an hour).
 
 Every stage reuses what a previous call finished: finished runs are skipped unless ``--force``, and
 the report is rebuilt only when a run changed (or the report is missing).
@@ -23,14 +26,21 @@ from bench.commands.common import console, err_console, fail, handle_errors, pri
 from bench.commands.run import Threads
 
 DEMO_LOSSES = ("softmax", "aam", "supcon", "aamsupcon")
-DEFAULT_DATA = Path("data/synth-demo")
-DEFAULT_REPORT = Path("reports/out/demo")
+DEMO_SEEDS = (0, 1, 2)
+
+
+from bench.data.prepare import DEMO_PRESETS, DemoPreset, corpus_config  # noqa: E402,F401
+
+DEFAULT_DATA = DEMO_PRESETS["demo"].data
+DEFAULT_REPORT = DEMO_PRESETS["demo"].report
 
 
 @dataclass
 class DemoResult:
     """What ``run_demo`` did, for the summary table and ``--json``."""
 
+    preset: str
+    seeds: list[int]
     corpus: str
     corpus_action: str  # generated | reused
     experiment_dir: str
@@ -47,19 +57,24 @@ class DemoResult:
         return str(Path(self.report_dir) / "report.html")
 
 
-def ensure_corpus(root: Path, workers: int = 0, progress: Any = None) -> str:
-    """Generate the demo corpus at ``root`` unless a finished corpus (``corpus.json``) is there."""
+def ensure_corpus(
+    root: Path, workers: int = 0, progress: Any = None, preset: str = "demo", check_size: bool = False
+) -> str:
+    """Generate the corpus of demo ``preset`` at ``root`` unless a finished corpus is there
+    (:func:`bench.data.prepare.ensure_synthetic`)."""
     from bench.data.prepare import ensure_synthetic
 
-    return ensure_synthetic(root, progress=progress, workers=workers)
+    return ensure_synthetic(root, progress=progress, workers=workers, preset=preset, check_size=check_size)
 
 
 def run_demo(
     out: Path = Path("runs"),
     *,
-    data: Path = DEFAULT_DATA,
-    report_dir: Path = DEFAULT_REPORT,
+    preset: str = "demo",
+    data: Path | None = None,
+    report_dir: Path | None = None,
     losses: tuple[str, ...] = DEMO_LOSSES,
+    seeds: tuple[int, ...] = DEMO_SEEDS,
     epochs: int | None = None,
     force: bool = False,
     overrides: list[str] | None = None,
@@ -72,7 +87,8 @@ def run_demo(
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
     ``overrides`` are extra ``section.key=value`` config settings on top of the demo preset (tests
-    use them to shrink the run). A failed run does not stop the others; the caller decides.
+    use them to shrink the run); ``epochs`` is the maximum budget. ``data`` and ``report_dir``
+    default to the preset's folders. A failed run does not stop the others; the caller decides.
     """
     from bench.config import load_config
     from bench.errors import BenchError
@@ -80,20 +96,27 @@ def run_demo(
     from bench.runner.experiment import run_experiment
     from reports.build import MARKER, Options, build
 
+    if preset not in DEMO_PRESETS:
+        raise BenchError(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
+    if not seeds:
+        raise BenchError("--seeds is empty")
+    spec = DEMO_PRESETS[preset]
+    data = data or spec.data
+    report_dir = report_dir or spec.report
     t0 = time.perf_counter()
-    corpus_action = ensure_corpus(data, progress=synth_progress)
+    corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
     t_corpus = time.perf_counter() - t0
 
     sets = [f'data.root="{data}"', *(overrides or [])]
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
-    cfg = load_config(preset="demo", overrides=sets)
+    cfg = load_config(preset=spec.config, overrides=sets)
     from bench.threads import configure
 
     configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
     t1 = time.perf_counter()
-    outcomes = run_experiment(cfg, list(losses), [cfg.train.seed], out, force=force, reporter=reporter,
+    outcomes = run_experiment(cfg, list(losses), list(seeds), out, force=force, reporter=reporter,
                               info=info, device=device)  # fmt: skip
     t_train = time.perf_counter() - t1
 
@@ -106,14 +129,17 @@ def run_demo(
     marker = report_dir / MARKER
     if changed or force or not marker.exists():
         # The report is derived from the runs: once they changed, the old one is stale, so replace it.
-        build([exp_dir], report_dir, Options(n_boot=n_boot, force=True, title="bench demo: loss comparison on "
-                                              "the synthetic corpus"), progress=report_progress)  # fmt: skip
+        title = f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}"
+        build([exp_dir], report_dir, Options(n_boot=n_boot, force=True, title=title),
+              progress=report_progress)  # fmt: skip
         report_action = "built"
     else:
         report_action = "reused"
     t_report = time.perf_counter() - t2
     rep = json.loads(marker.read_text())
     return DemoResult(
+        preset=preset,
+        seeds=list(seeds),
         corpus=str(data),
         corpus_action=corpus_action,
         experiment_dir=str(exp_dir),
@@ -136,13 +162,29 @@ def run_demo(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Root of the run directories.")] = Path("runs"),
     force: Annotated[bool, typer.Option("--force", help="Retrain finished runs (their results are replaced).")] = False,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="demo: 100 training speakers, about 10 min on 2 CPU cores; cpu: 300 speakers, about an hour.",
+        ),
+    ] = "demo",
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")] = ",".join(
+        map(str, DEMO_SEEDS)
+    ),
     epochs: Annotated[
-        Optional[int], typer.Option("--epochs", min=1, help="Training epochs per loss (default: the demo preset's train.epochs).")
+        Optional[int],
+        typer.Option(
+            "--epochs", min=1, help="Maximum epochs per run (default: the preset's; runs stop at their plateau)."
+        ),
     ] = None,
     data: Annotated[
-        Path, typer.Option("--data", help="Synthetic corpus folder; generated there when missing.")
-    ] = DEFAULT_DATA,
-    report_dir: Annotated[Path, typer.Option("--report", help="Report folder.")] = DEFAULT_REPORT,
+        Optional[Path],
+        typer.Option("--data", help="Synthetic corpus folder (default: the preset's); generated when missing."),
+    ] = None,
+    report_dir: Annotated[
+        Optional[Path], typer.Option("--report", help="Report folder (default: the preset's).")
+    ] = None,
     losses: Annotated[str, typer.Option("--losses", help="Comma-separated losses to compare.")] = ",".join(DEMO_LOSSES),
     sets: Annotated[
         Optional[list[str]], typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a demo-preset setting.")
@@ -165,6 +207,15 @@ def demo(
     names = tuple(n.strip() for n in losses.split(",") if n.strip())
     if not names:
         fail("--losses is empty")
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    except ValueError:
+        fail(f"--seeds expects comma-separated integers, got '{seeds}'")
+    if not seed_list:
+        fail("--seeds is empty")
+    if preset not in DEMO_PRESETS:
+        fail(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
+    data = data or DEMO_PRESETS[preset].data
     columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     # All progress goes to stderr (and none under --json), so stdout carries only the summary.
     with Progress(*columns, console=err_console, transient=True, disable=json_out) as bar:
@@ -182,7 +233,8 @@ def demo(
 
         reporter = NullReporter() if json_out else RichReporter(console=err_console, label="demo")
         try:
-            res = run_demo(out, data=data, report_dir=report_dir, losses=names, epochs=epochs, force=force,
+            res = run_demo(out, preset=preset, data=data, report_dir=report_dir, losses=names, seeds=seed_list,
+                           epochs=epochs, force=force,
                            overrides=sets, reporter=reporter, synth_progress=synth_progress,
                            report_progress=report_progress, threads=threads)  # fmt: skip
         finally:
@@ -199,28 +251,40 @@ def demo(
 
 
 def _print_summary(res: DemoResult) -> None:
+    from collections import Counter
+
     from rich.table import Table
 
     def num(v: Any, fmt: str) -> str:
         return "" if v is None else format(v, fmt)
 
-    actions = {r["loss"]: r["action"] for r in res.runs}
-    t = Table(title=f"bench demo — {res.corpus} ({res.device}, {res.seconds['total']:.0f} s)")
-    for col in ("loss", "run", "EER %", "95% CI", "minDCF 0.01"):
-        t.add_column(col, justify="left" if col in ("loss", "run") else "right")
+    per_loss: dict[str, Counter] = {}
+    for r in res.runs:
+        per_loss.setdefault(r["loss"], Counter())[r["action"]] += 1
+    actions = {loss: ", ".join(f"{n} {a}" for a, n in c.items()) for loss, c in per_loss.items()}
+    conv = {1: "yes", 0: "no"}
+    t = Table(title=f"bench demo --preset {res.preset} — {res.corpus}, seeds {','.join(map(str, res.seeds))} "
+                    f"({res.device}, {res.seconds['total']:.0f} s)")  # fmt: skip
+    for col in ("loss", "runs", "EER %", "95% CI", "minDCF 0.01", "converged", "budget"):
+        t.add_column(col, justify="left" if col in ("loss", "runs", "converged", "budget") else "right")
     for row in sorted(res.table, key=lambda r: (r["eer"]["mean"] is None, r["eer"]["mean"])):
         eer, dcf = row["eer"], row.get("mindcf@0.01", {})
         ci = f"[{eer['low']:.2f}, {eer['high']:.2f}]" if eer.get("low") is not None else ""
-        t.add_row(row["system"], actions.get(row["loss"], ""), num(eer["mean"], ".2f"), ci, num(dcf.get("mean"), ".3f"))
+        converged = row.get("converged_text") or (
+            "unknown" if row.get("converged") is None else conv[int(row["converged"])]
+        )
+        t.add_row(row["system"], actions.get(row["loss"], ""), num(eer["mean"], ".2f"), ci,
+                  num(dcf.get("mean"), ".3f"), converged, row.get("budget", ""))  # fmt: skip
     console.print(t)
     for p in res.pairwise:
         console.print(
             f"  {p['system_a']} vs {p['system_b']}: ΔEER {p['diff']:+.2f} pp, p={p['p_value']:.3g} → {p['verdict']}",
             highlight=False,
         )
+    skipped = any(r["action"] == "skipped" for r in res.runs)
     reused = [k for k, v in (("corpus", res.corpus_action), ("report", res.report_action)) if v == "reused"]
-    if reused or any(a == "skipped" for a in actions.values()):
-        console.print("reused finished work (" + ", ".join(reused + ["skipped runs"] * any(
-            a == "skipped" for a in actions.values())) + "); --force retrains", highlight=False)  # fmt: skip
+    if reused or skipped:
+        console.print("reused finished work (" + ", ".join(reused + ["skipped runs"] * skipped) + "); --force retrains",
+                      highlight=False)  # fmt: skip
     console.print(f"runs: {res.experiment_dir}", highlight=False)
     console.print(Text.assemble("HTML report: ", (res.html, "bold")), highlight=False)

@@ -26,6 +26,14 @@ def report(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Tables only (faster).")] = False,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "",
     force: Annotated[bool, typer.Option("--force", help="Replace a finished report in the output folder.")] = False,
+    equal_budget: Annotated[
+        bool,
+        typer.Option(
+            "--equal-budget",
+            help="Give verdicts between systems that did not converge too: an equal-budget comparison "
+            "(each system's budget is stated). Default: such pairs read 'not converged'.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison table as JSON on stdout.")] = False,
 ) -> None:
     """Build comparison tables, paired tests and DET curves from run directories.
@@ -58,6 +66,7 @@ def report(
         figures=not no_figures,
         title=title,
         force=force,
+        equal_budget=equal_budget,
     )
     # Progress goes to stderr so that --json output on stdout stays machine-readable.
     with Progress(
@@ -80,6 +89,8 @@ def report(
     for sec in rep.sections:
         best = sec.table.loc[sec.table["eer_mean"].idxmin(), "system"]
         console.print(Text.assemble((str(sec.corpus), "bold"), f": {len(sec.table)} systems, best EER: {best}"), highlight=False)
+        for row in sec.table.itertuples():
+            console.print(f"  {row.system}: converged {row.converged_text}; {row.budget}".rstrip("; "), highlight=False)
         for p in sec.pairwise.itertuples():
             console.print(
                 f"  {p.system_a} vs {p.system_b}: ΔEER {p.diff:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "

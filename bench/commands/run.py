@@ -228,8 +228,9 @@ def _print_table(outcomes: list, wall: float, where: Path) -> None:
         return "" if v is None else format(v, fmt)
 
     t = Table(title=f"{where}  ({wall:.0f} s)")
-    for col in ("loss", "seed", "run", "EER %", "minDCF 0.01", "untrained EER %", "best val EER %", "utt/s"):
-        t.add_column(col, justify="left" if col in ("loss", "run") else "right")
+    cols = ("loss", "seed", "run", "EER %", "minDCF 0.01", "untrained EER %", "best val EER %", "epochs", "converged")
+    for col in (*cols, "utt/s"):
+        t.add_column(col, justify="left" if col in ("loss", "run", "converged") else "right")
     for o in outcomes:
         t.add_row(
             o.loss,
@@ -239,6 +240,8 @@ def _print_table(outcomes: list, wall: float, where: Path) -> None:
             f(o.mindcf, ".3f"),
             f(o.untrained_eer, ".2f"),
             f(o.best_val_eer, ".2f"),
+            "" if not o.budget else f"{o.budget['epochs']}/{o.budget['max_epochs']}",
+            "" if o.converged is None else ("yes" if o.converged else "no"),
             f(o.samples_per_s, ".0f"),
         )
     console.print(t)

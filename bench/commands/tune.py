@@ -87,10 +87,16 @@ def tune(
         pruner=pruner, seed=seed, out=str(out), startup_trials=startup, keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     tcfg.validate()
+    from bench.config import parse_override
     from losses import LOSSES
 
     known = {p[0] for p in LOSSES.get(name).parameters()}
-    fixed = {k: v for k, v in cfg.loss.params.items() if k in known}
+    # Fixed = set on the command line for this loss; a preset's values are defaults the search replaces
+    # (the demo presets set scale = 8, which a study of the AAM scale must be free to move).
+    paths = [parse_override(o)[0] for o in overrides]
+    from_cli = {p[-1] for p in paths if p[:2] == ["loss", "params"] or p[:3] == ["loss", "per_loss", name]}
+    own = {**cfg.loss.params, **cfg.loss.per_loss.get(name, {})}
+    fixed = {k: v for k, v in own.items() if k in known and k in from_cli}
     space = parse_space(tcfg.params, name, fixed)
     origin = {"preset": preset or "", "config": str(config) if config else "", "sets": overrides, "out": str(out)}
     _tune(cfg, tcfg, space, origin, json_out, quiet, plots)

@@ -8,26 +8,84 @@ with a message naming the folder looked for and how to point at the real one.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
 
-# The synthetic preset generated when a synthetic corpus folder is missing.
-EMBEDDED_PRESET = "demo"
+
+@dataclass(frozen=True)
+class DemoPreset:
+    """One size of the demo: its training config, its synthetic corpus and where results go."""
+
+    config: str  # bench/presets/<config>.toml
+    synth: str  # bench.synth preset the corpus is scaled from
+    speakers: int  # training speakers (validation/evaluation speakers and banks scale with them)
+    data: Path
+    report: Path
+    minutes: int  # wall-time target on 2 CPU cores, all losses x seeds, corpus and report included
+    summary: str
 
 
-def ensure_synthetic(root: str | Path, *, progress: Any = None, workers: int = 0) -> str:
-    """Generate the embedded corpus (the ``demo`` synth preset) at ``root`` unless a finished one is there.
+DEMO_PRESETS = {
+    "demo": DemoPreset("demo", "demo", 100, Path("data/synth-demo100"), Path("reports/out/demo"), 10,
+                       "100 training speakers, <= 300 steps a run"),
+    "cpu": DemoPreset("demo-cpu", "full", 300, Path("data/synth-cpu300"), Path("reports/out/demo-cpu"), 60,
+                      "300 training speakers, <= 2,100 steps a run"),
+}  # fmt: skip
 
-    Returns ``"reused"`` or ``"generated"``. ``progress(done, total)`` is called as utterances finish.
+
+def corpus_config(preset: str = "demo") -> Any:
+    """The :class:`bench.synth.SynthConfig` of a demo preset's corpus."""
+    from bench.synth import make_config
+
+    p = DEMO_PRESETS[preset]
+    return make_config(p.synth, speakers=p.speakers)
+
+
+def preset_for(root: str | Path) -> str:
+    """The demo preset whose corpus folder is ``root`` (``demo``, the embedded default, otherwise)."""
+    for name, p in DEMO_PRESETS.items():
+        if Path(root) == p.data:
+            return name
+    return "demo"
+
+
+def ensure_synthetic(
+    root: str | Path,
+    *,
+    progress: Any = None,
+    workers: int = 0,
+    preset: str | None = None,
+    check_size: bool = False,
+) -> str:
+    """Generate the corpus of demo ``preset`` (default: :func:`preset_for` ``root``) at ``root``
+    unless a finished corpus (``corpus.json``) is there; returns ``"reused"`` or ``"generated"``.
+
+    With ``check_size`` (the preset's own folder) a corpus with another number of training speakers
+    is refused by name (its manifest records it), so a stale corpus is never silently reused.
+    ``progress(done, total)`` is called as utterances finish.
     """
     root = Path(root)
-    if (root / "corpus.json").exists():
-        return "reused"
-    from bench.synth import generate, make_config
+    preset = preset or preset_for(root)
+    manifest = root / "corpus.json"
+    if manifest.exists() and check_size:
+        from bench.synth.corpus import manifest_params, read_manifest
 
-    generate(make_config(EMBEDDED_PRESET), root, workers=workers or os.cpu_count() or 1, progress=progress)
+        params = (read_manifest(root) or {}).get("params")
+        want = manifest_params(corpus_config(preset))
+        if params and params.get("train_speakers") != want["train_speakers"]:
+            raise BenchError(
+                f"this corpus has {params.get('train_speakers')} training speakers, the '{preset}' demo uses "
+                f"{want['train_speakers']}; delete the folder or pass --data for a new one",
+                path=manifest,
+            )
+    if manifest.exists():
+        return "reused"
+    from bench.synth import generate
+
+    generate(corpus_config(preset), root, workers=workers or os.cpu_count() or 1, progress=progress)
     return "generated"
 
 
@@ -52,7 +110,9 @@ def prepare_corpus(data: Any, *, quiet: bool = False) -> str:
                 console=console, transient=True,
             ) as bar:  # fmt: skip
                 task = bar.add_task(f"generating {root}", total=None)
-                return ensure_synthetic(root, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                return ensure_synthetic(
+                    root, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                )
         return ensure_synthetic(root)
     if not root.exists():
         raise BenchError(

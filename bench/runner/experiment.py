@@ -23,9 +23,12 @@ from bench.data.corpus import bad_file_counts
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json, provenance
 from bench.runner import ddp
+from bench.runner.convergence import Budget, budget_of
 from bench.runner.evaluate import evaluate_corpus, write_scores
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
+
+BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
 
 
 @dataclass
@@ -42,6 +45,8 @@ class RunOutcome:
     best_val_eer: float | None = None
     wall_seconds: float | None = None
     samples_per_s: float | None = None
+    converged: bool | None = None
+    budget: dict[str, Any] | None = None  # bench.runner.convergence.Budget: epochs, steps, samples_seen, ...
     error: str | None = None
 
 
@@ -59,6 +64,11 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     def fields_of(name: str) -> set[str]:
         return {f.name for f in dataclasses.fields(LOSSES.get(name).config_cls)}
 
+    for name, own in cfg.loss.per_loss.items():
+        LOSSES.get(name)  # an unknown loss name in [loss.per_loss.<name>] is an error with a suggestion
+        if not isinstance(own, dict):
+            raise BenchError(f"loss.per_loss.{name} must be a table of parameters, got {own!r}")
+        LOSSES.make_config(name, own)  # so is a parameter that loss does not have
     params = dict(cfg.loss.params)
     if params:
         known = fields_of(loss)
@@ -68,9 +78,10 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
             if not users and (key in cfg.loss.set_params or key not in anywhere):
                 LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
         params = {k: v for k, v in params.items() if k in known}
+    params.update(cfg.loss.per_loss.get(loss, {}))
     one = dataclasses.replace(
         cfg,
-        loss=dataclasses.replace(cfg.loss, name=loss, params=params, set_params=[]),
+        loss=dataclasses.replace(cfg.loss, name=loss, params=params, set_params=[], per_loss={}),
         train=dataclasses.replace(cfg.train, seed=seed),
     )
     return resolve(one)
@@ -231,7 +242,7 @@ def run_one(
             wall_seconds=(prev.get("wall_seconds") or 0.0) + time.time() - t0,
             train_seconds=outcome.wall_seconds,
             samples_per_s=outcome.samples_per_s,
-            best_val_eer=outcome.best_val_eer,
+            **{**(outcome.budget or {}), "best_val_eer": outcome.best_val_eer},
         )
     return outcome
 
@@ -280,6 +291,15 @@ def _train_and_evaluate(
     outcome.samples_per_s = result.samples_per_s
     outcome.wall_seconds = result.state.train_seconds
     outcome.best_val_eer = result.state.best_val_eer
+    budget = budget_of(
+        result.state.history,
+        steps=result.state.global_step,
+        samples=result.state.samples,
+        max_epochs=cfg.train.epochs,
+        patience=cfg.train.patience,
+        min_delta=cfg.train.min_delta,
+    ).to_dict()
+    outcome.budget, outcome.converged = budget, budget["converged"]
     if not info.is_main:
         return
     from bench.runner.train import embedder
@@ -290,8 +310,9 @@ def _train_and_evaluate(
         reporter.message(f"{_name(cfg)} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
     scores, metrics = evaluate_corpus(embed, corpus, cfg.eval)
     metrics["untrained"] = result.state.untrained
-    metrics["checkpoint"] = "last"
+    metrics["checkpoint"] = result.checkpoint
     metrics["best_val_eer"] = result.state.best_val_eer
+    metrics.update(budget)  # converged, epochs, steps, samples_seen, best_epoch, ... (what the report gates on)
     metrics["loss"] = cfg.loss.name
     metrics["seed"] = cfg.train.seed
     if cfg.finetune.name:
@@ -346,6 +367,8 @@ def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
     outcome.mindcf = m["overall"].get("mindcf@0.01")
     outcome.untrained_eer = (m.get("untrained") or {}).get("eer")
     outcome.best_val_eer = m.get("best_val_eer")
+    outcome.converged = m.get("converged")
+    outcome.budget = {k: m[k] for k in BUDGET_KEYS if k in m} or None
     outcome.wall_seconds = run.get("train_seconds")
     outcome.samples_per_s = run.get("samples_per_s")
 
@@ -355,13 +378,19 @@ def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
 EXECUTION_KEYS = ("data.workers", "train.device", "eval.batch_size", "train.log_every", "train.checkpoint_every")
 
 
-def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str) -> None:
+def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume") -> None:
     """A resumed run must continue, and a skipped run must stand for, the config asked for."""
     if not rd.config.exists():
         return
     from bench.config import read_toml
+    from bench.registry import config_from_mapping
 
     old = read_toml(rd.config)
+    try:
+        # settings added since the run started (e.g. train.early_stop) take their defaults, not "changed"
+        old = to_dict(config_from_mapping(ExperimentConfig, old, where=str(rd.config)))
+    except BenchError:
+        pass  # a key that no longer exists: compare the file as written
     new = to_dict(cfg)
     diffs = [d for d in sorted(config_diff(old, new)) if d not in EXECUTION_KEYS]
     if not diffs:

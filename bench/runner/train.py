@@ -25,6 +25,7 @@ from bench.config import ExperimentConfig, to_dict
 from bench.errors import BenchError
 from bench.runner import ddp
 from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bench.runner.convergence import Plateau
 from bench.runner.evaluate import Embeddings, embed_utterances, validation_eer
 from bench.runner.optim import amp_mode, autocast, build_optimizer, build_scheduler, make_scaler
 from bench.runner.rundir import RunDir
@@ -79,6 +80,7 @@ class TrainState:
     best_val_eer: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     untrained: dict[str, Any] | None = None
+    plateau: dict[str, Any] | None = None  # bench.runner.convergence.Plateau counters (early stopping)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class TrainResult:
     model: torch.nn.Module  # unwrapped, on the training device, in eval mode
     loss: torch.nn.Module
     state: TrainState
+    checkpoint: str = "last"  # which weights ``model`` holds: last | best (early stopping restores the best)
 
     @property
     def samples_per_s(self) -> float:
@@ -235,7 +238,9 @@ def train(
     before the first step of a fresh run and its result kept in the checkpointed state (so that a
     resumed run still reports it). ``init_from`` (a checkpoint, e.g. the parent of a fine-tuning
     run) gives a fresh run its model and loss weights. Raises BenchError when more than
-    ``train.max_bad_steps`` steps had a non-finite loss.
+    ``train.max_bad_steps`` steps had a non-finite loss. With ``train.early_stop`` the run ends at its
+    validation plateau (:mod:`bench.runner.convergence`) and the returned model holds the
+    best-validation weights (``TrainResult.checkpoint == "best"``).
     """
     rep = reporter or NullReporter()
     tc = cfg.train
@@ -259,6 +264,7 @@ def train(
     margin = MarginScheduler(loss_mod, lc.margin_warmup_epochs, lc.margin_start_epoch, lc.margin_shape)
     state = TrainState()
     main = rd if info.is_main else None
+    best_weights: dict[str, torch.Tensor] | None = None  # early stopping scores these (best validation EER)
 
     if resume:
         ckpt = load_checkpoint(rd.last, map_location="cpu") if (rd is not None and info.is_main) else None
@@ -271,6 +277,8 @@ def train(
         margin.load_state_dict(ckpt["margin"])
         set_rng_state(ckpt["rng"])
         state = TrainState(**ckpt["state"])
+        if tc.early_stop and main is not None and main.best.exists():
+            best_weights = load_checkpoint(main.best, map_location="cpu")["model"]
         rep.message(f"resumed at epoch {state.epoch + 1}, batch {state.batch} (step {state.global_step})")
     logs = _Logs(main, state.global_step if resume else None)
 
@@ -308,7 +316,10 @@ def train(
 
     train_model.train()
     train_loss.train()
+    plateau = Plateau.from_state(state.plateau, tc.patience, tc.min_delta)
     for epoch in range(state.epoch, tc.epochs):
+        if tc.early_stop and plateau.plateaued:
+            break  # a resumed run that had already stopped early
         start = state.batch if epoch == state.epoch else 0
         if start == 0:
             state.loss_sum = state.acc_sum = 0.0
@@ -392,13 +403,25 @@ def train(
         improved = val is not None and (state.best_val_eer is None or val < state.best_val_eer)
         if improved:
             state.best_val_eer = val
+            if tc.early_stop:
+                best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        plateau.update(epoch + 1, val)
+        state.plateau = plateau.state_dict()
         # without validation, "best" is simply the latest epoch
         checkpoint(best=improved or tc.validate_every <= 0)
         logs.epochs(state.history)
         rep.end_epoch(row)
         ddp.barrier(info)
+        if tc.early_stop and plateau.plateaued:
+            rep.message(f"validation EER plateaued (best {plateau.best:.2f} % at epoch {plateau.best_epoch}): stopped")
+            break
+    used = "last"
+    if tc.early_stop and best_weights is not None:
+        if plateau.best_epoch != state.epoch:
+            model.load_state_dict(best_weights)
+        used = "best"
     model.eval()
-    return TrainResult(model, loss_mod, state)
+    return TrainResult(model, loss_mod, state, checkpoint=used)
 
 
 def _train_step(

@@ -3,8 +3,9 @@
 Objective value: the validation EER (percent, lower is better) of the **last** epoch, on the
 validation trials of held-out training speakers (``corpus.val_trials``). The last epoch, not the
 best one, because ``bench run`` evaluates the last checkpoint: the tuned number is the one the
-final model will have. Every validated epoch is reported with ``trial.report(val_eer, epoch)``
-so the pruner can stop trials that are clearly worse than the others at the same epoch.
+final model will have. Under ``train.early_stop`` ``bench run`` scores the best-validation
+checkpoint instead, so the objective is then the best validated epoch's EER. Every validated
+epoch is reported with ``trial.report(val_eer, epoch)`` so the pruner can stop trials that are clearly worse than the others at the same epoch.
 
 The evaluation trials are never scored here: a trial runs :func:`bench.runner.train.train`
 alone (no final scoring, no untrained baseline), so its run directory holds ``config.toml``,
@@ -44,7 +45,10 @@ def trial_config(base: ExperimentConfig, loss: str, params: dict[str, Any], expe
     cfg = dataclasses.replace(
         base,
         experiment=experiment,
-        loss=dataclasses.replace(base.loss, name=loss, params={**base.loss.params, **params}),
+        # the trial's values win over the preset's own for this loss ([loss.per_loss.<loss>])
+        loss=dataclasses.replace(
+            base.loss, name=loss, params={**base.loss.params, **base.loss.per_loss.get(loss, {}), **params}, per_loss={}
+        ),
     )
     return run_config(cfg, loss, base.train.seed)
 
@@ -169,8 +173,8 @@ class Objective:
                     "the trial reported no validation EER: the corpus needs validation trials "
                     "(data.val_speakers > 0 or dev/val_trials.lst) and train.validate_every > 0"
                 )
-            value = rep.values[-1][1]
             best = min(v for _, v in rep.values)
+            value = best if cfg.train.early_stop else rep.values[-1][1]  # what bench run will score
             trial.set_user_attr("best_val_eer", best)
             rd.update_run_json(
                 status="finished",
