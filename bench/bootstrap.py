@@ -1,0 +1,681 @@
+"""Bootstrap confidence intervals and paired tests of EER and minDCF.
+
+Point metrics live in :mod:`bench.metrics` (and are re-exported from there with these functions);
+this module resamples.  Three resampling units:
+
+* **trials** (``groups=None``): stratified, targets and non-targets redrawn with replacement within
+  their class; each replicate is a multinomial over the score bins, O(distinct scores).
+* **groups** (``groups`` = one id per trial, e.g. the enrolment speaker): the cluster bootstrap;
+  whole groups are redrawn with replacement and bring all their trials.
+* **seeds x groups** (scores ``[S, N]``, one row per training seed of a system, on the same trials):
+  a two-stage bootstrap.  Each resample draws the S seeds with replacement and, independently, the
+  G groups with replacement; the resampled trial set holds every trial of seed s and group g
+  ``m_s * w_g`` times, and the statistic is the metric of that pooled set.  Seeds and speakers are
+  crossed (every seed scores every speaker), so the two factors are redrawn independently, as in the
+  two-stage bootstrap of hierarchical data (Davison & Hinkley 1997, *Bootstrap Methods and their
+  Application*, section 3.8) and the bootstrap of crossed random effects (Owen 2007, "The pigeonhole
+  bootstrap", Ann. Appl. Stat. 1(2)); see also Saravanan et al. 2020, "Application of the
+  hierarchical bootstrap to multi-level data in neuroscience".  Seed-to-seed variation of the
+  training thus widens the interval.  With one seed only the groups are resampled, and the draws
+  are those of the groups bootstrap.
+
+Draws are deterministic in ``seed`` and depend only on (number of groups, number of seeds,
+``n_boot``, ``seed``): every system of a report with the same seed count sees the same resamples,
+which makes a paired test (seed i of A with seed i of B, speakers by id) the difference of the two
+systems' replicates.
+
+How the group replicates are computed (:class:`_Cells`).  For the counts of a resample only the
+per-cell counts matter: with ``W[r, cell] = m_s w_g``, a resample's false-alarm and miss counts at
+any threshold are ``W @ counts``.  The thresholds that matter are the corners of the DET staircase
+of the pooled trials (every distinct target score, plus -inf and +inf; a corner whose target score
+is absent from a resample is still an operating point of it, dominated by the next corner up).
+Those are tens of thousands on a CN-Celeb trial list, so the counts are first taken at every
+``_BLOCK``-th corner only (a coarse matmul); each block of corners in between is bounded by the
+box its two coarse neighbours span (P_fa and P_miss are monotone in the threshold), and only the
+blocks whose box could hold a better point are counted in full:
+
+* minDCF: a block is refined when its lower bound (P_miss of its first corner, P_fa of its last)
+  is below the smallest coarse cost; the minimum over coarse and refined points is then exact.
+* EER (ROCCH): the convex-hull walk runs on the coarse points plus the refined ones; a block is
+  refined when the lower-left corner of its box lies below the chord found, and the walk repeats
+  until no box does.  The chord then supports every point, so its crossing is the EER of all
+  corners.
+
+All counts are integers, exact in float64, so the values equal the metrics of the resampled trial
+lists computed from scratch (tests check this against a plain loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.metrics import _as_arrays, _Bins, _bins, _check_p, _corners, _min_dcf_counts, _rocch_crossing, _walk
+
+# --------------------------------------------------------------------------------------------
+# Metrics on corner counts, draws, intervals
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_metric(metric: str) -> float | None:
+    """None for ``"eer"``, the target prior p for ``"mindcf@<p>"`` (``"mindcf"`` = 0.01)."""
+    if metric == "eer":
+        return None
+    if metric == "mindcf" or metric.startswith("mindcf@"):
+        return _check_p(metric.partition("@")[2] or 0.01)
+    raise ValueError(f"unknown bootstrap metric {metric!r}: use 'eer' or 'mindcf@<p_target>'")
+
+
+def _metric_fn(metric: str):
+    """Batched metric on corner counts: f(fa[B, M], miss[B, M], n_non[B], n_tar[B]) -> [B]."""
+    p = _parse_metric(metric)
+    if p is None:
+        return lambda fa, miss, nn, nt: 100.0 * _rocch_crossing(fa, miss, nn, nt)[0]
+    return lambda fa, miss, nn, nt: _min_dcf_counts(fa, miss, nn, nt, p)[0]
+
+
+def _chunks(n_boot: int, width: int):
+    step = max(1, min(n_boot, 4_000_000 // max(width, 1)))
+    for start in range(0, n_boot, step):
+        yield min(step, n_boot - start)
+
+
+# Group counts up to this many draw from one multinomial per resample (the stream the results
+# were first computed with); more groups (e.g. every trial its own group) count uniform draws,
+# the same distribution at O(groups) cost instead of one binomial draw per group.
+_MULTINOMIAL_GROUPS = 4096
+
+
+def _group_codes(groups, n: int) -> tuple[np.ndarray, int]:
+    g = np.asarray(groups).reshape(-1)
+    if g.size != n:
+        raise ValueError(f"groups ({g.size}) and labels ({n}) differ in length")
+    uniq, gi = np.unique(g, return_inverse=True)
+    return gi.reshape(-1), uniq.size
+
+
+def _draw_groups(rng: np.random.Generator, n_groups: int, n_boot: int) -> np.ndarray:
+    """[n_boot, n_groups] multiplicities of the groups in ``n_boot`` resamples of ``n_groups`` groups."""
+    if n_groups <= _MULTINOMIAL_GROUPS:
+        return rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
+    out = np.empty((n_boot, n_groups), dtype=np.int64)
+    for i in range(n_boot):
+        out[i] = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+    return out
+
+
+def draw_resamples(n_groups: int, n_seeds: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplicities ``(groups [n_boot, n_groups], seeds [n_boot, n_seeds])`` of the two-stage bootstrap.
+
+    Groups are drawn first, from ``default_rng(seed)``, exactly as the groups bootstrap draws them;
+    then the seeds (all ones, no draw, with one seed).  The same arguments give the same draws.
+    """
+    rng = np.random.default_rng(seed)
+    mult = _draw_groups(rng, n_groups, n_boot)
+    if n_seeds == 1:
+        return mult, np.ones((n_boot, 1), dtype=np.int64)
+    return mult, rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot)
+
+
+def _finite_replicates(vals: np.ndarray) -> np.ndarray:
+    good = vals[np.isfinite(vals)]
+    if good.size < 0.5 * vals.size:
+        raise BenchError(
+            f"only {good.size} of {vals.size} bootstrap resamples contained both classes; "
+            "use more groups or trial resampling"
+        )
+    return good
+
+
+def _interval(vals: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(_finite_replicates(vals), [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def percentile_interval(replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval ``(low, high)`` at level ``1 - alpha`` of bootstrap replicates (NaN = a
+    resample without one of the classes, left out; a BenchError when over half are)."""
+    return _interval(np.asarray(replicates, dtype=np.float64), alpha)
+
+
+def paired_test(rep_a: np.ndarray, rep_b: np.ndarray, a: float, b: float, alpha: float = 0.05) -> dict:
+    """Paired bootstrap test from the replicates of two systems on the same resamples.
+
+    ``diff = a - b`` (the point values), ``low``/``high`` the percentile interval of the resampled
+    differences and the two-sided ``p_value = min(1, 2 min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (n + 1))``
+    over the ``n`` finite differences ``d*``: the smallest level at which the percentile interval
+    excludes zero (the +1 keeps it away from exactly 0; Davison & Hinkley 1997, section 4.4).
+    """
+    d = _finite_replicates(np.asarray(rep_a, dtype=np.float64) - np.asarray(rep_b, dtype=np.float64))
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    n = d.size
+    p = min(1.0, 2.0 * min(np.count_nonzero(d <= 0) + 1, np.count_nonzero(d >= 0) + 1) / (n + 1))
+    return {"a": a, "b": b, "diff": a - b, "low": float(lo), "high": float(hi), "p_value": float(p), "n_boot": int(n)}
+
+
+# --------------------------------------------------------------------------------------------
+# Group and seed x group replicates: coarse corners, refined blocks
+# --------------------------------------------------------------------------------------------
+
+# Corner steps of the refinement levels.  Every resample gets counts at every 64th corner (one
+# matmul of [R, cells] by [cells, corners / 64]); inside a 64-corner block that could hold the
+# optimum, at every 8th corner; inside an 8-corner block that still could, at every corner.  On a
+# CN-Celeb-sized list (53k corners, 588 cells) a resample then needs a few hundred counted corners.
+_STEPS = (64, 8, 1)
+
+
+def _rank(thr: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(thr, x, "right")`` (how many of the sorted ``thr`` are <= x), for large ``x``.
+
+    A binary search per value costs ~20 cache-unfriendly steps; a uniform grid over the finite
+    thresholds gives a lower bound in one lookup, then each value steps up past the few thresholds
+    left in its bucket.  Exact: the bound comes from the bucket below the computed one, so float
+    rounding of the bucket index cannot overshoot.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    fin = thr[np.isfinite(thr)]
+    n_low = int(np.count_nonzero(thr == -np.inf))
+    n_high = int(np.count_nonzero(thr == np.inf))
+    if fin.size < 2 or fin[0] == fin[-1] or x.size < 8 * thr.size:
+        return np.searchsorted(thr, x, "right")
+    lo, n_buckets = fin[0], max(4096, 8 * fin.size)
+    scale = n_buckets / (fin[-1] - lo)
+    # bucket b's bound counts the thresholds below the start of bucket b - 1
+    table = np.searchsorted(fin, lo + (np.arange(n_buckets) - 1) / scale, "left")
+    b = np.clip((x - lo) * scale, 0, n_buckets - 1).astype(np.int64)
+    out = table[b]
+    ext = np.append(fin, np.inf)
+    idx = np.flatnonzero((out < fin.size) & (x >= ext[out]))
+    while idx.size:
+        out[idx] += 1
+        idx = idx[(out[idx] < fin.size) & (x[idx] >= ext[out[idx]])]
+    out[x < lo] = 0
+    out += n_low
+    if n_high:
+        out += n_high * (x == np.inf)
+    return out
+
+
+class _Cells:
+    """One system's trials counted per cell (seed s, group g; cell = s * G + g).
+
+    Corners are those of :func:`bench.metrics._corners` on the pooled trials of all seeds: index 0
+    is -inf, index k in 1..K the k-th distinct target score ``tau[k-1]``, index K+1 is +inf.  A
+    non-target with score x is a false alarm at corners 0..v, v = #(tau <= x); a target with score
+    tau[j] is a miss at corners >= j + 2.  ``fa[c, j]``/``miss[c, j]`` are the counts of cell c at
+    coarse corner ``coarse[j]`` (every ``steps[0]``-th corner and the last).  Counts inside a coarse
+    block come from :meth:`inside`, which reads the block's trials (found once, then kept).
+    """
+
+    def __init__(self, mat: np.ndarray, lab: np.ndarray, gi: np.ndarray, n_groups: int, steps=None):
+        self.steps = tuple(steps or _STEPS)
+        step = self.steps[0]
+        n_seeds = mat.shape[0]
+        self.n_cells, self.n_groups = n_seeds * n_groups, n_groups
+        self.tau = np.unique(mat[:, lab])
+        m = self.tau.size + 2
+        coarse = np.arange(0, m, step)
+        if coarse[-1] != m - 1:
+            coarse = np.append(coarse, m - 1)
+        self.coarse = coarse
+        kc = coarse.size
+        # coarse thresholds: the target scores of coarse corners 1..kc-2 (not the -inf/+inf corners)
+        cthr = self.tau[coarse[1:-1] - 1] if kc > 2 else np.empty(0)
+        self.non_idx = np.flatnonzero(~lab)
+        self.gn, gt = gi[~lab], gi[lab]
+        # hb = coarse corners at which a non-target is a false alarm; its block is hb - 1
+        self.hb = np.empty((n_seeds, self.non_idx.size), dtype=np.int16 if kc < 2**15 else np.int32)
+        hist_n = np.zeros(self.n_cells * (kc + 1), dtype=np.int64)
+        for s in range(n_seeds):
+            hb = 1 + _rank(cthr, mat[s, self.non_idx])
+            self.hb[s] = hb
+            hist_n += np.bincount((s * n_groups + self.gn) * (kc + 1) + hb, minlength=hist_n.size)
+        hist_n = hist_n.reshape(self.n_cells, kc + 1)
+        self.fa = np.cumsum(hist_n[:, ::-1], axis=1)[:, ::-1][:, 1:].astype(np.float64)  # #(hb > j)
+        c = 2 + np.searchsorted(self.tau, mat[:, lab], "left")  # [S, T] corner of each target
+        t_cell = np.arange(n_seeds)[:, None] * n_groups + gt[None, :]
+        ht = np.minimum((c - 1) // step + 1, kc - 1)  # coarse corners before c
+        hist_t = np.bincount((t_cell * kc + ht).ravel(), minlength=self.n_cells * kc).reshape(self.n_cells, kc)
+        self.miss = np.cumsum(hist_t, axis=1).astype(np.float64)
+        # targets by coarse block, sorted by corner: cell and corner
+        order = np.argsort(c.ravel(), kind="stable")
+        self.t_corner, self.t_cell = c.ravel()[order], t_cell.ravel()[order]
+        self.mat = mat
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self, blocks) -> None:
+        """Find the non-targets of coarse ``blocks`` (one pass over all trials), sorted by corner."""
+        new = np.array(sorted(set(int(j) for j in blocks) - self._blocks.keys()), dtype=np.int64)
+        if new.size == 0:
+            return
+        want = np.zeros(self.coarse.size + 1, dtype=bool)
+        want[new + 1] = True
+        sel = np.flatnonzero(want[self.hb.ravel()])
+        seed_of, pos = np.divmod(sel, self.non_idx.size)
+        v = np.searchsorted(self.tau, self.mat[seed_of, self.non_idx[pos]], "right")
+        cell = seed_of * self.n_groups + self.gn[pos]
+        order = np.lexsort((v, self.hb.ravel()[sel]))  # by block, then corner
+        v, cell = v[order], cell[order]
+        bounds = np.searchsorted(v, self.coarse[np.append(new, new[-1] + 1)])
+        for i, j in enumerate(new.tolist()):
+            self._blocks[j] = (v[bounds[i] : bounds[i + 1]], cell[bounds[i] : bounds[i + 1]])
+
+    def inside(self, lo: int, hi: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Corners ``pts = lo + step, lo + 2 step, ... < hi`` (lo, hi in one coarse block, loaded) and
+        the cell counts there relative to the gap's ends: ``hf [cells, k]`` false alarms above those
+        at ``hi``, ``hm [cells, k]`` misses above those at ``lo``."""
+        pts = np.arange(lo + step, hi, step)
+        k = pts.size
+        v, cell = self._blocks[lo // self.steps[0]]
+        a, b = np.searchsorted(v, [lo + 1, hi])
+        # a non-target at corner v is a false alarm at points lo + i step <= v, i <= (v - lo) // step
+        h = np.bincount(cell[a:b] * (k + 1) + (v[a:b] - lo) // step, minlength=self.n_cells * (k + 1))
+        hf = np.cumsum(h.reshape(self.n_cells, k + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        a, b = np.searchsorted(self.t_corner, [lo + 1, hi])
+        # a target at corner c is a miss at points >= c, i >= ceil((c - lo) / step)
+        i = -((lo - self.t_corner[a:b]) // step)
+        h = np.bincount(self.t_cell[a:b] * (k + 2) + i, minlength=self.n_cells * (k + 2))
+        hm = np.cumsum(h.reshape(self.n_cells, k + 2), axis=1)[:, 1 : k + 1]
+        return pts, np.ascontiguousarray(hf, dtype=np.float64), np.ascontiguousarray(hm, dtype=np.float64)
+
+
+@dataclass
+class _Points:
+    """Counted corners ``pts`` (both ends and the points between) for resample ``rows``.
+
+    ``fa``/``miss`` [rows, pts]; ``level`` indexes the step the points are spaced by, so a gap between
+    two of them is counted next with ``steps[level + 1]``; ``open`` [rows, gaps] marks the gaps not
+    counted yet that still have corners inside.
+    """
+
+    pts: np.ndarray
+    rows: np.ndarray
+    fa: np.ndarray
+    miss: np.ndarray
+    level: int
+    open: np.ndarray
+
+
+def _open_gaps(pts: np.ndarray, n_rows: int, level: int, n_levels: int) -> np.ndarray:
+    gaps = (np.diff(pts) > 1) & (level + 1 < n_levels)
+    return np.repeat(gaps[None, :], n_rows, axis=0)
+
+
+def _expand(cells: _Cells, w: np.ndarray, requests: list[tuple[_Points, np.ndarray]]) -> list[_Points]:
+    """Count the requested gaps (``need`` [rows, gaps] per :class:`_Points`) at the next step."""
+    parts = []
+    for rec, need in requests:
+        need = need & rec.open
+        rec.open &= ~need
+        r, g = np.nonzero(need)
+        if r.size:
+            lo, hi = rec.pts[g], rec.pts[g + 1]
+            parts.append((np.full(r.size, rec.level + 1), lo, hi, rec.rows[r], rec.fa[r, g], rec.fa[r, g + 1],
+                          rec.miss[r, g], rec.miss[r, g + 1]))  # fmt: skip
+    if not parts:
+        return []
+    level, lo, hi, rows, fa_lo, fa_hi, miss_lo, miss_hi = (np.concatenate(x) for x in zip(*parts))
+    cells.load(np.unique(lo // cells.steps[0]))
+    order = np.lexsort((rows, lo, level))
+    key = np.stack((level, lo))[:, order]
+    starts = np.flatnonzero(np.concatenate(([True], (np.diff(key, axis=1) != 0).any(axis=0))))
+    out = []
+    for a, b in zip(starts, np.append(starts[1:], order.size)):
+        sel = order[a:b]
+        lv, l0, h0 = int(level[sel[0]]), int(lo[sel[0]]), int(hi[sel[0]])
+        pts, hf, hm = cells.inside(l0, h0, cells.steps[lv])
+        wr = w[rows[sel]]
+        f = np.column_stack((fa_lo[sel], fa_hi[sel][:, None] + wr @ hf, fa_hi[sel]))
+        m = np.column_stack((miss_lo[sel], miss_lo[sel][:, None] + wr @ hm, miss_hi[sel]))
+        allp = np.concatenate(([l0], pts, [h0]))
+        out.append(_Points(allp, rows[sel], f, m, lv, _open_gaps(allp, sel.size, lv, len(cells.steps))))
+    return out
+
+
+def _dcf(fa, miss, nn, nt, p: float) -> np.ndarray:
+    # the expression of bench.metrics._min_dcf_counts, so equal counts give equal costs
+    return (p * miss / nt[..., None] + (1 - p) * fa / nn[..., None]) / min(p, 1 - p)
+
+
+def _min_dcf_refined(cells, w, coarse: _Points, nn, nt, ps: dict[str, float], found: list[_Points]):
+    """minDCF of every resample for each prior: counted level by level where a gap's bound (misses at
+    its start, false alarms at its end) is below the best cost found."""
+    best = {m: _dcf(coarse.fa, coarse.miss, nn, nt, p).min(axis=1) for m, p in ps.items()}
+    frontier = [coarse]
+    while frontier:
+        requests = []
+        for rec in frontier:
+            need = np.zeros(rec.open.shape, dtype=bool)
+            for m, p in ps.items():
+                need |= _dcf(rec.fa[:, 1:], rec.miss[:, :-1], nn[rec.rows], nt[rec.rows], p) < best[m][rec.rows, None]
+            requests.append((rec, need))
+        frontier = _expand(cells, w, requests)
+        found += frontier
+        for rec in frontier:
+            if rec.pts.size > 2:
+                for m, p in ps.items():
+                    vals = _dcf(rec.fa[:, 1:-1], rec.miss[:, 1:-1], nn[rec.rows], nt[rec.rows], p).min(axis=1)
+                    best[m][rec.rows] = np.minimum(best[m][rec.rows], vals)
+    return best
+
+
+class _PointSet:
+    """Every counted corner of each resample, as rows of [R, L] arrays that only grow (indices stay
+    valid); unused slots repeat corner 0 (accept all), a point of every set."""
+
+    def __init__(self, coarse: _Points, nn: np.ndarray, nt: np.ndarray):
+        self.nn, self.nt = nn, nt
+        self.fa, self.miss = coarse.fa.copy(), coarse.miss.copy()
+        self.side = self.miss * nn[:, None] - self.fa * nt[:, None]
+        self.at = np.full(nn.size, coarse.pts.size)
+
+    def add(self, recs: list[_Points]) -> np.ndarray:
+        """Append the points between the ends of ``recs``; returns a mask of the rows that grew."""
+        n = self.nn.size
+        extra = np.zeros(n, dtype=np.int64)
+        for rec in recs:
+            extra[rec.rows] += rec.pts.size - 2
+        need = int((self.at + extra).max(initial=0))
+        if need > self.fa.shape[1]:
+            grow = need - self.fa.shape[1]
+            self.fa = np.concatenate((self.fa, np.repeat(self.fa[:, :1], grow, axis=1)), axis=1)
+            self.miss = np.concatenate((self.miss, np.zeros((n, grow))), axis=1)
+            self.side = np.concatenate((self.side, np.repeat(self.side[:, :1], grow, axis=1)), axis=1)
+        for rec in recs:
+            k = rec.pts.size - 2
+            if k:
+                r = rec.rows
+                cols = self.at[r][:, None] + np.arange(k)
+                self.fa[r[:, None], cols], self.miss[r[:, None], cols] = rec.fa[:, 1:-1], rec.miss[:, 1:-1]
+                self.side[r[:, None], cols] = rec.miss[:, 1:-1] * self.nn[r, None] - rec.fa[:, 1:-1] * self.nt[r, None]
+                self.at[r] += k
+        return extra > 0
+
+
+def _eer_refined(cells, w, coarse: _Points, nn, nt, found: list[_Points]) -> np.ndarray:
+    """ROCCH EER of every resample: the hull walk on the counted corners, counting the gaps whose
+    box (lowest false alarms and misses of the gap) is below the chord found, until none is.
+
+    Points only accumulate, so each round's walk starts from the previous chord, on the rows that
+    gained points; the other rows' chords and gap checks stand.
+    """
+    n = coarse.rows.size
+    pts = _PointSet(coarse, nn, nt)
+    pts.add(found)
+    side = pts.side
+    p = np.argmax(np.where(side < 0, side, -np.inf), axis=1)
+    q = np.argmin(np.where(side > 0, side, np.inf), axis=1)
+    todo = np.ones(n, dtype=bool)
+    while True:
+        r = np.flatnonzero(todo)
+        pr, qr = p[r], q[r]
+        _walk(pts.fa[r], pts.miss[r], pts.side[r], pr, qr)
+        p[r], q[r] = pr, qr
+        rows = np.arange(n)
+        pf, pm, qf, qm = pts.fa[rows, p], pts.miss[rows, p], pts.fa[rows, q], pts.miss[rows, q]
+        requests = []
+        for rec in [coarse, *found]:
+            sub = np.flatnonzero(todo[rec.rows] & rec.open.any(axis=1))
+            if sub.size == 0:
+                continue
+            g = rec.rows[sub]
+            cross = (qf - pf)[g, None] * (rec.miss[sub, :-1] - pm[g, None]) - (qm - pm)[g, None] * (
+                rec.fa[sub, 1:] - pf[g, None]
+            )
+            need = np.zeros(rec.open.shape, dtype=bool)
+            need[sub] = cross > 0
+            if need.any():
+                requests.append((rec, need))
+        new = _expand(cells, w, requests)
+        if not new:
+            break
+        found += new
+        todo = pts.add(new)
+    sp, sq = pts.side[rows, p], pts.side[rows, q]
+    denom = sq - sp
+    alpha = np.where(denom > 0, -sp / np.where(denom > 0, denom, 1.0), 0.0)
+    up, uq = pts.fa[rows, p] / nn, pts.fa[rows, q] / nn
+    return 100.0 * (up + alpha * (uq - up))
+
+
+def _hull_chord(fa: np.ndarray, miss: np.ndarray, nn: np.ndarray, nt: np.ndarray):
+    """(side, p, q) of the ROCCH chord crossing the diagonal, for point sets [R, L] in any order."""
+    side = miss * nn[:, None] - fa * nt[:, None]
+    p = np.argmax(np.where(side < 0, side, -np.inf), axis=1)
+    q = np.argmin(np.where(side > 0, side, np.inf), axis=1)
+    _walk(fa, miss, side, p, q)
+    return side, p, q
+
+
+def _cell_replicates(cells: _Cells, w: np.ndarray, metrics: list[str]) -> dict[str, np.ndarray]:
+    """Replicates ``{metric: [R]}`` for resample cell weights ``w`` [R, cells]; NaN without a class."""
+    r_all = w.shape[0]
+    fa_c, miss_c = w @ cells.fa, w @ cells.miss  # [R, coarse corners]
+    nn_all, nt_all = fa_c[:, 0], miss_c[:, -1]
+    ok = np.flatnonzero((nn_all > 0) & (nt_all > 0))
+    out = {m: np.full(r_all, np.nan) for m in metrics}
+    if ok.size == 0:
+        return out
+    w, nn, nt = w[ok], nn_all[ok], nt_all[ok]
+    coarse = _Points(cells.coarse, np.arange(ok.size), fa_c[ok], miss_c[ok], 0,
+                     _open_gaps(cells.coarse, ok.size, 0, len(cells.steps)))  # fmt: skip
+    found: list[_Points] = []
+    ps = {m: p for m in metrics if (p := _parse_metric(m)) is not None}
+    if ps:
+        for m, v in _min_dcf_refined(cells, w, coarse, nn, nt, ps, found).items():
+            out[m][ok] = v
+    if "eer" in metrics:
+        out["eer"][ok] = _eer_refined(cells, w, coarse, nn, nt, found)
+    return out
+
+
+def _cell_weights(group_mult: np.ndarray, seed_mult: np.ndarray) -> np.ndarray:
+    """[R, S * G] weights of the cells (seed s, group g): ``m_s * w_g``."""
+    r = group_mult.shape[0]
+    return (seed_mult[:, :, None] * group_mult[:, None, :]).reshape(r, -1).astype(np.float64)
+
+
+def _as_seed_matrix(scores, n: int) -> np.ndarray:
+    mat = np.asarray(scores, dtype=np.float64)
+    mat = mat.reshape(1, -1) if mat.ndim == 1 else mat
+    if mat.ndim != 2 or mat.shape[1] != n:
+        raise ValueError(f"scores must be [N] or [seeds, N] with N = {n} trials, got shape {np.shape(scores)}")
+    if np.isnan(mat).any():
+        raise BenchError(f"{int(np.isnan(mat).sum())} score(s) are NaN")
+    return mat
+
+
+@dataclass
+class Replicates:
+    """Bootstrap of one system: ``point[metric]`` on its pooled trials (every seed, every group once)
+    and ``values[metric]`` [n_boot], NaN where a resample lacks a class."""
+
+    point: dict[str, float]
+    values: dict[str, np.ndarray]
+
+
+def replicates(scores, labels, groups, metrics, n_boot: int = 1000, seed: int = 0) -> Replicates:
+    """Two-stage bootstrap of one system: seeds and groups resampled.
+
+    ``scores``: ``[N]`` or ``[S, N]`` (one row per training seed, all on the same N trials);
+    ``labels [N]`` (target = True); ``groups [N]`` the resampling unit of each trial (the enrolment
+    speaker).  Replicate r is the metric of the pooled trials in which every trial of seed s and
+    group g appears ``m_s * w_g`` times, (w, m) = :func:`draw_resamples`.  Metrics: ``"eer"``
+    (percent, ROCCH) and ``"mindcf@<p>"``.  Cost: O(S N) to bin the trials once, then per resample
+    O(S G corners / 64) plus the refined gaps, independent of N.
+    """
+    _, lab = _as_arrays(np.zeros(np.size(labels)), labels)
+    mat = _as_seed_matrix(scores, lab.size)
+    metrics = list(metrics)
+    for m in metrics:
+        _parse_metric(m)
+    gi, n_groups = _group_codes(groups, lab.size)
+    group_mult, seed_mult = draw_resamples(n_groups, mat.shape[0], n_boot, seed)
+    cells = _Cells(mat, lab, gi, n_groups)
+    point = {m: float(v[0]) for m, v in _cell_replicates(cells, np.ones((1, cells.n_cells)), metrics).items()}
+    out: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
+    # resamples in chunks bound the [R, cells] and [R, corners] matrices
+    step = max(1, (1 << 22) // max(cells.n_cells, cells.coarse.size))
+    for start in range(0, n_boot, step):
+        w = _cell_weights(group_mult[start : start + step], seed_mult[start : start + step])
+        for m, v in _cell_replicates(cells, w, metrics).items():
+            out[m].append(v)
+    return Replicates(point, {m: np.concatenate(v) if v else np.empty(0) for m, v in out.items()})
+
+
+# --------------------------------------------------------------------------------------------
+# Trial resampling
+# --------------------------------------------------------------------------------------------
+
+
+def _trial_bins(s: np.ndarray, lab: np.ndarray, bins: _Bins) -> tuple[np.ndarray, np.ndarray]:
+    """Bin of each trial: targets into [0, K), non-targets into [0, 2K] (see :class:`_Bins`)."""
+    tb = np.searchsorted(bins.tau, s[lab])
+    j = np.searchsorted(bins.tau, s[~lab], "left")
+    tied = np.zeros(j.size, dtype=bool)
+    inside = j < bins.tau.size
+    tied[inside] = bins.tau[j[inside]] == s[~lab][inside]
+    return tb, 2 * j + tied
+
+
+def _replicates(s, lab, bins, metric, n_boot, groups, rng) -> np.ndarray:
+    fn = _metric_fn(metric)
+    k = bins.tau.size
+    if groups is None:
+        # Stratified trial resampling: drawing T targets (N non-targets) with replacement and
+        # counting them per bin is a multinomial over the bins, so each replicate is O(K).
+        out = []
+        n_tar, n_non = int(lab.sum()), int((~lab).sum())
+        for b in _chunks(n_boot, 3 * k + 3):
+            tc = _resample_counts(bins.tcount, b, rng)
+            nb = _resample_counts(bins.nbins, b, rng)
+            fa, miss = _corners(tc, nb)
+            out.append(fn(fa, miss, np.full(b, n_non), np.full(b, n_tar)))
+        return np.concatenate(out)
+    gi, n_groups = _group_codes(groups, lab.size)
+    mult = _draw_groups(rng, n_groups, n_boot)
+    cells = _Cells(s[None], lab, gi, n_groups)
+    return _cell_replicates(cells, mult.astype(np.float64), [metric])[metric]
+
+
+def _resample_counts(counts: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """[b, len(counts)] bin counts of ``counts.sum()`` items redrawn with replacement."""
+    total = int(counts.sum())
+    nz = np.flatnonzero(counts)
+    out = np.zeros((b, counts.size))
+    # a multinomial costs one binomial draw per occupied bin, redrawing items one per item:
+    # take whichever is cheaper (a binomial draw costs several uniform draws)
+    if total < 6 * nz.size:
+        cat = np.repeat(np.arange(nz.size), counts[nz])
+        for i in range(b):
+            out[i, nz] = np.bincount(cat[rng.integers(0, total, total)], minlength=nz.size)
+    else:
+        out[:, nz] = rng.multinomial(total, counts[nz] / total, size=b)
+    return out
+
+
+def _paired_trial_replicates(sa, sb, lab, fn, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified trial resampling shared by both systems: per replicate, T target and N
+    non-target draws with replacement (in that order), counted into each system's score bins."""
+    tpos, npos = np.flatnonzero(lab), np.flatnonzero(~lab)
+    systems = []
+    for s in (sa, sb):
+        bins = _bins(s, lab)
+        tb, nb_of = _trial_bins(s, lab, bins)
+        systems.append((bins.tau.size, tb, nb_of))
+    n_tar, n_non = tpos.size, npos.size
+    k_max = max(k for k, _, _ in systems)
+    out: tuple[list, list] = ([], [])
+    for b in _chunks(n_boot, 2 * (3 * k_max + 3)):
+        draws = []
+        for _ in range(b):
+            draws.append((rng.integers(0, n_tar, n_tar), rng.integers(0, n_non, n_non)))
+        for (k, tb, nb_of), dest in zip(systems, out):
+            tc = np.stack([np.bincount(tb[t], minlength=k) for t, _ in draws]).astype(np.float64)
+            nb = np.stack([np.bincount(nb_of[n], minlength=2 * k + 1) for _, n in draws]).astype(np.float64)
+            fa, miss = _corners(tc, nb)
+            dest.append(fn(fa, miss, np.full(b, float(n_non)), np.full(b, float(n_tar))))
+    return np.concatenate(out[0]), np.concatenate(out[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Public intervals and tests
+# --------------------------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    scores, labels, metric: str = "eer", n_boot: int = 1000, groups=None, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval ``(low, high)`` at level ``1 - alpha``.
+
+    ``metric``: ``"eer"`` (percent, ROCCH) or ``"mindcf@<p>"`` (``"mindcf"`` = p 0.01).
+    ``groups=None``: trials are resampled with replacement within each class (target and
+    non-target counts stay fixed).  ``groups`` = one id per trial (e.g. the enrolment speaker):
+    whole groups are resampled with replacement and each drawn group brings all its trials,
+    which respects the dependence between trials sharing a speaker (wider, more honest
+    intervals); ``scores`` may then be ``[S, N]``, one row per training seed, and seeds are
+    resampled too (see :func:`replicates`).  Resamples left without one of the classes are
+    discarded.  Deterministic in ``seed``.
+
+    With groups each replicate costs O(cells x distinct target scores / _BLOCK) plus the refined
+    blocks, independent of the number of trials (see :class:`_Cells`); without, O(distinct scores).
+    """
+    return bootstrap_cis(scores, labels, [metric], n_boot=n_boot, groups=groups, seed=seed, alpha=alpha)[metric]
+
+
+def bootstrap_cis(
+    scores, labels, metrics, n_boot: int = 1000, groups=None, seed: int = 0, alpha: float = 0.05
+) -> dict[str, tuple[float, float]]:
+    """:func:`bootstrap_ci` of several metrics, ``{metric: (low, high)}``, equal to one call per metric.
+
+    Every call of :func:`bootstrap_ci` with the same seed draws the same resamples, so with groups
+    the resamples are drawn and counted once and every metric is read from the same counts.
+    """
+    if groups is None:
+        s, lab = _as_arrays(scores, labels)
+        for m in metrics:
+            _parse_metric(m)
+        bins = _bins(s, lab)
+        return {
+            m: _interval(_replicates(s, lab, bins, m, n_boot, None, np.random.default_rng(seed)), alpha)
+            for m in metrics
+        }
+    reps = replicates(scores, labels, groups, list(metrics), n_boot=n_boot, seed=seed)
+    return {m: _interval(v, alpha) for m, v in reps.values.items()}
+
+
+def paired_bootstrap(
+    scores_a, scores_b, labels, groups=None, metric: str = "eer", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """Paired bootstrap test of ``metric(A) - metric(B)`` on the same trials.
+
+    Each resample draws the same trials (or groups, see :func:`bootstrap_ci`) for both systems,
+    so trial difficulty cancels.  With groups, ``scores_a``/``scores_b`` may be ``[S, N]``: seeds
+    are paired by index (seed i of A with seed i of B) and groups by id, and both are resampled
+    (:func:`replicates`).  Returns ``diff`` (A - B on all trials, seeds pooled; negative = A has the
+    lower error), ``low``/``high`` and ``p_value`` as in :func:`paired_test`, ``n_boot`` (finite
+    resamples), ``metric``, and ``a``/``b`` (the two point values).
+    """
+    if groups is None:
+        fn = _metric_fn(metric)
+        sa, lab = _as_arrays(scores_a, labels)
+        sb, _ = _as_arrays(scores_b, labels)
+        va, vb = _paired_trial_replicates(sa, sb, lab, fn, n_boot, np.random.default_rng(seed))
+        full = []
+        for s in (sa, sb):
+            bn = _bins(s, lab)
+            fa, miss = _corners(bn.tcount[None], bn.nbins[None])
+            full.append(float(fn(fa, miss, np.array([(~lab).sum()]), np.array([lab.sum()]))[0]))
+        return {"metric": metric, **paired_test(va, vb, full[0], full[1], alpha)}
+    if np.shape(scores_a) != np.shape(scores_b):
+        raise ValueError(
+            f"paired systems need the same seeds x trials, got {np.shape(scores_a)} and {np.shape(scores_b)}"
+        )
+    ra = replicates(scores_a, labels, groups, [metric], n_boot=n_boot, seed=seed)
+    rb = replicates(scores_b, labels, groups, [metric], n_boot=n_boot, seed=seed)
+    return {
+        "metric": metric,
+        **paired_test(ra.values[metric], rb.values[metric], ra.point[metric], rb.point[metric], alpha),
+    }
