@@ -262,23 +262,50 @@ class _Cells:
         for i, j in enumerate(new.tolist()):
             self._blocks[j] = (v[bounds[i] : bounds[i + 1]], cell[bounds[i] : bounds[i + 1]])
 
-    def inside(self, lo: int, hi: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _binned(self, bins: np.ndarray, cells: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Trials counted per (bin, cell), the nonzero entries in bin order: (bin, cell, count)."""
+        h = np.bincount(bins * self.n_cells + cells, minlength=n_bins * self.n_cells)
+        nz = np.flatnonzero(h)
+        b, c = np.divmod(nz, self.n_cells)
+        return b, c, h[nz].astype(np.float64)
+
+    def inside(self, lo: int, hi: int, step: int):
         """Corners ``pts = lo + step, lo + 2 step, ... < hi`` (lo, hi in one coarse block, loaded) and
-        the cell counts there relative to the gap's ends: ``hf [cells, k]`` false alarms above those
-        at ``hi``, ``hm [cells, k]`` misses above those at ``lo``."""
+        the gap's trials binned by those points: non-targets in bin i = (corner - lo) // step (false
+        alarms at points 1..i), targets in bin i = ceil((corner - lo) / step) (misses at points i..k),
+        each as (bin, cell, count) entries."""
         pts = np.arange(lo + step, hi, step)
         k = pts.size
         v, cell = self._blocks[lo // self.steps[0]]
         a, b = np.searchsorted(v, [lo + 1, hi])
-        # a non-target at corner v is a false alarm at points lo + i step <= v, i <= (v - lo) // step
-        h = np.bincount(cell[a:b] * (k + 1) + (v[a:b] - lo) // step, minlength=self.n_cells * (k + 1))
-        hf = np.cumsum(h.reshape(self.n_cells, k + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        hf = self._binned((v[a:b] - lo) // step, cell[a:b], k + 1)
         a, b = np.searchsorted(self.t_corner, [lo + 1, hi])
-        # a target at corner c is a miss at points >= c, i >= ceil((c - lo) / step)
-        i = -((lo - self.t_corner[a:b]) // step)
-        h = np.bincount(self.t_cell[a:b] * (k + 2) + i, minlength=self.n_cells * (k + 2))
-        hm = np.cumsum(h.reshape(self.n_cells, k + 2), axis=1)[:, 1 : k + 1]
-        return pts, np.ascontiguousarray(hf, dtype=np.float64), np.ascontiguousarray(hm, dtype=np.float64)
+        hm = self._binned(-((lo - self.t_corner[a:b]) // step), self.t_cell[a:b], k + 2)
+        return pts, hf, hm
+
+    @staticmethod
+    def _per_bin(entries, n_bins: int, wr: np.ndarray) -> np.ndarray:
+        b, c, cnt = entries
+        out = np.zeros((wr.shape[0], n_bins))
+        if b.size:
+            starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+            out[:, b[starts]] = np.add.reduceat(wr[:, c] * cnt, starts, axis=1)
+        return out
+
+    @staticmethod
+    def relative(hf, hm, k: int, wr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resample counts ``[rows, k]`` at the points of :meth:`inside` for cell weights ``wr``
+        [rows, cells]: false alarms above those at the gap's end, misses above those at its start.
+
+        Weighted sums over the gap's nonzero (bin, cell) entries (cost: entries x rows) rather than
+        BLAS: the gaps are many and small, where a threaded BLAS call costs more in overhead than in
+        arithmetic.
+        """
+        per_f = _Cells._per_bin(hf, k + 1, wr)
+        per_m = _Cells._per_bin(hm, k + 2, wr)
+        rel_f = np.cumsum(per_f[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        rel_m = np.cumsum(per_m, axis=1)[:, 1:-1]
+        return rel_f, rel_m
 
 
 @dataclass
@@ -321,14 +348,16 @@ def _expand(cells: _Cells, w: np.ndarray, requests: list[tuple[_Points, np.ndarr
     order = np.lexsort((rows, lo, level))
     key = np.stack((level, lo))[:, order]
     starts = np.flatnonzero(np.concatenate(([True], (np.diff(key, axis=1) != 0).any(axis=0))))
-    out = []
+    groups = []
     for a, b in zip(starts, np.append(starts[1:], order.size)):
         sel = order[a:b]
         lv, l0, h0 = int(level[sel[0]]), int(lo[sel[0]]), int(hi[sel[0]])
-        pts, hf, hm = cells.inside(l0, h0, cells.steps[lv])
-        wr = w[rows[sel]]
-        f = np.column_stack((fa_lo[sel], fa_hi[sel][:, None] + wr @ hf, fa_hi[sel]))
-        m = np.column_stack((miss_lo[sel], miss_lo[sel][:, None] + wr @ hm, miss_hi[sel]))
+        groups.append((sel, lv, l0, h0, *cells.inside(l0, h0, cells.steps[lv])))
+    out = []
+    for sel, lv, l0, h0, pts, hf, hm in groups:
+        rel_f, rel_m = _Cells.relative(hf, hm, pts.size, w[rows[sel]])
+        f = np.column_stack((fa_lo[sel], fa_hi[sel][:, None] + rel_f, fa_hi[sel]))
+        m = np.column_stack((miss_lo[sel], miss_lo[sel][:, None] + rel_m, miss_hi[sel]))
         allp = np.concatenate(([l0], pts, [h0]))
         out.append(_Points(allp, rows[sel], f, m, lv, _open_gaps(allp, sel.size, lv, len(cells.steps))))
     return out
