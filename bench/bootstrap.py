@@ -164,6 +164,10 @@ def paired_test(rep_a: np.ndarray, rep_b: np.ndarray, a: float, b: float, alpha:
 # optimum, at every 8th corner; inside an 8-corner block that still could, at every corner.  On a
 # CN-Celeb-sized list (53k corners, 588 cells) a resample then needs a few hundred counted corners.
 _STEPS = (64, 8, 1)
+# A gap whose rows x (bin, cell) entries exceed this is counted in a shared BLAS product.
+_SHARED_PRODUCT = 200_000
+# Coarse blocks on each side of a requested one whose trials are fetched with it.
+_PREFETCH = 2
 
 
 def _rank(thr: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -182,17 +186,21 @@ def _rank(thr: np.ndarray, x: np.ndarray) -> np.ndarray:
         return np.searchsorted(thr, x, "right")
     lo, n_buckets = fin[0], max(4096, 8 * fin.size)
     scale = n_buckets / (fin[-1] - lo)
-    # bucket b's bound counts the thresholds below the start of bucket b - 1
-    table = np.searchsorted(fin, lo + (np.arange(n_buckets) - 1) / scale, "left")
-    b = np.clip((x - lo) * scale, 0, n_buckets - 1).astype(np.int64)
-    out = table[b]
+    # bucket b's bound counts the thresholds below the start of bucket b - 1 (bucket 0's is 0, and
+    # values below lo never step up, since they are below fin[0])
+    table = np.searchsorted(fin, lo + (np.arange(n_buckets) - 1) / scale, "left").astype(np.int32)
+    t = np.subtract(x, lo)
+    t *= scale
+    np.minimum(t, n_buckets - 1, out=t)
+    np.maximum(t, 0, out=t)
+    out = table[t.astype(np.int32)]
     ext = np.append(fin, np.inf)
     idx = np.flatnonzero((out < fin.size) & (x >= ext[out]))
     while idx.size:
         out[idx] += 1
         idx = idx[(out[idx] < fin.size) & (x[idx] >= ext[out[idx]])]
-    out[x < lo] = 0
-    out += n_low
+    if n_low:
+        out += n_low
     if n_high:
         out += n_high * (x == np.inf)
     return out
@@ -228,10 +236,13 @@ class _Cells:
         # hb = coarse corners at which a non-target is a false alarm; its block is hb - 1
         self.hb = np.empty((n_seeds, self.non_idx.size), dtype=np.int16 if kc < 2**15 else np.int32)
         hist_n = np.zeros(self.n_cells * (kc + 1), dtype=np.int64)
+        base = self.gn.astype(np.int64) * (kc + 1) + 1
+        span = n_groups * (kc + 1)
         for s in range(n_seeds):
-            hb = 1 + _rank(cthr, mat[s, self.non_idx])
+            hb = _rank(cthr, mat[s, self.non_idx])  # coarse thresholds <= x: a false alarm at hb + 1 corners
             self.hb[s] = hb
-            hist_n += np.bincount((s * n_groups + self.gn) * (kc + 1) + hb, minlength=hist_n.size)
+            self.hb[s] += 1
+            hist_n[s * span : (s + 1) * span] += np.bincount(hb + base, minlength=span)
         hist_n = hist_n.reshape(self.n_cells, kc + 1)
         self.fa = np.cumsum(hist_n[:, ::-1], axis=1)[:, ::-1][:, 1:].astype(np.float64)  # #(hb > j)
         c = 2 + np.searchsorted(self.tau, mat[:, lab], "left")  # [S, T] corner of each target
@@ -247,9 +258,13 @@ class _Cells:
 
     def load(self, blocks) -> None:
         """Find the non-targets of coarse ``blocks`` (one pass over all trials), sorted by corner."""
-        new = np.array(sorted(set(int(j) for j in blocks) - self._blocks.keys()), dtype=np.int64)
-        if new.size == 0:
+        want_now = set(int(j) for j in blocks) - self._blocks.keys()
+        if not want_now:
             return
+        # the neighbours too: later rounds mostly ask for blocks next to earlier ones, and each call
+        # is a pass over every trial
+        near = {j + d for j in want_now for d in range(-_PREFETCH, _PREFETCH + 1)}
+        new = np.array(sorted(j for j in near if 0 <= j < self.coarse.size - 1 and j not in self._blocks))
         want = np.zeros(self.coarse.size + 1, dtype=bool)
         want[new + 1] = True
         sel = np.flatnonzero(want[self.hb.ravel()])
@@ -301,11 +316,22 @@ class _Cells:
         BLAS: the gaps are many and small, where a threaded BLAS call costs more in overhead than in
         arithmetic.
         """
-        per_f = _Cells._per_bin(hf, k + 1, wr)
-        per_m = _Cells._per_bin(hm, k + 2, wr)
+        return _Cells.cumulate(_Cells._per_bin(hf, k + 1, wr), _Cells._per_bin(hm, k + 2, wr))
+
+    @staticmethod
+    def cumulate(per_f: np.ndarray, per_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin weighted counts ``[rows, k + 1]``, ``[rows, k + 2]`` -> counts at the k points."""
         rel_f = np.cumsum(per_f[:, ::-1], axis=1)[:, ::-1][:, 1:]
         rel_m = np.cumsum(per_m, axis=1)[:, 1:-1]
         return rel_f, rel_m
+
+    @staticmethod
+    def dense(entries, n_bins: int, n_cells: int) -> np.ndarray:
+        """(bin, cell, count) entries as a dense [cells, bins] matrix."""
+        b, c, cnt = entries
+        out = np.zeros((n_cells, n_bins))
+        out[c, b] = cnt
+        return out
 
 
 @dataclass
@@ -353,9 +379,28 @@ def _expand(cells: _Cells, w: np.ndarray, requests: list[tuple[_Points, np.ndarr
         sel = order[a:b]
         lv, l0, h0 = int(level[sel[0]]), int(lo[sel[0]]), int(hi[sel[0]])
         groups.append((sel, lv, l0, h0, *cells.inside(l0, h0, cells.steps[lv])))
+    # Large gaps (many rows x entries) share one BLAS product over their rows: there, arithmetic
+    # dominates; the many small ones use the entry sums of _Cells.relative (no call overhead).
+    big = [i for i, g in enumerate(groups) if g[0].size * (g[5][0].size + g[6][0].size) > _SHARED_PRODUCT]
+    shared: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if big:
+        urows, pos = np.unique(np.concatenate([rows[groups[i][0]] for i in big]), return_inverse=True)
+        dense = [
+            _Cells.dense(h, n, cells.n_cells)
+            for i in big
+            for h, n in zip(groups[i][5:], (groups[i][4].size + 1, groups[i][4].size + 2))
+        ]
+        prod = w[urows] @ np.concatenate(dense, axis=1)
+        col, start = 0, 0
+        for i in big:
+            sel, k = groups[i][0], groups[i][4].size
+            r = pos[start : start + sel.size]
+            start += sel.size
+            shared[i] = _Cells.cumulate(prod[r, col : col + k + 1], prod[r, col + k + 1 : col + 2 * k + 3])
+            col += 2 * k + 3
     out = []
-    for sel, lv, l0, h0, pts, hf, hm in groups:
-        rel_f, rel_m = _Cells.relative(hf, hm, pts.size, w[rows[sel]])
+    for i, (sel, lv, l0, h0, pts, hf, hm) in enumerate(groups):
+        rel_f, rel_m = shared[i] if i in shared else _Cells.relative(hf, hm, pts.size, w[rows[sel]])
         f = np.column_stack((fa_lo[sel], fa_hi[sel][:, None] + rel_f, fa_hi[sel]))
         m = np.column_stack((miss_lo[sel], miss_lo[sel][:, None] + rel_m, miss_hi[sel]))
         allp = np.concatenate(([l0], pts, [h0]))

@@ -74,6 +74,17 @@ def test_replicates_equal_the_plain_definition(monkeypatch, steps, n_seeds):
         np.testing.assert_allclose(got[metric], want, rtol=0, atol=1e-9)
 
 
+def test_shared_products_equal_the_plain_definition(monkeypatch):
+    """Gaps counted in the shared BLAS product (every gap, here) give the same replicates."""
+    monkeypatch.setattr(B, "_STEPS", (9, 3, 1))
+    monkeypatch.setattr(B, "_SHARED_PRODUCT", 0)
+    rng = np.random.default_rng(31)
+    mat, lab, groups = _system(rng, 800, 11, 2)
+    got = B.replicates(mat, lab, groups, ["eer", "mindcf@0.05"], n_boot=30, seed=3).values
+    for metric in ("eer", "mindcf@0.05"):
+        np.testing.assert_allclose(got[metric], _plain_replicates(mat, lab, groups, metric, 30, 3), rtol=0, atol=1e-9)
+
+
 def test_replicates_without_ties_and_with_empty_classes(monkeypatch):
     monkeypatch.setattr(B, "_STEPS", (4, 2, 1))
     rng = np.random.default_rng(3)
