@@ -166,6 +166,8 @@ def paired_test(rep_a: np.ndarray, rep_b: np.ndarray, a: float, b: float, alpha:
 _STEPS = (64, 8, 1)
 # A gap whose rows x (bin, cell) entries exceed this is counted in a shared BLAS product.
 _SHARED_PRODUCT = 200_000
+# Cells x coarse corners above this (2 GiB of float64 counts) is refused before any work.
+_MAX_CELL_COUNTS = 1 << 27
 # Coarse blocks on each side of a requested one whose trials are fetched with it.
 _PREFETCH = 2
 
@@ -229,6 +231,12 @@ class _Cells:
             coarse = np.append(coarse, m - 1)
         self.coarse = coarse
         kc = coarse.size
+        if self.n_cells * kc > _MAX_CELL_COUNTS:
+            raise BenchError(
+                f"bootstrapping {n_seeds} seed(s) x {n_groups:,} resampling units at {kc:,} coarse thresholds "
+                f"needs {self.n_cells * kc * 16 / 2**30:.0f} GiB of counts; resample coarser units "
+                "(enrolment speakers: --unit speaker) or fewer trials"
+            )
         # coarse thresholds: the target scores of coarse corners 1..kc-2 (not the -inf/+inf corners)
         cthr = self.tau[coarse[1:-1] - 1] if kc > 2 else np.empty(0)
         self.non_idx = np.flatnonzero(~lab)

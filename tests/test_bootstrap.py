@@ -13,6 +13,7 @@ import pytest
 from bench import bootstrap as B
 from bench import bootstrap_reference as R
 from bench import metrics as M
+from bench.errors import BenchError
 
 
 def _naive(s, lab, metric):
@@ -95,6 +96,14 @@ def test_replicates_without_ties_and_with_empty_classes(monkeypatch):
         want = _plain_replicates(mat, lab, groups, metric, 60, 2)
         assert np.isnan(want).any() and np.isnan(got[metric]).tolist() == np.isnan(want).tolist()
         np.testing.assert_allclose(got[metric], want, rtol=0, atol=1e-9)
+
+
+def test_too_many_resampling_units_are_refused_before_work(monkeypatch):
+    monkeypatch.setattr(B, "_MAX_CELL_COUNTS", 1000)
+    rng = np.random.default_rng(2)
+    mat, lab, _ = _system(rng, 2000, 5, 2)
+    with pytest.raises(BenchError, match="--unit speaker"):
+        B.replicates(mat, lab, np.arange(2000), ["eer"], n_boot=10)
 
 
 def test_rank_equals_searchsorted():
