@@ -1,7 +1,7 @@
 """Uncertainty for the comparison: seed statistics, bootstrap intervals and paired tests.
 
-Every number here comes from :mod:`bench.metrics`; this module only aligns score files, resamples
-and aggregates.
+Every number here comes from :mod:`bench.metrics` and :mod:`bench.bootstrap`; this module only
+aligns score files, asks for resamples and aggregates.
 
 Conventions (documented in the report itself):
 
