@@ -199,7 +199,7 @@ def system_table(
 
     labels = al.labels
     pts = p_targets_of(metrics)
-    pair_metrics = [m for m in pair_metrics if bootstrappable(m) and m not in metrics]
+    extra = [m for m in pair_metrics if bootstrappable(m) and m not in metrics]
     rows = []
     for i, (s, mat) in enumerate(zip(al.systems, al.scores)):
         per_seed = [_metrics(row, labels, pts) for row in mat]
@@ -216,7 +216,7 @@ def system_table(
         }
         # one set of resamples serves every metric, and later the paired tests
         bs = [m for m in metrics if bootstrappable(m)] if n_boot > 0 else []
-        reps = boot(al, i, mat.shape[0], bs + pair_metrics, n_boot, seed) if bs else {}
+        reps = boot(al, i, mat.shape[0], bs + extra, n_boot, seed) if bs else {}
         cis = {m: percentile_interval(reps[m][1], alpha) for m in bs}
         row["warning"] = seed_warning(mat.shape[0]) if bs else ""
         for m in metrics:
