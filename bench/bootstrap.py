@@ -30,16 +30,16 @@ any threshold are ``W @ counts``.  The thresholds that matter are the corners of
 of the pooled trials (every distinct target score, plus -inf and +inf; a corner whose target score
 is absent from a resample is still an operating point of it, dominated by the next corner up).
 Those are tens of thousands on a CN-Celeb trial list, so the counts are first taken at every
-``_BLOCK``-th corner only (a coarse matmul); each block of corners in between is bounded by the
-box its two coarse neighbours span (P_fa and P_miss are monotone in the threshold), and only the
-blocks whose box could hold a better point are counted in full:
+64th corner only (one matmul for all resamples); the corners of a gap between two counted ones are
+bounded by the box the two span (P_fa and P_miss are monotone in the threshold), and only the gaps
+whose box could hold a better point are counted, at every 8th corner, then inside the 8-corner gaps
+that still could, at every corner (``_STEPS``):
 
-* minDCF: a block is refined when its lower bound (P_miss of its first corner, P_fa of its last)
-  is below the smallest coarse cost; the minimum over coarse and refined points is then exact.
-* EER (ROCCH): the convex-hull walk runs on the coarse points plus the refined ones; a block is
-  refined when the lower-left corner of its box lies below the chord found, and the walk repeats
-  until no box does.  The chord then supports every point, so its crossing is the EER of all
-  corners.
+* minDCF: a gap is counted when its lower bound (misses of its first corner, false alarms of its
+  last) is below the smallest cost found; the minimum over the counted corners is then exact.
+* EER (ROCCH): the convex-hull walk runs on the counted corners; a gap is counted when the
+  lower-left corner of its box lies below the chord found, and the walk repeats until no box does.
+  The chord then supports every corner, so its crossing is the EER of all of them.
 
 All counts are integers, exact in float64, so the values equal the metrics of the resampled trial
 lists computed from scratch (tests check this against a plain loop).
