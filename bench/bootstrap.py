@@ -701,7 +701,7 @@ def bootstrap_ci(
     resampled too (see :func:`replicates`).  Resamples left without one of the classes are
     discarded.  Deterministic in ``seed``.
 
-    With groups each replicate costs O(cells x distinct target scores / _BLOCK) plus the refined
+    With groups each replicate costs O(cells x distinct target scores / 64) plus the refined
     blocks, independent of the number of trials (see :class:`_Cells`); without, O(distinct scores).
     """
     return bootstrap_cis(scores, labels, [metric], n_boot=n_boot, groups=groups, seed=seed, alpha=alpha)[metric]
