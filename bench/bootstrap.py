@@ -522,15 +522,6 @@ def _eer_refined(cells, w, coarse: _Points, nn, nt, found: list[_Points]) -> np.
     return 100.0 * (up + alpha * (uq - up))
 
 
-def _hull_chord(fa: np.ndarray, miss: np.ndarray, nn: np.ndarray, nt: np.ndarray):
-    """(side, p, q) of the ROCCH chord crossing the diagonal, for point sets [R, L] in any order."""
-    side = miss * nn[:, None] - fa * nt[:, None]
-    p = np.argmax(np.where(side < 0, side, -np.inf), axis=1)
-    q = np.argmin(np.where(side > 0, side, np.inf), axis=1)
-    _walk(fa, miss, side, p, q)
-    return side, p, q
-
-
 def _cell_replicates(cells: _Cells, w: np.ndarray, metrics: list[str]) -> dict[str, np.ndarray]:
     """Replicates ``{metric: [R]}`` for resample cell weights ``w`` [R, cells]; NaN without a class."""
     r_all = w.shape[0]
