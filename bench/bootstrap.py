@@ -547,7 +547,11 @@ def _cell_replicates(cells: _Cells, w: np.ndarray, metrics: list[str]) -> dict[s
 def _cell_weights(group_mult: np.ndarray, seed_mult: np.ndarray) -> np.ndarray:
     """[R, S * G] weights of the cells (seed s, group g): ``m_s * w_g``."""
     r = group_mult.shape[0]
-    return (seed_mult[:, :, None] * group_mult[:, None, :]).reshape(r, -1).astype(np.float64)
+    return (
+        (seed_mult[:, :, None] * group_mult[:, None, :])
+        .reshape(r, seed_mult.shape[1] * group_mult.shape[1])
+        .astype(np.float64)
+    )
 
 
 def _as_seed_matrix(scores, n: int) -> np.ndarray:
@@ -587,15 +591,19 @@ def replicates(scores, labels, groups, metrics, n_boot: int = 1000, seed: int = 
     gi, n_groups = _group_codes(groups, lab.size)
     group_mult, seed_mult = draw_resamples(n_groups, mat.shape[0], n_boot, seed)
     cells = _Cells(mat, lab, gi, n_groups)
-    point = {m: float(v[0]) for m, v in _cell_replicates(cells, np.ones((1, cells.n_cells)), metrics).items()}
     out: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
-    # resamples in chunks bound the [R, cells] and [R, corners] matrices
+    # resamples in chunks bound the [R, cells] and [R, corners] matrices; the first chunk leads with
+    # the point estimate (every cell once), a row like the others
     step = max(1, (1 << 22) // max(cells.n_cells, cells.coarse.size))
-    for start in range(0, n_boot, step):
+    for start in range(0, max(n_boot, 1), step):
         w = _cell_weights(group_mult[start : start + step], seed_mult[start : start + step])
+        if start == 0:
+            w = np.concatenate((np.ones((1, cells.n_cells)), w))
         for m, v in _cell_replicates(cells, w, metrics).items():
             out[m].append(v)
-    return Replicates(point, {m: np.concatenate(v) if v else np.empty(0) for m, v in out.items()})
+    point = {m: float(v[0][0]) for m, v in out.items()}
+    out = {m: [v[0][1:], *v[1:]] for m, v in out.items()}
+    return Replicates(point, {m: np.concatenate(v) for m, v in out.items()})
 
 
 # --------------------------------------------------------------------------------------------

@@ -106,6 +106,17 @@ def test_too_many_resampling_units_are_refused_before_work(monkeypatch):
         B.replicates(mat, lab, np.arange(2000), ["eer"], n_boot=10)
 
 
+def test_point_value_is_the_metric_of_the_pooled_seeds():
+    rng = np.random.default_rng(4)
+    mat, lab, groups = _system(rng, 600, 7, 3)
+    pooled = np.tile(lab, 3)
+    for n_boot in (0, 5):
+        r = B.replicates(mat, lab, groups, ["eer", "mindcf@0.05"], n_boot=n_boot)
+        assert r.point["eer"] == pytest.approx(M.eer(mat.ravel(), pooled), abs=1e-12)
+        assert r.point["mindcf@0.05"] == pytest.approx(M.min_dcf(mat.ravel(), pooled, 0.05), abs=1e-12)
+        assert r.values["eer"].shape == (n_boot,)
+
+
 def test_rank_equals_searchsorted():
     rng = np.random.default_rng(0)
     for thr in (
