@@ -1,4 +1,4 @@
-"""The seeds x speakers bootstrap (bench.bootstrap) against its plain definition and its predecessor.
+"""The seeds x speakers bootstrap (bench.bootstrap, bench.bootstrap_counts) against its plain definition and its predecessor.
 
 The plain definition: draw the speaker multiplicities w (one multinomial per resample) and the seed
 multiplicities m (another), write out the resampled trial list (every trial of seed s and speaker g
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import bootstrap as B
+from bench import bootstrap_counts as C
 from bench import bootstrap_reference as R
 from bench import metrics as M
 from bench.errors import BenchError
@@ -62,7 +63,7 @@ def test_draws_are_speakers_then_seeds():
 def test_replicates_equal_the_plain_definition(monkeypatch, steps, n_seeds):
     """Every replicate, whatever the refinement steps ((1,) = every corner counted for every
     resample; small steps = many gaps refined, over two or three levels)."""
-    monkeypatch.setattr(B, "_STEPS", steps)
+    monkeypatch.setattr(C, "_STEPS", steps)
     block = steps[0]
     rng = np.random.default_rng(block * 10 + n_seeds)
     mat, lab, groups = _system(rng, 700, 9, n_seeds)  # many ties, within and across classes
@@ -77,8 +78,8 @@ def test_replicates_equal_the_plain_definition(monkeypatch, steps, n_seeds):
 
 def test_shared_products_equal_the_plain_definition(monkeypatch):
     """Gaps counted in the shared BLAS product (every gap, here) give the same replicates."""
-    monkeypatch.setattr(B, "_STEPS", (9, 3, 1))
-    monkeypatch.setattr(B, "_SHARED_PRODUCT", 0)
+    monkeypatch.setattr(C, "_STEPS", (9, 3, 1))
+    monkeypatch.setattr(C, "_SHARED_PRODUCT", 0)
     rng = np.random.default_rng(31)
     mat, lab, groups = _system(rng, 800, 11, 2)
     got = B.replicates(mat, lab, groups, ["eer", "mindcf@0.05"], n_boot=30, seed=3).values
@@ -87,7 +88,7 @@ def test_shared_products_equal_the_plain_definition(monkeypatch):
 
 
 def test_replicates_without_ties_and_with_empty_classes(monkeypatch):
-    monkeypatch.setattr(B, "_STEPS", (4, 2, 1))
+    monkeypatch.setattr(C, "_STEPS", (4, 2, 1))
     rng = np.random.default_rng(3)
     mat, lab, groups = _system(rng, 400, 3, 2, ties=False)  # 3 speakers: some resamples lack a class
     lab[groups == 0] = False
@@ -99,7 +100,7 @@ def test_replicates_without_ties_and_with_empty_classes(monkeypatch):
 
 
 def test_too_many_resampling_units_are_refused_before_work(monkeypatch):
-    monkeypatch.setattr(B, "_MAX_CELL_COUNTS", 1000)
+    monkeypatch.setattr(C, "_MAX_CELL_COUNTS", 1000)
     rng = np.random.default_rng(2)
     mat, lab, _ = _system(rng, 2000, 5, 2)
     with pytest.raises(BenchError, match="--unit speaker"):
@@ -126,7 +127,7 @@ def test_rank_equals_searchsorted():
         np.array([1.0]),
     ):
         x = np.concatenate((np.round(rng.standard_normal(20_000), 2) * 2, thr, [np.inf, -np.inf, thr[-1] + 1e-300]))
-        np.testing.assert_array_equal(B._rank(thr, x), np.searchsorted(thr, x, "right"))
+        np.testing.assert_array_equal(C._rank(thr, x), np.searchsorted(thr, x, "right"))
 
 
 @pytest.mark.parametrize("metric", ["eer", "mindcf@0.05"])
