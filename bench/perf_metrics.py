@@ -4,6 +4,10 @@ Not a test: ``python -c "from bench.perf_metrics import time_metrics; print(time
 Scores are synthetic (Gaussian, float32 like cosine scores, so ties occur) with the CN-Celeb1
 eval class ratio (17,755 targets in 3,484,292 trials).  Times are the best of ``repeats`` runs;
 peak memory is the tracemalloc peak of the call (numpy allocations; torch's are not seen).
+
+:func:`report_statistics` and :func:`report_statistics_reference` time what ``bench report``
+computes for 4 systems x 3 seeds on such a list (the ``report_stats`` row of ``bench perf``), now
+and as the previous implementation did it.
 """
 
 from __future__ import annotations
@@ -106,6 +110,75 @@ def time_metrics(n: int = CNCELEB_TRIALS, repeats: int = 3, bootstrap_n: int = 5
     boot = _measure(lambda: m.bootstrap_ci(bs, bl, n_boot=1000), 1)
     out["bootstrap_eer_1000x"] = {**boot, "n_trials": bootstrap_n, "target_fraction": 0.5}
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Report statistics: 4 systems x 3 seeds on a CN-Celeb1-sized trial list (issue 23)
+# --------------------------------------------------------------------------------------------
+
+CNCELEB_SPEAKERS = 196
+REPORT_METRICS = ["eer", "mindcf@0.01", "mindcf@0.05"]
+
+
+def synthetic_report(
+    n_systems: int = 4, n_seeds: int = 3, n: int = CNCELEB_TRIALS, n_speakers: int = CNCELEB_SPEAKERS, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Scores ``[n_seeds, n]`` per system (float32 values, so ties occur), labels and speaker ids.
+
+    Trials are split evenly over ``n_speakers`` enrolment speakers with the CN-Celeb1 target ratio;
+    each speaker shifts all its scores (trials of a speaker are correlated), and each seed of each
+    system has its own target separation (about 0.3, i.e. an EER near 7 %), so seeds disagree.
+    """
+    rng = np.random.default_rng(seed)
+    n_target = max(1, round(n * CNCELEB_TARGETS / CNCELEB_TRIALS))
+    labels = np.zeros(n, dtype=bool)
+    labels[rng.choice(n, n_target, replace=False)] = True
+    groups = np.repeat(np.arange(n_speakers), -(-n // n_speakers))[:n]
+    offset = 0.03 * rng.standard_normal(n_speakers)[groups]
+    mats = []
+    for i in range(n_systems):
+        seps = 0.3 + 0.01 * i + 0.01 * rng.standard_normal(n_seeds)
+        mats.append(np.stack([(0.1 * rng.standard_normal(n) + sep * labels + offset).astype(np.float32).astype(np.float64)
+                              for sep in seps]))  # fmt: skip
+    return mats, labels, groups
+
+
+def report_statistics(mats, labels, groups, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """What ``bench report`` computes for one corpus, through ``reports.stats`` on in-memory scores:
+    per-seed metrics, two-stage (seeds x speakers) intervals of EER and both minDCFs, paired EER
+    tests of every pair.  Returns the table and the pairwise frame."""
+    import pandas as pd
+
+    from reports.collect import System
+    from reports.stats import Aligned, pairwise, system_table
+
+    systems = [System(key=(f"loss{i}", "ecapa", "synthetic", "synthetic"), runs=[], label=f"loss{i}")
+               for i in range(len(mats))]  # fmt: skip
+    al = Aligned(systems=systems, trials=pd.DataFrame({"label": labels}), scores=list(mats), groups=groups)
+    table = system_table(al, REPORT_METRICS, n_boot=n_boot, seed=seed)
+    return {"table": table, "pairwise": pairwise(al, "eer", n_boot=n_boot, seed=seed)}
+
+
+def report_statistics_reference(mats, labels, groups, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The same work as the previous implementation did it: per-seed metrics, then intervals and
+    paired tests resampling speakers only with the seeds pooled
+    (:func:`bench.bootstrap_reference.report_statistics_v1`)."""
+    from bench.bootstrap_reference import report_statistics_v1
+    from bench.metrics import compute_metrics
+
+    per_seed = [[compute_metrics(row, labels) for row in mat] for mat in mats]
+    stats = report_statistics_v1(list(mats), labels, groups, REPORT_METRICS, "eer", n_boot=n_boot, seed=seed)
+    return {"per_seed": per_seed, **stats}
+
+
+def peak_mib(fn: Callable[[], Any]) -> float:
+    """Peak traced memory (MiB) of one call: numpy's allocations, beyond what existed before it."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 if __name__ == "__main__":

@@ -224,6 +224,7 @@ def build(
                 seed=opts.seed,
                 alpha=opts.alpha,
                 progress=tick(f"bootstrap intervals ({corpus})", n * len(opts.metrics)),
+                pair_metrics=(opts.pair_metric,),
             )
             pairs = pairwise(
                 al,
@@ -353,6 +354,8 @@ def summary(report: Report) -> list[dict[str, Any]]:
                 "converged_text": row.get("converged_text", ""),
                 "budget": row.get("budget", ""),
             }
+            if row.get("warning"):
+                rec["warning"] = row["warning"]
             for m in report.metrics:
                 rec[m] = {k: _clean(row[f"{m}_{k}"]) for k in ("mean", "std", "low", "high", "best")}
                 rec[m]["per_seed"] = [float(x) for x in row[f"{m}_seeds"]]

@@ -59,6 +59,11 @@ def cell(row: pd.Series, m: str, sep: str = " ± ") -> tuple[str, str]:
     return main, ci
 
 
+def warned(text: str, warning: Any) -> str:
+    """``text`` with its warning (e.g. one seed only) appended visibly, if there is one."""
+    return f"{text} ⚠ {warning}" if isinstance(warning, str) and warning else str(text)
+
+
 def _pval(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -68,9 +73,12 @@ def settings_text(r: Report) -> str:
     unit = "enrolment speakers" if s.get("unit") == "speaker" else "trials"
     return (
         f"Values are mean ± std over seeds (sample std; blank with one seed). Brackets: "
-        f"{100 * (1 - s['alpha']):g} % bootstrap interval, {s['n_boot']} resamples of {unit}, seeds pooled. "
+        f"{100 * (1 - s['alpha']):g} % bootstrap interval, {s['n_boot']} resamples of seeds and {unit} "
+        "(two-stage: each resample draws the seeds and, independently, the units with replacement, so "
+        "seed-to-seed variation is included; ⚠ marks a system or test with one seed, where it is not). "
         f"Pairwise tests: paired bootstrap of the {METRIC_NAMES.get(s['pair_metric'], s['pair_metric'])} "
-        f"difference A − B over {unit} on trials matched by (enroll, test), two-sided p; "
+        f"difference A − B over the same resamples, seed i with seed i, on trials matched by (enroll, test), "
+        "two-sided p; "
         "'no significant difference' when the interval contains 0 (a per-comparison verdict); "
         "p (Holm) corrects the p-values for testing every pair. Best value per column in bold. "
         + calibration_text(s.get("calibration") or [])
@@ -138,7 +146,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
         header = ["System", "Seeds"] + [METRIC_NAMES.get(m, m) for m in r.metrics] + ["Converged", "Budget"]
         rows = []
         for _, row in sec.table.iterrows():
-            cells = [row["system"], str(row["n_seeds"])]
+            cells = [row["system"], warned(str(row["n_seeds"]), row.get("warning"))]
             for m in r.metrics:
                 main, ci = cell(row, m)
                 main = f"**{main}**" if row[f"{m}_best"] else main
@@ -159,7 +167,7 @@ def to_markdown(r: Report, figure_dir: Path | None = None, base: Path | None = N
                             f"[{p.low:+.3f}, {p.high:+.3f}]",
                             _pval(p.p_value),
                             _pval(p.p_holm),
-                            p.verdict,
+                            warned(p.verdict, getattr(p, "warning", "")),
                         ]
                         for p in sec.pairwise.itertuples()
                     ],
@@ -245,7 +253,7 @@ def to_html(r: Report) -> str:
         )
         rows = []
         for _, row in sec.table.iterrows():
-            tds = [f"<td>{e(row['system'])}</td>", f"<td>{row['n_seeds']}</td>"]
+            tds = [f"<td>{e(row['system'])}</td>", f"<td>{e(warned(str(row['n_seeds']), row.get('warning')))}</td>"]
             for m in r.metrics:
                 main, ci = cell(row, m)
                 cls = ' class="best"' if row[f"{m}_best"] else ""
@@ -260,7 +268,7 @@ def to_html(r: Report) -> str:
                 prow.append(
                     f"<tr><td>{e(p.system_a)}</td><td>{e(p.system_b)}</td><td>{p.diff:+.3f}</td>"
                     f"<td>[{p.low:+.3f}, {p.high:+.3f}]</td><td>{e(_pval(p.p_value))}</td><td>{e(_pval(p.p_holm))}</td>"
-                    f"<td{cls}>{e(p.verdict)}</td></tr>"
+                    f"<td{cls}>{e(warned(p.verdict, getattr(p, 'warning', '')))}</td></tr>"
                 )
             body.append(
                 '<h3>Pairwise significance</h3><table class="pairwise"><tr><th>A</th><th>B</th>'
@@ -368,7 +376,8 @@ def table_tex(r: Report) -> str:
             for p in sec.pairwise.itertuples():
                 lines.append(
                     f"{_tex(p.system_a)} & {_tex(p.system_b)} & {p.diff:+.3f} & "
-                    f"[{p.low:+.3f}, {p.high:+.3f}] & {_tex(_pval(p.p_value))} & {_tex(_pval(p.p_holm))} & {_tex(p.verdict)} \\\\"
+                    f"[{p.low:+.3f}, {p.high:+.3f}] & {_tex(_pval(p.p_value))} & {_tex(_pval(p.p_holm))} & "
+                    f"{_tex(warned(p.verdict, getattr(p, 'warning', '')).replace('⚠', '(!)'))} \\\\"
                 )
             lines += [
                 r"\bottomrule",

@@ -1,18 +1,22 @@
 """Uncertainty for the comparison: seed statistics, bootstrap intervals and paired tests.
 
-Every number here comes from :mod:`bench.metrics`; this module only aligns score files, resamples
-and aggregates.
+Every number here comes from :mod:`bench.metrics` and :mod:`bench.bootstrap`; this module only
+aligns score files, asks for resamples and aggregates.
 
 Conventions (documented in the report itself):
 
 * **mean ± std** over the seeds of a system, each seed's metric from ``compute_metrics`` on its
   own ``scores.txt`` (sample std, ``ddof=1``; blank for a single seed).
-* **95 % interval**: bootstrap over *enrolment speakers* (all trials of a resampled speaker move
-  together, because trials sharing a speaker are correlated) of the system's metric with its seeds
-  pooled, i.e. the trials of all seeds concatenated and a speaker's trials taken from every seed.
-* **Paired test**: the same speaker-level bootstrap applied to the difference A − B on trials
-  matched by their (enroll, test) key, seed *i* of A paired with seed *i* of B. The p-value is
-  two-sided; the verdict is "no significant difference" whenever the interval contains 0.
+* **95 % interval**: a two-stage bootstrap of the system's metric on its seeds pooled: each
+  resample draws the seeds with replacement and, independently, the *enrolment speakers* with
+  replacement (all trials of a drawn speaker move together, because trials sharing a speaker are
+  correlated), so seed-to-seed variation of training is inside the interval
+  (``bench.bootstrap.replicates``; Davison & Hinkley 1997, section 3.8).  With one seed only the
+  speakers are resampled and the row carries a ``warning``.
+* **Paired test**: the same resamples applied to the difference A − B on trials matched by their
+  (enroll, test) key, seed *i* of A paired with seed *i* of B and speakers by id. The p-value is
+  two-sided; the verdict is "no significant difference" whenever the interval contains 0. With
+  one seed pair the verdict carries a ``warning`` (seed variation not in the test).
 * **Holm-adjusted p** (``p_holm``): the pairwise p-values corrected for testing every pair of the
   table (Holm's step-down method, family = all pairs of one corpus and metric), for readers who
   want a family-wise error rate instead of the per-comparison interval.
@@ -20,7 +24,7 @@ Conventions (documented in the report itself):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +73,8 @@ class Aligned:
     trials: pd.DataFrame  # enroll, test, label
     scores: list[np.ndarray]  # per system: [n_seeds, n_trials]
     groups: np.ndarray  # int code of the enrolment speaker of each trial
+    # bootstrap results shared by the table and the paired tests: (system, seeds, n_boot, seed, metric)
+    boot: dict[tuple, tuple[float, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def labels(self) -> np.ndarray:
@@ -155,10 +161,32 @@ def _metrics(scores: np.ndarray, labels: np.ndarray, p_targets: tuple[float, ...
     return compute_metrics(scores, labels, p_targets=p_targets)
 
 
-def _pooled(mat: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate seeds; a speaker keeps one group id across seeds so resampling takes all of them."""
-    k = mat.shape[0]
-    return mat.reshape(-1), np.tile(labels, k), np.tile(groups, k)
+ONE_SEED_WARNING = "one seed: seed-to-seed variation is not included"
+
+
+def seed_warning(n_seeds: int) -> str:
+    """The warning a one-seed interval or verdict carries ("" with several seeds)."""
+    return ONE_SEED_WARNING if n_seeds == 1 else ""
+
+
+def boot(
+    al: Aligned, i: int, k: int, metrics: list[str], n_boot: int, seed: int
+) -> dict[str, tuple[float, np.ndarray]]:
+    """``{metric: (point, replicates)}`` of system ``i`` on its first ``k`` seeds (two-stage bootstrap).
+
+    Computed once per (system, seeds, n_boot, seed, metric) and kept on ``al``: every system with
+    the same seed count sees the same resamples, so a paired test is the difference of two systems'
+    replicates and reuses the table's work.
+    """
+    from bench.bootstrap import replicates
+
+    key = (i, k, n_boot, seed)
+    missing = [m for m in metrics if (*key, m) not in al.boot]
+    if missing:
+        r = replicates(al.scores[i][:k], al.labels, al.groups, missing, n_boot=n_boot, seed=seed)
+        for m in missing:
+            al.boot[(*key, m)] = (r.point[m], r.values[m])
+    return {m: al.boot[(*key, m)] for m in metrics}
 
 
 def p_targets_of(metrics: list[str]) -> tuple[float, ...]:
@@ -172,14 +200,20 @@ def system_table(
     seed: int = 0,
     alpha: float = 0.05,
     progress: Any = None,
+    pair_metrics: tuple[str, ...] = ("eer",),
 ) -> pd.DataFrame:
-    """One row per system: per metric mean, std over seeds, bootstrap interval and best flag."""
-    from bench.metrics import bootstrap_cis
+    """One row per system: per metric mean, std over seeds, bootstrap interval and best flag.
+
+    ``pair_metrics``: metrics the paired tests will ask for, bootstrapped now with the others (the
+    resamples are drawn and the trials binned once per system).
+    """
+    from bench.bootstrap import percentile_interval
 
     labels = al.labels
     pts = p_targets_of(metrics)
+    extra = [m for m in pair_metrics if bootstrappable(m) and m not in metrics]
     rows = []
-    for s, mat in zip(al.systems, al.scores):
+    for i, (s, mat) in enumerate(zip(al.systems, al.scores)):
         per_seed = [{**_metrics(row, labels, pts), **calibrated_metrics(r)} for r, row in zip(s.runs, mat)]
         row: dict[str, Any] = {
             "system": s.label,
@@ -192,10 +226,11 @@ def system_table(
             "n_trials": int(labels.size),
             "n_target": int(labels.sum()),
         }
-        sc, lab, grp = _pooled(mat, labels, al.groups)
-        # one set of resamples serves every metric: the same intervals as one bootstrap_ci per metric
-        boot = [m for m in metrics if bootstrappable(m)] if n_boot > 0 else []
-        cis = bootstrap_cis(sc, lab, boot, n_boot=n_boot, groups=grp, seed=seed, alpha=alpha) if boot else {}
+        # one set of resamples serves every metric, and later the paired tests
+        bs = [m for m in metrics if bootstrappable(m)] if n_boot > 0 else []
+        reps = boot(al, i, mat.shape[0], bs + extra, n_boot, seed) if bs else {}
+        cis = {m: percentile_interval(reps[m][1], alpha) for m in bs}
+        row["warning"] = seed_warning(mat.shape[0]) if bs else ""
         for m in metrics:
             vals = np.array([float(d.get(m, np.nan)) for d in per_seed])
             row[f"{m}_mean"] = float(vals.mean())
@@ -237,26 +272,28 @@ def pairwise(
 ) -> pd.DataFrame:
     """Paired bootstrap of ``metric`` for every pair of systems (difference = A − B).
 
-    ``metric`` is ``eer`` or ``mindcf@<p>``; the test and its p-value are ``bench.metrics.paired_bootstrap``.
+    ``metric`` is ``eer`` or ``mindcf@<p>``; the test and its p-value are ``bench.bootstrap.paired_test``.
 
-    Seeds are paired by rank (first with first); with unequal seed counts the extra seeds of the
-    larger system are left out of the test and the row says how many pairs were used.
+    Seeds are paired by rank (first with first) and resampled with the speakers (two-stage
+    bootstrap, see :func:`boot`); with unequal seed counts the extra seeds of the larger system are
+    left out of the test and the row says how many pairs were used; with one pair the row's
+    ``warning`` says that seed variation is not in the test.
     """
-    from bench.metrics import paired_bootstrap
+    from bench.bootstrap import paired_test
 
     if not bootstrappable(metric):
         raise BenchError(f"paired tests support 'eer' or 'mindcf@<p>', not '{metric}'")
-    labels = al.labels
     rows = []
     # Without resamples there is no test to report (n_boot = 0 asks for point estimates only).
     n = len(al.systems) if n_boot > 0 else 0
     for i in range(n):
         for j in range(i + 1, n):
-            a, b = al.scores[i], al.scores[j]
-            k = min(a.shape[0], b.shape[0])
-            sa, lab, grp = _pooled(a[:k], labels, al.groups)
-            sb, _, _ = _pooled(b[:k], labels, al.groups)
-            res = paired_bootstrap(sa, sb, lab, groups=grp, metric=metric, n_boot=n_boot, seed=seed, alpha=alpha)
+            k = min(al.scores[i].shape[0], al.scores[j].shape[0])
+            (pa, va), (pb, vb) = (
+                boot(al, i, k, [metric], n_boot, seed)[metric],
+                boot(al, j, k, [metric], n_boot, seed)[metric],
+            )
+            res = paired_test(va, vb, pa, pb, alpha=alpha)
             lo, hi, p = float(res["low"]), float(res["high"]), float(res["p_value"])
             diff = float(res["diff"])
             if lo <= 0 <= hi:
@@ -276,6 +313,7 @@ def pairwise(
                     "p_value": p,
                     "seed_pairs": k,
                     "verdict": verdict,
+                    "warning": seed_warning(k),
                 }
             )
             if progress is not None:
@@ -293,6 +331,7 @@ def pairwise(
             "p_value",
             "seed_pairs",
             "verdict",
+            "warning",
         ],
     )
     df.insert(df.columns.get_loc("p_value") + 1, "p_holm", holm(df["p_value"].to_numpy()))

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import bootstrap as B
+from bench import bootstrap_reference as R
 from bench import metrics as M
 from bench.errors import BenchError
 
@@ -192,8 +194,8 @@ def test_windowed_crossing_equals_full_walk():
     lab = rng.random(20_000) < 0.5
     s = rng.standard_normal(lab.size) + lab
     bins = M._bins(s, lab)
-    tc = M._resample_counts(bins.tcount, 20, rng)
-    nb = M._resample_counts(bins.nbins, 20, rng)
+    tc = B._resample_counts(bins.tcount, 20, rng)
+    nb = B._resample_counts(bins.nbins, 20, rng)
     fa, miss = M._corners(tc, nb)
     full = M._rocch_crossing(fa, miss, nb.sum(1), tc.sum(1), window=10**9)[0]
     for w in (4, 64):
@@ -330,7 +332,7 @@ def test_group_replicates_equal_metrics_of_repeated_trials():
     m = rng.multinomial(g, np.full(g, 1 / g), size=6)
     bins = M._bins(s, lab)
     for metric in ("eer", "mindcf@0.05"):
-        got = M._replicates(s, lab, bins, metric, 6, groups, _FixedRng(m))
+        got = B._replicates(s, lab, bins, metric, 6, groups, _FixedRng(m))
         for row, val in zip(m, got):
             w = row[groups]
             ss, ll = np.repeat(s, w), np.repeat(lab, w)
@@ -350,14 +352,14 @@ def _naive_metric(s, lab, metric):
 @pytest.mark.parametrize("dense", [True, False])
 def test_group_corners_equal_brute_force_counts_and_metrics(monkeypatch, dense):
     if not dense:
-        monkeypatch.setattr(M, "_DENSE_ENTRIES", 0)
+        monkeypatch.setattr(R, "_DENSE_ENTRIES", 0)
     rng = np.random.default_rng(6)
     n, g = 500, 9
     groups = rng.integers(0, g, n)
     lab = rng.random(n) < 0.2
     s = np.round(rng.standard_normal(n) + lab, 1)  # many ties, within and across classes
     s[:3] = [np.inf, -np.inf, 4.0]
-    gc = M._GroupCorners(s, lab, groups, g)
+    gc = R._GroupCorners(s, lab, groups, g)
     assert gc.dense == dense and gc.width < np.unique(s[lab]).size + 2  # dominated corners dropped
     mult = rng.integers(0, 3, size=(7, g))
     mult[0] = 0
@@ -372,7 +374,7 @@ def test_group_corners_equal_brute_force_counts_and_metrics(monkeypatch, dense):
             assert f == sum(w[i] for i in range(n) if not lab[i] and s[i] >= t and not last)
             assert m == sum(w[i] for i in range(n) if lab[i] and (s[i] < t or last))
     metrics = ["eer", "mindcf@0.01", "mindcf@0.3"]
-    vals = M._evaluate(fa, miss, [M._metric_fn(x) for x in metrics])
+    vals = R._evaluate(fa, miss, [B._metric_fn(x) for x in metrics])
     for r, row in enumerate(mult):
         ss, ll = np.repeat(s, row[groups]), np.repeat(lab, row[groups])
         for metric, v in zip(metrics, vals):
@@ -423,12 +425,12 @@ def test_bootstrap_cis_equals_one_call_per_metric():
 
 def test_many_groups_draw_uniform_counts(monkeypatch):
     """Past _MULTINOMIAL_GROUPS groups, multiplicities are counts of G uniform group draws."""
-    monkeypatch.setattr(M, "_MULTINOMIAL_GROUPS", 3)
+    monkeypatch.setattr(B, "_MULTINOMIAL_GROUPS", 3)
     rng = np.random.default_rng(14)
     n = 300
     lab = rng.random(n) < 0.3
     s = np.round(rng.standard_normal(n) + lab, 1)
-    got = M._replicates(s, lab, M._bins(s, lab), "eer", 20, np.arange(n), np.random.default_rng(5))
+    got = B._replicates(s, lab, M._bins(s, lab), "eer", 20, np.arange(n), np.random.default_rng(5))
     draw = np.random.default_rng(5)
     for v in got:
         w = np.bincount(draw.integers(0, n, n), minlength=n)
@@ -456,7 +458,7 @@ def test_paired_trial_resampling_equals_naive_loop():
 def test_resample_counts_both_paths(total_per_bin):
     rng = np.random.default_rng(0)
     counts = np.array([0, 3, 0, 1, 5, 0, 2]) * total_per_bin
-    out = M._resample_counts(counts, 4000, rng)
+    out = B._resample_counts(counts, 4000, rng)
     assert (out.sum(axis=1) == counts.sum()).all() and (out[:, counts == 0] == 0).all()
     np.testing.assert_allclose(out.mean(axis=0), counts, rtol=0.05, atol=0.05)
 

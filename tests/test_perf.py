@@ -67,6 +67,16 @@ def test_metrics_beside_sklearn_gives_a_ratio():
     assert len(sec["raw"]["sklearn_roc_curve_eer"]["times"]) == 2
 
 
+@pytest.mark.slow
+def test_report_statistics_row_times_both_implementations():
+    from bench.perf.suite import Context, bench_report_stats
+
+    sec = bench_report_stats(Context(quick=True, repeats=1))
+    (r,) = sec["rows"]
+    assert r["peer_name"].startswith("previous implementation") and r["ratio"] == pytest.approx(r["peer"] / r["ours"])
+    assert sec["raw"]["ours_peak_mib"] > 0 and sec["raw"]["reference_peak_mib"] > 0 and "peak memory" in r["note"]
+
+
 def test_render_formats_ratios_and_escapes_cells():
     from bench.perf.markdown import render
     from bench.perf.suite import row
@@ -99,7 +109,7 @@ def test_render_formats_ratios_and_escapes_cells():
 def test_unknown_benchmark_is_an_error(tmp_path):
     res = runner.invoke(app, ["perf", "--only", "metrics,warp", "--out", str(tmp_path / "B.md")])
     assert res.exit_code == 2
-    assert "warp" in res.output and "metrics, ecapa, losses, loader, synth" in res.output
+    assert "warp" in res.output and "metrics, report_stats, ecapa, losses, loader, synth" in res.output
     assert not (tmp_path / "B.md").exists()
 
 

@@ -27,7 +27,7 @@ from bench.metrics import compute_metrics
 from bench.scoring import write_scores
 from reports.build import Options, build, parse_formats
 from reports.collect import load_runs, read_scores
-from reports.stats import speaker_of
+from reports.stats import ONE_SEED_WARNING, speaker_of
 
 GENRES = ["interview", "singing", "vlog"]
 N_SPK, PER_SPK = 40, 40  # 1,600 trials, 10 target trials per enrolment speaker
@@ -177,6 +177,62 @@ def test_paired_tests_separate_identical_from_better(report):
     good = pw[frozenset(("base", "good"))]
     assert good.p_value < 0.01 and good.verdict == "good better"
     assert not (good.low <= 0 <= good.high)
+
+
+def _plain_two_stage(mats, labels, groups, n_boot, seed):
+    """EER of each resampled trial list written out: speakers drawn (one multinomial per resample),
+    then seeds; every trial of seed s and speaker g repeated m_s * w_g times (the definition)."""
+    rng = np.random.default_rng(seed)
+    n_groups = groups.max() + 1
+    w = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)
+    k = mats[0].shape[0]
+    m = rng.multinomial(k, np.full(k, 1 / k), size=n_boot)
+    out = []
+    for wr, mr in zip(w, m):
+        reps = (mr[:, None] * wr[groups][None, :]).ravel()
+        lab = np.repeat(np.tile(labels, k), reps)
+        out.append([compute_metrics(np.repeat(x.ravel(), reps), lab)["eer"] for x in mats])
+    return np.array(out).T
+
+
+def test_intervals_and_tests_resample_seeds_and_speakers(experiment, report):
+    """The table's interval and the paired test equal the two-stage bootstrap written out by hand:
+    seeds and enrolment speakers drawn with replacement, seed i of A paired with seed i of B."""
+    _, trials, scores = experiment
+    sec, table = _table(report[1])
+    first: dict[str, int] = {}
+    groups = np.array([first.setdefault(speaker_of(e), len(first)) for e in trials[0]])
+    mats = [np.stack([scores[loss, 0], scores[loss, 1]]) for loss in ("base", "good")]
+    reps = _plain_two_stage(mats, trials[2], groups, 300, 0)
+    for loss, r in zip(("base", "good"), reps):
+        lo, hi = np.quantile(r, [0.025, 0.975])
+        assert table.loc[loss, "eer_low"] == pytest.approx(lo, abs=1e-9)
+        assert table.loc[loss, "eer_high"] == pytest.approx(hi, abs=1e-9)
+        assert table.loc[loss, "warning"] == ""
+    row = next(p for p in sec.pairwise.itertuples() if {p.system_a, p.system_b} == {"base", "good"})
+    d = reps[0] - reps[1] if row.system_a == "base" else reps[1] - reps[0]
+    assert (row.low, row.high) == pytest.approx(tuple(np.quantile(d, [0.025, 0.975])), abs=1e-9)
+    assert row.warning == "" and row.seed_pairs == 2
+
+
+def test_one_seed_verdicts_carry_a_warning(experiment, tmp_path):
+    root, _, _ = experiment
+    out, rep = build(
+        [root / "exp" / "good" / "seed0", root / "exp" / "base" / "seed0", root / "exp" / "peer"],
+        tmp_path / "r",
+        Options(n_boot=100, figures=False),
+    )
+    (sec,) = rep.sections
+    assert len(sec.pairwise) == 3 and (sec.pairwise["warning"] == ONE_SEED_WARNING).all()  # every pair has 1 seed
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    data = json.loads((out / "report.json").read_text())
+    for p in data["pairwise"]:
+        assert p["warning"] == ONE_SEED_WARNING
+        verdict = f"{p['verdict']} ⚠ {ONE_SEED_WARNING}"
+        assert verdict in md and verdict in html
+    table = {r["system"]: r for r in data["table"]}
+    assert table["good"]["warning"] == ONE_SEED_WARNING and "warning" not in table["peer"]  # peer has 2 seeds
+    assert md.count("⚠") == 3 + 2 + 1  # three verdicts, two one-seed systems, the settings note
 
 
 def test_outputs_state_provenance(report):

@@ -38,7 +38,7 @@ def report(
 ) -> None:
     """Build comparison tables, paired tests and DET curves from run directories.
 
-    Runs are grouped into systems by loss, backbone, training corpus and evaluation corpus; the seeds of a system are aggregated as mean ± std. Systems are compared per evaluation corpus, only on identical trial lists. Intervals and paired tests bootstrap over enrolment speakers by default (--unit trial resamples single trials).
+    Runs are grouped into systems by loss, backbone, training corpus and evaluation corpus; the seeds of a system are aggregated as mean ± std. Systems are compared per evaluation corpus, only on identical trial lists. Intervals and paired tests resample the seeds and the enrolment speakers (a two-stage bootstrap; --unit trial resamples single trials instead of speakers); with one seed they cannot include seed-to-seed variation, and the report marks them with a warning.
 
     A report of the same run folders is regenerated in place; another report in --out is kept
     unless --force.
