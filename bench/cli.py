@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.commands import check, demo, evaluate, listing, perf, report, run, score, synth, tune
+from bench.commands import check, demo, evaluate, listing, perf, real, report, run, score, synth, tune
 
 # Stub commands accept any arguments so that "not built yet" is what the user sees.
 LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -24,6 +24,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Corpora: generate the synthetic corpus, check a corpus.", no_args_is_help=True)
 data_app.command("synth")(synth.synth)
 data_app.command("check", context_settings=LOOSE)(check.check)
+data_app.command("real")(real.real)
 
 app.add_typer(data_app, name="data")
 app.command("run")(run.run)

@@ -24,6 +24,7 @@ from bench.commands.common import console, err_console, fail, handle_errors, pri
 DEMO_LOSSES = ("softmax", "aam", "supcon", "aamsupcon")
 DEFAULT_DATA = Path("data/synth-demo")
 DEFAULT_REPORT = Path("reports/out/demo")
+DEFAULT_REAL = Path("data/real-eval")  # bench data real; scored as "synthetic -> real" when present
 
 
 @dataclass
@@ -40,6 +41,7 @@ class DemoResult:
     pairwise: list[dict[str, Any]] = field(default_factory=list)
     device: str = "cpu"
     seconds: dict[str, float] = field(default_factory=dict)
+    real: dict[str, Any] = field(default_factory=dict)  # real-voice evaluation: what was done, notes
 
     @property
     def html(self) -> str:
@@ -69,11 +71,15 @@ def run_demo(
     reporter: Any = None,
     synth_progress: Any = None,
     report_progress: Any = None,
+    real: Path | None = None,
 ) -> DemoResult:
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
     ``overrides`` are extra ``section.key=value`` config settings on top of the demo preset (tests
     use them to shrink the run). A failed run does not stop the others; the caller decides.
+    With ``real`` (a ``bench data real`` corpus), every finished run is also scored on it
+    (``<run>/eval/real/``) and the MFCC baseline on both trial lists, so the report shows
+    "synthetic -> real" beside the synthetic result and the baseline.
     """
     from bench.config import load_config
     from bench.errors import BenchError
@@ -100,6 +106,12 @@ def run_demo(
     if not finished:
         raise BenchError("every demo run failed: " + "; ".join(f"{o.loss}: {o.error}" for o in outcomes))
     changed = any(o.action in ("trained", "resumed") for o in outcomes)
+    real_info: dict[str, Any] = {}
+    if real is not None:
+        from bench.realvoices.demo import score_on_real
+
+        real_info = score_on_real(finished, real, data, exp_dir, force=force)
+        changed = changed or bool(real_info.get("scored"))
     t2 = time.perf_counter()
     marker = report_dir / MARKER
     if changed or force or not marker.exists():
@@ -121,6 +133,7 @@ def run_demo(
         table=rep.get("table", []),
         pairwise=rep.get("pairwise", []),
         device=str(device),
+        real=real_info,
         seconds={
             "corpus": t_corpus,
             "train_and_score": t_train,
@@ -146,6 +159,9 @@ def demo(
         Optional[list[str]], typer.Option("--set", help="Override a demo-preset setting: section.key=value.")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout; no progress bars.")] = False,
+    real: Annotated[
+        Path, typer.Option("--real", help="Real-voice corpus (bench data real); every run is scored on it if present.")
+    ] = DEFAULT_REAL,
 ) -> None:
     """Generate the demo corpus, train four losses, score the trials and write the report.
 
@@ -181,7 +197,7 @@ def demo(
         try:
             res = run_demo(out, data=data, report_dir=report_dir, losses=names, epochs=epochs, force=force,
                            overrides=sets, reporter=reporter, synth_progress=synth_progress,
-                           report_progress=report_progress)  # fmt: skip
+                           report_progress=report_progress, real=real)  # fmt: skip
         finally:
             if isinstance(reporter, RichReporter):
                 reporter.close()
@@ -219,5 +235,7 @@ def _print_summary(res: DemoResult) -> None:
     if reused or any(a == "skipped" for a in actions.values()):
         console.print("reused finished work (" + ", ".join(reused + ["skipped runs"] * any(
             a == "skipped" for a in actions.values())) + "); --force retrains", highlight=False)  # fmt: skip
+    for note in res.real.get("notes", []):
+        console.print(f"real voices: {note}", highlight=False)
     console.print(f"runs: {res.experiment_dir}", highlight=False)
     console.print(f"HTML report: [bold]{res.html}[/]", highlight=False)
