@@ -336,3 +336,34 @@ def test_build_from_the_real_packages_when_cached(tmp_path):
     lic = json.loads((tmp_path / "out" / "licences.json").read_text())
     assert lic["klettres-data"]["licence"] == "GPL-2+"
     assert lic["asterisk-core-sounds-it-wav"]["licence"] == "CC-BY-3.0"
+
+
+# ---------------------------------------------------------------------------------- bench demo
+
+
+@pytest.mark.slow
+def test_demo_scores_every_run_on_the_real_corpus_beside_the_baseline(built, tmp_path):
+    pytest.importorskip("espeakng_loader")
+    from bench.commands.demo import run_demo
+    from bench.synth import generate, make_config
+    from tests.test_demo import TINY_RUN
+
+    data = tmp_path / "synth"
+    generate(make_config("demo", speakers=3, utts=3, min_seconds=1.0, max_seconds=1.5), data, workers=1)
+    real = built[0] / "out"
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    res = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN, n_boot=20,
+                   real=real)  # fmt: skip
+    assert res.real["scored"] == ["softmax", "aam"] and not res.real["notes"]
+    cross = json.loads((runs / "demo" / "softmax" / "seed0" / "eval" / "real" / "metrics.json").read_text())
+    assert cross["train_corpus"] == "synthetic" and cross["eval_corpus"] == "real"
+    by_corpus = {}
+    for row in res.table:
+        by_corpus.setdefault(row["eval_corpus"], set()).add(row["system"])
+    assert any("synthetic -> real" in s for s in by_corpus["real"])
+    assert any(s.startswith("mfcc-baseline") for s in by_corpus["real"])
+    assert any(s.startswith("mfcc-baseline") for s in by_corpus["synthetic"])
+    # a second call reuses the real-voice scores
+    again = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN,
+                     n_boot=20, real=real)  # fmt: skip
+    assert again.real["reused"] == ["softmax", "aam"] and again.report_action == "reused"
