@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.commands import check, demo, evaluate, listing, perf, report, run, score, synth, tune
+from bench.commands import check, demo, evaluate, listing, perf, real, report, run, score, synth, tune
 
 # Stub commands accept any arguments so that "not built yet" is what the user sees.
 LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -28,6 +28,7 @@ data_app = typer.Typer(
 )
 data_app.command("synth")(synth.synth)
 data_app.command("check", context_settings=LOOSE)(check.check)
+data_app.command("real")(real.real)
 
 
 

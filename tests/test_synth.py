@@ -312,3 +312,83 @@ def test_demo_preset_baseline_is_neither_trivial_nor_impossible(tmp_path):
     eer = _brute_force_rocch_eer(result["scores"], result["labels"])
     assert 5.0 < eer < 40.0
     assert result["eer"] == pytest.approx(eer, abs=0.05)
+
+
+# ---------------------------------------------------------------- speakers that transfer
+
+
+def test_transfer_options_leave_the_default_voice_traits_alone():
+    """World languages and glottal sources are drawn after every default trait."""
+    from bench.synth.voices import sample_voice
+
+    for seed in range(20):
+        plain = sample_voice(np.random.default_rng(seed))
+        wide = sample_voice(np.random.default_rng(seed), languages="world", glottal=True)
+        assert (plain.pitch_base, plain.tract, plain.formant_freq, plain.rate) == (
+            wide.pitch_base, wide.tract, wide.formant_freq, wide.rate)  # fmt: skip
+        assert plain.klatt == 0 and plain.tone == ()
+    langs = {sample_voice(np.random.default_rng(s), languages="world").language for s in range(200)}
+    assert len(langs) >= 20 and {"ru", "ar", "ml", "es", "fr", "it"} <= langs
+
+
+def test_glottal_voices_write_klatt_and_tone_into_the_variant():
+    from bench.synth.voices import sample_voice, utterance_params
+
+    voices = [sample_voice(np.random.default_rng(s), glottal=True) for s in range(40)]
+    assert len({v.klatt for v in voices}) >= 4
+    v = next(v for v in voices if v.klatt)
+    text = utterance_params(v, np.random.default_rng(0)).variant
+    assert f"klatt {v.klatt}\n" in text
+    tone = next(line for line in text.splitlines() if line.startswith("tone "))
+    assert [int(t) for t in tone.split()[1::2]] == [600, 1200, 2000, 3000]
+    assert "klatt" not in utterance_params(sample_voice(np.random.default_rng(0)), np.random.default_rng(0)).variant
+
+
+def test_items_are_letters_syllables_and_numbers():
+    from bench.synth.text import CONSONANTS, VOWELS, items
+
+    toks = items(np.random.default_rng(0), 300).rstrip(".").split(", ")
+    assert len(toks) == 300
+    for t in toks:
+        assert (t.isdigit() and 0 <= int(t) < 100) or (len(t) == 1 and t.isalpha()) or (
+            t[0] in CONSONANTS and t[1] in VOWELS and len(t) in (2, 3))  # fmt: skip
+    kinds = {"digit" if t.isdigit() else "letter" if len(t) == 1 else "syllable" for t in toks}
+    assert kinds == {"digit", "letter", "syllable"}
+
+
+def test_telephone_sessions_are_narrowband_and_coded():
+    from bench.synth.channels import TELEPHONE_CODECS, NoiseContext, apply_channel, make_channel
+
+    # telephone=0 draws the original channel; telephone=1 the same one, then the phone path
+    a = make_channel("interview", np.random.default_rng(3))
+    b = make_channel("interview", np.random.default_rng(3), telephone=1.0)
+    assert a.codec == "" and b.codec in TELEPHONE_CODECS and b.noise == a.noise
+    assert b.band[0] >= 300 and b.band[1] <= 3400
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    x = (0.1 * sum(np.sin(2 * np.pi * 180 * k * t) / k for k in range(1, 40))).astype(np.float32)
+    for codec in TELEPHONE_CODECS:
+        ch = make_channel("recitation", np.random.default_rng(1), telephone=1.0)
+        ch.noise, ch.rir, ch.codec = "none", None, codec
+        y = apply_channel(x, ch, rng, NoiseContext())
+        spec = np.abs(np.fft.rfft(y)) ** 2
+        f = np.fft.rfftfreq(len(y), 1 / 16000)
+        assert spec[f > 4100].sum() < 1e-3 * spec.sum(), codec  # the wideband input: ~1e-2
+        assert np.isfinite(y).all() and np.abs(y).max() <= 0.98 + 1e-6
+
+
+def test_transfer_corpus_manifest_and_default_manifest_compatibility(tiny, tmp_path):
+    from bench.synth import generate, make_config
+    from bench.synth.corpus import manifest_params
+
+    cfg, _, manifest = tiny
+    assert "languages" not in manifest["params"] and "telephone" not in manifest["params"]
+    tr = make_config("transfer", speakers=2, utts=2, min_seconds=0.8, max_seconds=1.0)
+    assert (tr.languages, tr.glottal) == ("world", True) and tr.telephone > 0 and tr.prosody > 0
+    assert manifest_params(tr)["languages"] == "world"
+    out = generate(tr, tmp_path / "tr", workers=1)
+    assert out["params"]["telephone"] == tr.telephone
+    files = sorted((tmp_path / "tr" / "data").rglob("*.flac"))
+    assert files and all(np.isfinite(sf.read(f)[0]).all() for f in files)
+    with pytest.raises(BenchError, match="languages"):
+        make_config("demo", languages="klingon")

@@ -33,6 +33,7 @@ from bench.data.prepare import DEMO_PRESETS, DemoPreset, corpus_config  # noqa: 
 
 DEFAULT_DATA = DEMO_PRESETS["demo"].data
 DEFAULT_REPORT = DEMO_PRESETS["demo"].report
+DEFAULT_REAL = Path("data/real-eval")  # bench data real; scored as "synthetic -> real" when present
 
 
 @dataclass
@@ -51,6 +52,7 @@ class DemoResult:
     pairwise: list[dict[str, Any]] = field(default_factory=list)
     device: str = "cpu"
     seconds: dict[str, float] = field(default_factory=dict)
+    real: dict[str, Any] = field(default_factory=dict)  # real-voice evaluation: what was done, notes
 
     @property
     def html(self) -> str:
@@ -83,12 +85,16 @@ def run_demo(
     synth_progress: Any = None,
     report_progress: Any = None,
     threads: int | None = None,
+    real: Path | None = None,
 ) -> DemoResult:
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
     ``overrides`` are extra ``section.key=value`` config settings on top of the demo preset (tests
     use them to shrink the run); ``epochs`` is the maximum budget. ``data`` and ``report_dir``
     default to the preset's folders. A failed run does not stop the others; the caller decides.
+    With ``real`` (a ``bench data real`` corpus), every finished run is also scored on it
+    (``<run>/eval/real/``) and the MFCC baseline on both trial lists, so the report shows
+    "synthetic -> real" beside the synthetic result and the baseline.
     """
     from bench.config import load_config
     from bench.errors import BenchError
@@ -125,6 +131,12 @@ def run_demo(
     if not finished:
         raise BenchError("every demo run failed: " + "; ".join(f"{o.loss}: {o.error}" for o in outcomes))
     changed = any(o.action in ("trained", "resumed") for o in outcomes)
+    real_info: dict[str, Any] = {}
+    if real is not None:
+        from bench.realvoices.demo import score_on_real
+
+        real_info = score_on_real(finished, real, data, exp_dir, force=force)
+        changed = changed or bool(real_info.get("scored"))
     t2 = time.perf_counter()
     marker = report_dir / MARKER
     if changed or force or not marker.exists():
@@ -149,6 +161,7 @@ def run_demo(
         table=rep.get("table", []),
         pairwise=rep.get("pairwise", []),
         device=str(device),
+        real=real_info,
         seconds={
             "corpus": t_corpus,
             "train_and_score": t_train,
@@ -191,6 +204,9 @@ def demo(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout; no progress bars.")] = False,
     threads: Threads = None,
+    real: Annotated[
+        Path, typer.Option("--real", help="Real-voice corpus (bench data real); every run is scored on it if present.")
+    ] = DEFAULT_REAL,
 ) -> None:
     """Generate the demo corpus, train four losses, score the trials and write the report.
 
@@ -236,7 +252,7 @@ def demo(
             res = run_demo(out, preset=preset, data=data, report_dir=report_dir, losses=names, seeds=seed_list,
                            epochs=epochs, force=force,
                            overrides=sets, reporter=reporter, synth_progress=synth_progress,
-                           report_progress=report_progress, threads=threads)  # fmt: skip
+                           report_progress=report_progress, threads=threads, real=real)  # fmt: skip
         finally:
             if isinstance(reporter, RichReporter):
                 reporter.close()
@@ -286,5 +302,7 @@ def _print_summary(res: DemoResult) -> None:
     if reused or skipped:
         console.print("reused finished work (" + ", ".join(reused + ["skipped runs"] * skipped) + "); --force retrains",
                       highlight=False)  # fmt: skip
+    for note in res.real.get("notes", []):
+        console.print(f"real voices: {note}", highlight=False)
     console.print(f"runs: {res.experiment_dir}", highlight=False)
     console.print(Text.assemble("HTML report: ", (res.html, "bold")), highlight=False)

@@ -16,7 +16,10 @@ from bench.commands.common import console, err_console, handle_errors, print_jso
 def synth(
     preset: Annotated[
         str,
-        typer.Option("--preset", help="Size preset: demo (< 1 min on 2 cores) or full (>= 1,000 training speakers)."),
+        typer.Option(
+            "--preset",
+            help="Preset: demo (< 1 min on 2 cores), full (>= 1,000 training speakers) or transfer (demo-sized, more speakers, many languages, telephone codecs, prosody, glottal sources).",
+        ),
     ] = "demo",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: data/synth-<preset>).")] = None,
     speakers: Annotated[

@@ -229,10 +229,16 @@ class Channel:
     noise: str
     snr_db: tuple[float, float]
     level_db: tuple[float, float]
+    codec: str = ""  # "" = wideband; else an 8 kHz telephone path with this codec (bench.synth.codecs)
 
 
-def make_channel(genre_name: str, rng: np.random.Generator) -> Channel:
-    """Draw a session channel from a genre."""
+TELEPHONE_CODECS = ("gsm", "mulaw", "alaw", "none")
+
+
+def make_channel(genre_name: str, rng: np.random.Generator, telephone: float = 0.0) -> Channel:
+    """Draw a session channel from a genre; with probability ``telephone`` it is a phone call
+    (300-3400 Hz, 8 kHz, one of :data:`TELEPHONE_CODECS`). That draw comes after the others, so
+    ``telephone=0`` gives the channels of the original generator."""
     g = GENRES[genre_name]
     rir = None
     if rng.random() < g.reverb_prob:
@@ -242,7 +248,11 @@ def make_channel(genre_name: str, rng: np.random.Generator) -> Channel:
     kinds = list(g.noises)
     w = np.asarray([g.noises[k] for k in kinds], float)
     noise = kinds[rng.choice(len(kinds), p=w / w.sum())]
-    return Channel(genre_name, rir, band, peak, noise, g.snr_db, g.level_db)
+    codec = ""
+    if telephone > 0 and rng.random() < telephone:
+        codec = TELEPHONE_CODECS[int(rng.integers(len(TELEPHONE_CODECS)))]
+        band = (max(band[0], 300.0), min(band[1], 3400.0), band[2])
+    return Channel(genre_name, rir, band, peak, noise, g.snr_db, g.level_db, codec)
 
 
 def channel_gain(ch: Channel, f: np.ndarray) -> np.ndarray:
@@ -270,6 +280,10 @@ def apply_channel(speech: np.ndarray, ch: Channel, rng: np.random.Generator, ctx
     y = filtered(x, lambda f: channel_gain(ch, f))
     level = 10 ** (rng.uniform(*ch.level_db) / 20)
     y = y * level / (np.sqrt(np.mean(y**2)) + 1e-9)
+    if ch.codec:
+        from bench.synth.codecs import telephone
+
+        y = telephone(np.clip(y, -1, 1), SR, ch.codec)
     peak = np.max(np.abs(y)) if n else 0.0
     if peak > 0.98:
         y = y * 0.98 / peak

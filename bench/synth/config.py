@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bench.errors import BenchError
 
 GENERATOR_VERSION = 1
+LANGUAGE_SETS = ("english", "world")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class SynthConfig:
     rir_rooms: int = 4  # rooms per room type
     rirs_per_room: int = 3
     val_nontarget_ratio: int = 10  # non-target to target trials in dev/val_trials.lst
+    # Speakers that transfer to real voices (defaults keep the original generator bit for bit):
+    languages: str = "english"  # english: English accents | world: many languages, each its own text
+    telephone: float = 0.0  # probability that a session goes through an 8 kHz telephone codec path
+    prosody: float = 0.0  # phrase-level F0 register, range and rate variation within an utterance
+    glottal: bool = False  # per-speaker glottal source model (eSpeak Klatt variants) and spectral tilt
 
     def validate(self) -> SynthConfig:
         """Return self, or raise BenchError naming the first out-of-range option."""
@@ -47,6 +53,9 @@ class SynthConfig:
             (0.5 <= self.min_seconds <= self.max_seconds, "need 0.5 <= --min-seconds <= --max-seconds"),
             (self.max_seconds <= 60, "--max-seconds must be at most 60"),
             (self.train_speakers + self.val_speakers + self.eval_speakers <= 99999, "at most 99,999 speakers"),
+            (self.languages in LANGUAGE_SETS, f"languages must be one of {', '.join(LANGUAGE_SETS)}"),
+            (0.0 <= self.telephone <= 1.0, "telephone must be a probability in [0, 1]"),
+            (0.0 <= self.prosody <= 3.0, "prosody must be in [0, 3]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -66,7 +75,17 @@ PRESETS: dict[str, SynthConfig] = {
         test_utts=15, min_seconds=2.0, max_seconds=8.0, corpus_babble_speakers=24, noise_files=60,
         music_files=60, speech_files=60, rir_rooms=20, rirs_per_room=10,
     ),
+    # demo sizes with more speakers and the transfer options: many languages reading their own
+    # text, telephone codecs, phrase-level prosody, glottal source variety, wider vocal tracts
+    "transfer": SynthConfig(
+        preset="transfer", train_speakers=80, val_speakers=10, eval_speakers=20, utts=10,
+        languages="world", telephone=0.3, prosody=1.0, glottal=True, spread=1.2,
+    ),
 }  # fmt: skip
+
+# Options whose default reproduces the original generator: left out of the manifest at their default,
+# so corpora made before they existed are still recognised as complete.
+TRANSFER_DEFAULTS = {"languages": "english", "telephone": 0.0, "prosody": 0.0, "glottal": False}
 
 
 def make_config(preset: str, **overrides) -> SynthConfig:

@@ -123,7 +123,7 @@ _BABBLE: dict[tuple, list[np.ndarray]] = {}
 
 def corpus_babble_pool(cfg: SynthConfig) -> list[np.ndarray]:
     """Clean speech of the in-corpus babble talkers, synthesised once per process."""
-    key = (cfg.seed, cfg.corpus_babble_speakers, cfg.spread)
+    key = (cfg.seed, cfg.corpus_babble_speakers, cfg.spread, cfg.languages, cfg.prosody, cfg.glottal)
     if key not in _BABBLE:
         _BABBLE[key] = [
             clean_passage(cfg, rng_for(cfg, S_CORPUS_BABBLE, k), 6.0) for k in range(cfg.corpus_babble_speakers)
@@ -135,16 +135,30 @@ def clean_passage(cfg: SynthConfig, rng: np.random.Generator, seconds: float) ->
     """A held-out speaker reading for about ``seconds`` (no channel), at -20 dBFS RMS."""
     from bench.synth.voices import sample_voice
 
-    voice = sample_voice(rng, cfg.spread)
-    x = speak(voice, "recitation", rng, seconds, cfg.jitter)
+    voice = sample_voice(rng, cfg.spread, cfg.languages, cfg.glottal)
+    x = speak(voice, "recitation", rng, seconds, cfg.jitter, cfg.prosody, cfg.languages)
     return (x * 0.1 / (np.sqrt(np.mean(x**2)) + 1e-9)).astype(np.float32)
 
 
-def speak(voice, genre: str, rng: np.random.Generator, seconds: float, jitter: float) -> np.ndarray:
-    """``seconds`` of clean speech by ``voice`` in the genre's speaking style, faded out at the cut."""
+def speak(
+    voice,
+    genre: str,
+    rng: np.random.Generator,
+    seconds: float,
+    jitter: float,
+    prosody: float = 0.0,
+    languages: str = "english",
+) -> np.ndarray:
+    """``seconds`` of clean speech by ``voice`` in the genre's speaking style, faded out at the cut.
+
+    With ``prosody`` > 0 each phrase (one synthesiser call) gets its own pitch register, pitch
+    range and rate around the utterance's, so F0 contours and tempo move within an utterance as in
+    read and spontaneous speech. With ``languages="world"`` a voice reads text of its own language
+    (:func:`bench.synth.text.items`: letters, syllables, numbers), English voices sometimes too.
+    """
     from bench.synth.channels import GENRES
     from bench.synth.espeak import engine
-    from bench.synth.text import passage
+    from bench.synth.text import items, passage
     from bench.synth.voices import utterance_params
 
     g = GENRES[genre]
@@ -154,9 +168,15 @@ def speak(voice, genre: str, rng: np.random.Generator, seconds: float, jitter: f
     pieces: list[np.ndarray] = []
     total = 0
     for _ in range(6):
-        w = engine().synth(
-            passage(rng, n_words), uv.language, uv.variant, uv.rate, uv.pitch, uv.prange, int(rng.integers(1, 2**31))
-        )
+        text = passage(rng, n_words)
+        rate, pitch, prange = uv.rate, uv.pitch, uv.prange
+        if languages != "english" and (not uv.language.startswith("en") or rng.random() < 0.3):
+            text = items(rng, n_words)
+        if prosody > 0:
+            rate = int(np.clip(rate * np.exp(0.12 * prosody * rng.standard_normal()), 80, 400))
+            pitch = int(np.clip(pitch + 9 * prosody * rng.standard_normal(), 5, 95))
+            prange = int(np.clip(prange * np.exp(0.3 * prosody * rng.standard_normal()), 5, 100))
+        w = engine().synth(text, uv.language, uv.variant, rate, pitch, prange, int(rng.integers(1, 2**31)))
         loud = np.nonzero(np.abs(w) > 1e-3)[0]
         if loud.size:
             # Keep ~50 ms of the synthesiser's lead-in so pieces join like pauses, not clicks.
@@ -190,7 +210,7 @@ class SpeakerWriter:
         from bench.synth.voices import sample_voice
 
         self.cfg, self.out, self.sp = cfg, out, sp
-        self.voice = sample_voice(rng_for(cfg, S_VOICE, sp.index), cfg.spread)
+        self.voice = sample_voice(rng_for(cfg, S_VOICE, sp.index), cfg.spread, cfg.languages, cfg.glottal)
         self._channels: dict = {}
 
     def channel(self, genre: str, session: int):
@@ -199,7 +219,9 @@ class SpeakerWriter:
         key = (genre, session)
         if key not in self._channels:
             g_idx = list(GENRES).index(genre)
-            self._channels[key] = make_channel(genre, rng_for(self.cfg, S_SESSION, self.sp.index, g_idx, session))
+            self._channels[key] = make_channel(
+                genre, rng_for(self.cfg, S_SESSION, self.sp.index, g_idx, session), self.cfg.telephone
+            )
         return self._channels[key]
 
     def render(self, u: Utt) -> np.ndarray:
@@ -209,7 +231,7 @@ class SpeakerWriter:
         cfg = self.cfg
         rng = rng_for(cfg, S_UTT, self.sp.index, u.k)
         seconds = rng.uniform(cfg.min_seconds, cfg.max_seconds)
-        speech = speak(self.voice, u.genre, rng, seconds, cfg.jitter)
+        speech = speak(self.voice, u.genre, rng, seconds, cfg.jitter, cfg.prosody, cfg.languages)
         ctx = NoiseContext(corpus_babble_pool(cfg) if self.channel(u.genre, u.session).noise == "babble" else [])
         return to_pcm16(apply_channel(speech, self.channel(u.genre, u.session), rng, ctx))
 
@@ -339,7 +361,10 @@ def write_val_trials(cfg: SynthConfig, path: Path, val: list[SpeakerPlan]) -> in
 
 
 def manifest_params(cfg: SynthConfig) -> dict:
-    return {"generator_version": GENERATOR_VERSION, **cfg.to_dict()}
+    from bench.synth.config import TRANSFER_DEFAULTS
+
+    params = {k: v for k, v in cfg.to_dict().items() if not (k in TRANSFER_DEFAULTS and v == TRANSFER_DEFAULTS[k])}
+    return {"generator_version": GENERATOR_VERSION, **params}
 
 
 def read_manifest(out: Path) -> dict | None:

@@ -69,3 +69,27 @@ def passage(rng: np.random.Generator, n_words: int) -> str:
         parts.append(s)
         count += len(s.split())
     return " ".join(parts)
+
+
+# Language-neutral reading material for voices of any language: eSpeak reads letters as their
+# names, syllables and numbers with the voice's own phonology (as KLettres readers and telephone
+# prompts do: letters, syllables, digits).
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+
+
+def items(rng: np.random.Generator, n_items: int) -> str:
+    """``n_items`` comma-separated letters, CV/CVC syllables and numbers (e.g. ``"ba, k, 37, mor"``)."""
+    out = []
+    for _ in range(n_items):
+        kind = rng.random()
+        if kind < 0.25:
+            out.append(chr(ord("a") + int(rng.integers(26))))
+        elif kind < 0.75:
+            syl = CONSONANTS[rng.integers(len(CONSONANTS))] + VOWELS[rng.integers(len(VOWELS))]
+            if rng.random() < 0.3:
+                syl += CONSONANTS[rng.integers(len(CONSONANTS))]
+            out.append(syl)
+        else:
+            out.append(str(int(rng.integers(0, 100))))
+    return ", ".join(out) + "."

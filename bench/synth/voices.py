@@ -8,6 +8,7 @@ speaker are identical.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,20 @@ ACCENTS: tuple[tuple[str, float], ...] = (
     ("en-us-nyc", 0.07), ("en-gb-x-gbclan", 0.06), ("en-gb-x-gbcwmd", 0.06), ("de", 0.04),
     ("nl", 0.04), ("fr", 0.03), ("es", 0.03), ("it", 0.03),
 )  # fmt: skip
+
+# Wider set (SynthConfig.languages = "world"): the languages of the real-voice corpus (KLettres
+# readers, telephone prompts) and other common eSpeak voices, each reading its own language.
+WORLD_LANGUAGES: tuple[tuple[str, float], ...] = (
+    ("en-us", 0.10), ("en", 0.06), ("en-gb-x-rp", 0.03), ("en-gb-scotland", 0.02), ("en-029", 0.02),
+    ("es", 0.06), ("fr", 0.06), ("it", 0.06), ("de", 0.05), ("ru", 0.05), ("pt-br", 0.04), ("nl", 0.03),
+    ("cs", 0.03), ("da", 0.03), ("nb", 0.03), ("hu", 0.03), ("lt", 0.03), ("uk", 0.03), ("ar", 0.03),
+    ("he", 0.02), ("ml", 0.02), ("tn", 0.02), ("pl", 0.03), ("sv", 0.02), ("tr", 0.02), ("el", 0.02),
+    ("fi", 0.02), ("hi", 0.03),
+)  # fmt: skip
+
+# eSpeak NG's Klatt synthesiser variants (1-6) use other glottal source models than its default
+# wave synthesiser (0); "glottal" voices draw one of them, weighted towards the default.
+KLATT_CHOICES = (0, 0, 0, 1, 2, 3, 4, 5, 6)
 
 N_FORMANTS = 9
 
@@ -42,10 +57,19 @@ class Voice:
     voicing: int  # percent
     consonants: int  # percent
     expressiveness: float  # eSpeak pitch range parameter 0..100
+    klatt: int = 0  # glottal source model: 0 = eSpeak's wave synthesiser, 1-6 = Klatt variants
+    tone: tuple[float, ...] = ()  # spectral tilt of the source: eSpeak 'tone' (Hz, percent) pairs
 
 
-def sample_voice(rng: np.random.Generator, spread: float = 1.0) -> Voice:
-    """Draw a speaker.  ``spread`` scales how far speakers differ (1.0 = the presets' default)."""
+def sample_voice(
+    rng: np.random.Generator, spread: float = 1.0, languages: str = "english", glottal: bool = False
+) -> Voice:
+    """Draw a speaker.  ``spread`` scales how far speakers differ (1.0 = the presets' default).
+
+    ``languages="world"`` draws the language from :data:`WORLD_LANGUAGES`; ``glottal`` draws a
+    glottal source model and spectral tilt. Both draw after every default draw, so the default
+    voices are unchanged by the options' existence.
+    """
     female = bool(rng.random() < 0.5)
     names, weights = zip(*ACCENTS)
     p = np.asarray(weights) / sum(weights)
@@ -55,7 +79,7 @@ def sample_voice(rng: np.random.Generator, spread: float = 1.0) -> Voice:
     else:
         base, span, tract = rng.uniform(72, 125), rng.uniform(30, 65), rng.uniform(0.88, 1.02)
     tract = 1.0 + (tract - 1.0) * spread
-    return Voice(
+    voice = Voice(
         gender="female" if female else "male",
         language=language,
         pitch_base=float(base),
@@ -76,6 +100,19 @@ def sample_voice(rng: np.random.Generator, spread: float = 1.0) -> Voice:
         consonants=int(np.clip(rng.normal(100, 15 * spread), 60, 140)),
         expressiveness=float(np.clip(rng.normal(50, 12 * spread), 15, 90)),
     )
+    if languages == "world":
+        names, weights = zip(*WORLD_LANGUAGES)
+        p = np.asarray(weights) / sum(weights)
+        voice = dataclasses.replace(voice, language=names[rng.choice(len(names), p=p)])
+    if glottal:
+        # tilt: source energy at 0.6/1.2/2/3 kHz relative to eSpeak's default (100 %), so voices
+        # range from breathy-dark (falling) to pressed-bright (rising)
+        slope = rng.normal(0, 25 * spread)
+        tone = tuple(
+            v for k, f in enumerate((600, 1200, 2000, 3000)) for v in (f, float(np.clip(100 + slope * k, 40, 220)))
+        )
+        voice = dataclasses.replace(voice, klatt=int(rng.choice(KLATT_CHOICES)), tone=tone)
+    return voice
 
 
 @dataclass(frozen=True)
@@ -114,6 +151,10 @@ def utterance_params(
     for k in range(N_FORMANTS):
         freq = 100 * tract * voice.formant_freq[k] * (1 + 0.01 * j * rng.standard_normal())
         lines.append(f"formant {k} {freq:.0f} {voice.formant_height[k]:.0f} {voice.formant_width[k]:.0f}")
+    if voice.klatt:
+        lines.append(f"klatt {voice.klatt}")
+    if voice.tone:
+        lines.append("tone " + " ".join(f"{v:.0f}" for v in voice.tone))
     if voice.breath:
         b = voice.breath
         lines.append(f"breath 0 {b} {b} {b} {b + 1} {b + 1} {b + 1} {b}")
