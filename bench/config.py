@@ -53,6 +53,7 @@ class DataConfig:
     skip_bad: bool = False
     resample: bool = True  # resample wrong-rate audio (with a warning) instead of refusing it
     val_speakers: int = 0  # 0: use the corpus' own validation split
+    augment_on: str = "loader"  # loader | device: where the views' reverb/noise arithmetic runs (bench/data/ondevice.py)
 
     def validate(self) -> None:
         if self.crop_seconds <= 0:
@@ -61,6 +62,8 @@ class DataConfig:
             raise BenchError(f"data.views must be >= 1, got {self.views}")
         if self.speakers_per_batch < 1 or self.utts_per_speaker < 1:
             raise BenchError("data.speakers_per_batch and data.utts_per_speaker must be >= 1")
+        if self.augment_on not in ("loader", "device"):
+            raise BenchError(f"data.augment_on must be 'loader' or 'device', got {self.augment_on!r}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ whatever ``data.workers``, the world size, or the batch a resumed run starts fro
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -22,7 +23,8 @@ from bench.errors import BenchError
 
 
 class CropDataset(Dataset):
-    """``ds[(batch, position, utt)] -> (views[V, T] float32, label)`` for one epoch.
+    """``ds[(batch, position, utt)] -> (views[V, T] float32, label)`` for one epoch; with
+    ``data.augment_on="device"`` ``(crop[T] float32, the views' draws, label)`` instead.
 
     On an unreadable file with ``data.skip_bad`` the next utterance of the same speaker is used
     (and a warning names the file); otherwise the BenchError propagates.
@@ -69,7 +71,10 @@ class CropDataset(Dataset):
                 raise
             warnings.warn(f"skipping unreadable training file: {e}", stacklevel=2)
             crop = self.crop(self._substitute(utt), rng)
-        return self.augmenter(crop, rng), label
+        draws = self.augmenter.draw(len(crop), rng)
+        if self.cfg.augment_on == "device":
+            return crop, draws, label  # the views are made on the training device (bench.data.ondevice)
+        return self.augmenter.apply(crop, draws), label
 
     def _substitute(self, utt: int) -> int:
         same = np.flatnonzero(self.labels == self.labels[utt])
@@ -81,6 +86,14 @@ def collate(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     waves = torch.from_numpy(np.stack([w for w, _ in items]))
     labels = torch.tensor([lab for _, lab in items], dtype=torch.int64)
     return waves, labels
+
+
+def _collate_fn(data_cfg: DataConfig, view_types: list[str]):
+    if data_cfg.augment_on == "device":
+        from bench.data.ondevice import collate_pending
+
+        return functools.partial(collate_pending, view_types=view_types)
+    return collate
 
 
 def _worker_init(_: int) -> None:
@@ -99,7 +112,9 @@ def make_train_loader(
     start_batch: int = 0,
     num_batches: int | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding ``(waves[B/world_size, V, T] float32, labels[B/world_size] int64)``.
+    """A DataLoader yielding ``(waves[B/world_size, V, T] float32, labels[B/world_size] int64)``;
+    with ``data.augment_on="device"`` ``waves`` is a :class:`bench.data.ondevice.PendingViews` that
+    ``views_on_device`` turns into those views on the training device.
 
     ``len(loader)`` is the number of batches it yields: the epoch (``num_batches`` or about one pass
     over the training utterances) minus ``start_batch``. Extra attributes: ``loader.num_batches``
@@ -119,7 +134,7 @@ def make_train_loader(
         dataset,
         batch_sampler=sampler,
         num_workers=data_cfg.workers,
-        collate_fn=collate,
+        collate_fn=_collate_fn(data_cfg, augmenter.view_types),
         worker_init_fn=_worker_init if data_cfg.workers > 0 else None,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from bench.config import ExperimentConfig, to_dict
+from bench.data.ondevice import views_on_device
 from bench.errors import BenchError
 from bench.runner import ddp
 from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -311,6 +312,7 @@ def train(
                 waves, labels = next(it)
             except StopIteration:
                 break
+            waves = views_on_device(waves, device)  # data.augment_on="device": the views are made here
             torch.manual_seed(step_seed(tc.seed, epoch, b, info.rank))
             margin.step(epoch + b / steps)
             lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
