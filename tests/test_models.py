@@ -210,6 +210,19 @@ def test_ecapa_equals_reference_implementation_at_fixed_weights(params):
         torch.testing.assert_close(m(wave, lengths), ref(wave, lengths), atol=1e-5, rtol=1e-4)
 
 
+def test_compile_is_chosen_from_the_measured_table():
+    from models import speed
+
+    long_run = speed.SPEEDUPS[("ecapa", "cpu")].compile_min_steps
+    assert not speed.should_compile("ecapa", "cpu", steps=long_run - 1)
+    assert speed.should_compile("ecapa", "cpu", steps=long_run)
+    assert speed.should_compile("tiny", "cpu", steps=10, compile=True)  # train.compile=true forces it
+    assert not speed.should_compile("ecapa", "cuda", steps=10**9)  # not measured there: off
+    m = _model("tiny")
+    assert speed.prepare_for_training(m, "tiny", "cpu", steps=10) is m
+    assert speed.prepare_for_training(m, "tiny", "cpu", steps=10, compile=True)._orig_mod is m
+
+
 def test_padding_changes_output_without_lengths():
     """Control for the test above: the comparison is able to fail."""
     m = _model("tiny").eval()

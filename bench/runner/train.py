@@ -29,6 +29,7 @@ from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from bench.runner.evaluate import Embeddings, embed_utterances, validation_eer
 from bench.runner.optim import amp_mode, autocast, build_optimizer, build_scheduler, make_scaler
 from bench.runner.rundir import RunDir
+from models.speed import prepare_for_training
 
 LOG_COLUMNS = ["epoch", "batch", "global_step", "loss", "accuracy", "lr", "samples_per_s", "bad_steps"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "lr", "val_eer", "bad_steps", "train_seconds", "samples_per_s"]
@@ -270,7 +271,8 @@ def train(
         state.untrained = untrained_eval(embed_fn(model))
     ddp.barrier(info)
 
-    train_model: torch.nn.Module = torch.compile(model) if tc.compile else model
+    # channels-last / torch.compile where measured to help on this device (models/speed.py)
+    train_model = prepare_for_training(model, cfg.model.backbone, device, steps=tc.epochs * steps, compile=tc.compile)
     train_model = ddp.wrap(train_model, info, device)
     train_loss = ddp.wrap(loss_mod, info, device)
 
