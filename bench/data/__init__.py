@@ -8,6 +8,7 @@ Modules:
     augment  -- the ``AUGMENTATIONS`` registry of view types and ``MultiViewAugmenter``.
     sampler  -- ``SpeakerBalancedBatchSampler``.
     loader   -- ``make_train_loader``.
+    ondevice -- ``data.augment_on="device"``: ``PendingViews`` batches and the ``views_on_device`` hook.
     check    -- ``check_corpus`` behind ``bench data check``.
     fixtures -- tiny corpora in the real layouts (tests, perf).
     perf     -- ``loader_throughput`` for the benchmark suite.

@@ -13,6 +13,12 @@ SNR ranges), so a new view type is one class plus one ``register`` line:
 
 SNR is defined against the whole crop: ``10 log10(mean(clean^2) / mean(added^2))``. Missing
 noise/RIR folders are reported when the augmenter is built (at loader start-up), never mid-epoch.
+
+Each view is a random ``draw`` (in the loader worker: choices, plus decoding the noise segment or
+RIR they pick) and a deterministic ``apply``. ``data.augment_on`` says where ``apply`` runs:
+``"loader"`` (per utterance, numpy, in the worker) or ``"device"`` (batched torch on the training
+device, :mod:`bench.data.ondevice`); the same draws give the same views either way, to float32
+rounding.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from bench.config import DataConfig
 from bench.data.audio import audio_info, read_audio, resample_poly
@@ -151,7 +159,14 @@ class ReverbConfig:
 
 
 class View:
-    """One view type: ``view(wave[T], rng) -> wave[T]`` float32. ``needs`` names the banks it reads."""
+    """One view type, split into a random ``draw`` and a deterministic ``apply``.
+
+    ``draw(n, rng) -> params`` makes every random choice for a crop of ``n`` samples and decodes the
+    sources it picked (noise segment, RIR); ``apply(wave[T], params) -> wave[T]`` float32 runs on one
+    crop in numpy (``data.augment_on="loader"``); ``apply_batch(crops[B, T], params) -> [B, T]`` runs
+    the same arithmetic batched in torch on the training device (``data.augment_on="device"``) on
+    ``collate``'d params. ``needs`` names the banks ``draw`` reads.
+    """
 
     needs: tuple[str, ...] = ()
 
@@ -159,24 +174,59 @@ class View:
         self.cfg = cfg
         self.banks = banks
 
+    def draw(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+        return {}
+
+    def apply(self, wave: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        raise NotImplementedError
+
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.apply(wave, self.draw(len(wave), rng))
+
+    @staticmethod
+    def collate(params: list[dict[str, Any]], n: int) -> dict[str, torch.Tensor]:
+        """The draws of a batch as tensors (``[B, ...]`` each)."""
+        return {}
+
+    @staticmethod
+    def apply_batch(crops: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
 
 @AUGMENTATIONS.register("clean", CleanConfig, "the crop unchanged")
 class Clean(View):
-    def __call__(self, wave, rng):
+    def apply(self, wave, params):
         return wave.copy()
+
+    @staticmethod
+    def apply_batch(crops, params):
+        return crops
+
+
+class Additive(View):
+    """A noise signal added at a drawn SNR; ``draw`` returns ``{"noise": float32[n], "snr": dB}``."""
+
+    @staticmethod
+    def collate(params, n):
+        return {"noise": torch.from_numpy(np.stack([p["noise"] for p in params])),
+                "snr": torch.tensor([p["snr"] for p in params], dtype=torch.float32)}
+
+    def apply(self, wave, params):
+        return add_at_snr(wave, params["noise"], params["snr"])
+
+    @staticmethod
+    def apply_batch(crops, params):
+        return add_at_snr_batch(crops, params["noise"], params["snr"])
 
 
 @AUGMENTATIONS.register("noise", SnrConfig, "MUSAN noise at 0-15 dB SNR")
-class Noise(View):
+class Noise(Additive):
     needs = ("noise",)
     bank = "noise"
 
-    def __call__(self, wave, rng):
-        snr = rng.uniform(self.cfg.snr_min, self.cfg.snr_max)
-        return add_at_snr(wave, self.banks.need(self.bank).segment(rng, len(wave)), snr)
+    def draw(self, n, rng):
+        snr = float(rng.uniform(self.cfg.snr_min, self.cfg.snr_max))
+        return {"noise": self.banks.need(self.bank).segment(rng, n), "snr": snr}
 
 
 @AUGMENTATIONS.register("music", MusicConfig, "MUSAN music at 5-15 dB SNR")
@@ -186,26 +236,36 @@ class Music(Noise):
 
 
 @AUGMENTATIONS.register("babble", BabbleConfig, "3-7 MUSAN speech talkers at 13-20 dB SNR")
-class Babble(View):
+class Babble(Additive):
     needs = ("speech",)
 
-    def __call__(self, wave, rng):
+    def draw(self, n, rng):
         k = int(rng.integers(self.cfg.talkers_min, self.cfg.talkers_max + 1))
         bank = self.banks.need("speech")
-        mix = np.zeros(len(wave), dtype=np.float64)
+        mix = np.zeros(n, dtype=np.float64)
         for _ in range(k):
-            s = bank.segment(rng, len(wave)).astype(np.float64)
+            s = bank.segment(rng, n).astype(np.float64)
             # equal-power talkers, so no single loud file dominates the babble
             mix += s / max(np.sqrt(np.mean(s**2)), 1e-8)
-        return add_at_snr(wave, mix.astype(np.float32), rng.uniform(self.cfg.snr_min, self.cfg.snr_max))
+        # the talkers are summed here even for augment_on="device": O(kT) work, and k times less
+        # audio to send from the loader worker than the separate talkers
+        return {"noise": mix.astype(np.float32), "snr": float(rng.uniform(self.cfg.snr_min, self.cfg.snr_max))}
 
 
 @AUGMENTATIONS.register("reverb", ReverbConfig, "convolution with a RIRS_NOISES room impulse response")
 class Reverb(View):
+    """Convolution with a unit-energy RIR, aligned at its direct path (the largest tap).
+
+    ``draw`` returns ``{"rir": float32[L]}`` as decoded (normalised and aligned in ``apply``).
+    """
+
     needs = ("rir",)
 
-    def __call__(self, wave, rng):
-        rir = self.banks.need("rir").whole(rng).astype(np.float64)
+    def draw(self, n, rng):
+        return {"rir": self.banks.need("rir").whole(rng)}
+
+    def apply(self, wave, params):
+        rir = params["rir"].astype(np.float64)
         energy = np.sqrt(np.sum(rir**2))
         if energy <= 0:
             return wave.copy()
@@ -213,6 +273,39 @@ class Reverb(View):
         peak = int(np.argmax(np.abs(rir)))
         out = fft_convolve(wave.astype(np.float64), rir / energy)[peak: peak + len(wave)]
         return repeat_pad(out, len(wave)).astype(np.float32)
+
+    @staticmethod
+    def collate(params, n):
+        longest = max(len(p["rir"]) for p in params)
+        # zero taps change nothing; padding to a 2^a 3^b 5^c FFT size keeps the batched FFT fast
+        size = fast_length(n + longest - 1) - n + 1
+        rirs = torch.zeros(len(params), size)
+        for i, p in enumerate(params):
+            rirs[i, : len(p["rir"])] = torch.from_numpy(p["rir"])
+        return {"rir": rirs}
+
+    @staticmethod
+    def apply_batch(crops, params):
+        from torchaudio.functional import fftconvolve
+
+        rir = params["rir"]
+        energy = rir.pow(2).sum(-1, keepdim=True).sqrt()
+        peak = rir.abs().argmax(-1, keepdim=True)  # first maximum, like np.argmax
+        full = fftconvolve(crops, rir / energy.clamp_min(torch.finfo(rir.dtype).tiny))  # [B, T + L - 1]
+        idx = peak + torch.arange(crops.shape[-1], device=crops.device)
+        return torch.where(energy > 0, full.gather(-1, idx), crops)
+
+
+def add_at_snr_batch(crops: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """Batched :func:`add_at_snr`: ``crops[B, T] + g * noise[B, T]`` at ``snr_db[B]`` (whole-crop powers).
+
+    ``torchaudio.functional.add_noise`` does the scaling; rows with a silent crop or silent noise
+    (no defined SNR) are returned unchanged, as in the per-utterance path.
+    """
+    from torchaudio.functional import add_noise
+
+    ok = (crops.pow(2).sum(-1, keepdim=True) > 0) & (noise.pow(2).sum(-1, keepdim=True) > 0)
+    return torch.where(ok, add_noise(crops, noise, snr_db), crops)
 
 
 def fast_length(n: int) -> int:
@@ -299,4 +392,12 @@ class MultiViewAugmenter:
         self.views = [AUGMENTATIONS.build(v, params.get(v, {}), banks) for v in self.view_types]
 
     def __call__(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([view(crop, rng) for view in self.views]).astype(np.float32, copy=False)
+        return self.apply(crop, self.draw(len(crop), rng))
+
+    def draw(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Every view's random parameters for a crop of ``n`` samples, in view order (one generator)."""
+        return [view.draw(n, rng) for view in self.views]
+
+    def apply(self, crop: np.ndarray, params: list[dict[str, Any]]) -> np.ndarray:
+        """``views[V, T]`` float32 from ``draw``'s parameters, per utterance in numpy."""
+        return np.stack([view.apply(crop, p) for view, p in zip(self.views, params)]).astype(np.float32, copy=False)

@@ -25,7 +25,8 @@ from bench.procs import die_with_parent
 
 
 class CropDataset(Dataset):
-    """``ds[(batch, position, utt)] -> (views[V, T] float32, label)`` for one epoch.
+    """``ds[(batch, position, utt)] -> (views[V, T] float32, label)`` for one epoch; with
+    ``data.augment_on="device"`` ``(crop[T] float32, the views' draws, label)`` instead.
 
     On an unreadable file with ``data.skip_bad`` the next utterance of the same speaker is used
     (and a warning names the file); otherwise the BenchError propagates.
@@ -72,7 +73,10 @@ class CropDataset(Dataset):
                 raise
             warnings.warn(f"skipping unreadable training file: {e}", stacklevel=2)
             crop = self.crop(self._substitute(utt), rng)
-        return self.augmenter(crop, rng), label
+        draws = self.augmenter.draw(len(crop), rng)
+        if self.cfg.augment_on == "device":
+            return crop, draws, label  # the views are made on the training device (bench.data.ondevice)
+        return self.augmenter.apply(crop, draws), label
 
     def _substitute(self, utt: int) -> int:
         same = np.flatnonzero(self.labels == self.labels[utt])
@@ -86,11 +90,21 @@ def collate(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return waves, labels
 
 
+def _collate_fn(data_cfg: DataConfig, view_types: list[str]):
+    if data_cfg.augment_on == "device":
+        from bench.data.ondevice import collate_pending
+
+        return functools.partial(collate_pending, view_types=view_types)
+    return collate
+
+
 def _worker_init(parent_pid: int, _: int) -> None:
     # a worker dies with the main process (never an orphan holding its files or its run lock)
     die_with_parent(parent_pid)
-    # augmentation is numpy/scipy work per item; intra-op threads would only oversubscribe the cores
-    torch.set_num_threads(1)
+    # augmentation is numpy/scipy work per item: one thread for torch and the BLAS pools
+    from bench.threads import worker_init
+
+    worker_init()
 
 
 def make_train_loader(
@@ -104,7 +118,9 @@ def make_train_loader(
     start_batch: int = 0,
     num_batches: int | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding ``(waves[B/world_size, V, T] float32, labels[B/world_size] int64)``.
+    """A DataLoader yielding ``(waves[B/world_size, V, T] float32, labels[B/world_size] int64)``;
+    with ``data.augment_on="device"`` ``waves`` is a :class:`bench.data.ondevice.PendingViews` that
+    ``views_on_device`` turns into those views on the training device.
 
     ``len(loader)`` is the number of batches it yields: the epoch (``num_batches`` or about one pass
     over the training utterances) minus ``start_batch``. Extra attributes: ``loader.num_batches``
@@ -124,7 +140,7 @@ def make_train_loader(
         dataset,
         batch_sampler=sampler,
         num_workers=data_cfg.workers,
-        collate_fn=collate,
+        collate_fn=_collate_fn(data_cfg, augmenter.view_types),
         worker_init_fn=functools.partial(_worker_init, os.getpid()) if data_cfg.workers > 0 else None,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),

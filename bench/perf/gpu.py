@@ -167,11 +167,16 @@ def _eval_pass(sizes: GpuSizes, device: Any) -> tuple[list[dict[str, Any]], dict
     return rows, raw
 
 
-def _loader_vs_demand(sizes: GpuSizes, demand: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _loader_vs_demand(
+    sizes: GpuSizes, demand: float, device: str = "cpu"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from bench.data.perf import loader_throughput
 
     res = loader_throughput(views=5, batches=sizes.loader_batches, workers=0)
     per_worker = res["views_per_s"]
+    # data.augment_on=device: the loader only decodes, crops and draws; what a worker then delivers
+    dev = loader_throughput(views=5, batches=sizes.loader_batches, workers=0, augment_on="device", device=device)
+    dev_per_worker = 5000.0 / dev["loader_cpu_ms_per_crop"]
     return [
         row(
             "augmented views/s, one loader process",
@@ -182,8 +187,20 @@ def _loader_vs_demand(sizes: GpuSizes, demand: float) -> tuple[list[dict[str, An
             ratio=demand / per_worker,
             ratio_label="workers needed",
             note="5-view augmentation on the CPU; demand = best training samples/s above",
-        )  # fmt: skip
-    ], res
+        ),  # fmt: skip
+        row(
+            "views/s one loader process feeds, data.augment_on=device",
+            dev_per_worker,
+            "views/s",
+            peer_name="fastest training demand",
+            peer=demand,
+            ratio=demand / dev_per_worker,
+            ratio_label="workers needed",
+            note=f"loader CPU {dev['loader_cpu_ms_per_crop']:.0f} ms per utterance (loader path "
+            f"{res['loader_cpu_ms_per_crop']:.0f} ms); views made on {device} in {dev['device_ms_per_crop']:.2f} ms "
+            "per utterance",
+        ),  # fmt: skip
+    ], {"loader": res, "device": dev}
 
 
 def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda", quick: bool = False) -> dict[str, Any]:
@@ -228,7 +245,7 @@ def run_gpu(sizes: GpuSizes | None = None, device: str = "cuda", quick: bool = F
     }
     t0 = time.perf_counter()
     demand = max(r["train_samples_per_s"] for r in result["sections"]["gpu_train"]["raw"].values())
-    rows, raw = _loader_vs_demand(sizes, demand)
+    rows, raw = _loader_vs_demand(sizes, demand, str(dev))
     result["sections"]["gpu_loader"] = {
         "title": "Data loader vs the GPU's demand",
         "what": "One loader process (workers=0) on a fixture corpus, 2 s crops, 5 views; the ratio is how many "

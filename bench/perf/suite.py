@@ -287,34 +287,63 @@ def bench_losses(ctx: Context) -> dict[str, Any]:
 
 @benchmark("loader")
 def bench_loader(ctx: Context) -> dict[str, Any]:
-    from bench.data.perf import loader_throughput
+    from bench.data.perf import loader_throughput, write_fixture
 
     batches = 2 if ctx.quick else 6
-    runs = [loader_throughput(views=5, batches=batches, workers=0) for _ in range(ctx.repeats)]
-    views_per_s = median_of(runs, "views_per_s")
-    crops_per_s = median_of(runs, "crops_per_s")
+    paths = ("loader", "device")
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+        root = write_fixture(tmp)
+        for _ in range(ctx.repeats):  # the two paths interleaved, so a load spike hits both
+            for p in paths:
+                runs[p].append(loader_throughput(root, corpus="cnceleb", views=5, batches=batches, workers=0,
+                                                 augment_on=p, device="cpu"))  # fmt: skip
+    views_per_s = {p: median_of(runs[p], "views_per_s") for p in paths}
+    loader_ms = {p: median_of(runs[p], "loader_cpu_ms_per_crop") for p in paths}
+    crops_per_s = median_of(runs["loader"], "crops_per_s")
     demand = ecapa_ours(ctx)["train_samples_per_s"]
     rows = [
         row(
             "augmented views/s, one process",
-            views_per_s,
+            views_per_s["loader"],
             "views/s",
             peer_name="ECAPA C=512 training demand",
             peer=demand,
-            ratio=views_per_s / demand,
+            ratio=views_per_s["loader"] / demand,
             ratio_label="× demand",
             note=f"{crops_per_s:.1f} utterances/s × 5 views (reverb, babble, music, noise, clean); "
-            f"{median_of(runs, 'cpu_ms_per_crop'):.0f} CPU ms per utterance",
+            f"{median_of(runs['loader'], 'cpu_ms_per_crop'):.0f} CPU ms per utterance",
+        ),  # fmt: skip
+        row(
+            "augmented views/s, data.augment_on=device (this CPU as the device)",
+            views_per_s["device"],
+            "views/s",
+            peer_name="data.augment_on=loader",
+            peer=views_per_s["loader"],
+            ratio=views_per_s["device"] / views_per_s["loader"],
+            ratio_label="× the loader path",
+            note=f"loader decodes, crops and draws; the views are made batched in torch "
+            f"({median_of(runs['device'], 'device_ms_per_crop'):.1f} ms per utterance)",
+        ),  # fmt: skip
+        row(
+            "CPU ms per crop left in the loader, data.augment_on=device",
+            loader_ms["device"],
+            "ms",
+            peer_name="data.augment_on=loader",
+            peer=loader_ms["loader"],
+            ratio=loader_ms["loader"] / loader_ms["device"],
+            ratio_label="× less loader CPU",
+            note="what each loader worker still spends per utterance (5 views); the rest moves to the device",
         ),  # fmt: skip
     ]
     return {
         "title": "Data loader: 5-view augmentation vs what training consumes",
         "what": f"make_train_loader on a fixture corpus (FLAC, MUSAN/RIR banks), 2 s crops, batch 16, "
-        f"{batches} timed batches, workers=0 (one process), median of {ctx.repeats}. Demand = crops/s of the "
-        "ECAPA C=512 training step measured in this run. Ratio > 1: one loader process keeps up; "
-        "otherwise it is the number of loader workers needed.",
+        f"{batches} timed batches, workers=0 (one process), median of {ctx.repeats}, the two data.augment_on "
+        "paths interleaved. Demand = crops/s of the ECAPA C=512 training step measured in this run. Ratio > 1: "
+        "one loader process keeps up; otherwise it is the number of loader workers needed.",
         "rows": rows,
-        "raw": {"runs": runs, "demand_views_per_s": demand},
+        "raw": {"runs": runs["loader"], "device_runs": runs["device"], "demand_views_per_s": demand},
     }
 
 

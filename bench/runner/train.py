@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from bench.config import ExperimentConfig, to_dict
+from bench.data.ondevice import views_on_device
 from bench.errors import BenchError
 from bench.runner import ddp
 from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -29,6 +30,7 @@ from bench.runner.convergence import Plateau
 from bench.runner.evaluate import Embeddings, embed_utterances, validation_eer
 from bench.runner.optim import amp_mode, autocast, build_optimizer, build_scheduler, make_scaler
 from bench.runner.rundir import RunDir
+from models.speed import prepare_for_training
 
 LOG_COLUMNS = ["epoch", "batch", "global_step", "loss", "accuracy", "lr", "samples_per_s", "bad_steps"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "lr", "val_eer", "bad_steps", "train_seconds", "samples_per_s"]
@@ -289,7 +291,8 @@ def train(
         state.untrained = untrained_eval(embed_fn(model))
     ddp.barrier(info)
 
-    train_model: torch.nn.Module = torch.compile(model) if tc.compile else model
+    # channels-last / torch.compile where measured to help on this device (models/speed.py)
+    train_model = prepare_for_training(model, cfg.model.backbone, device, steps=tc.epochs * steps, compile=tc.compile)
     train_model = ddp.wrap(train_model, info, device)
     train_loss = ddp.wrap(loss_mod, info, device)
 
@@ -334,6 +337,7 @@ def train(
                 waves, labels = next(it)
             except StopIteration:
                 break
+            waves = views_on_device(waves, device)  # data.augment_on="device": the views are made here
             torch.manual_seed(step_seed(tc.seed, epoch, b, info.rank))
             margin.step(epoch + b / steps)
             lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
