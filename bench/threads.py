@@ -62,9 +62,18 @@ def plan(workers: int, threads: int | None = None, cpus: int | None = None, loca
 
 
 def configure(workers: int, threads: int | None = None) -> int:
-    """Apply :func:`plan` to torch in this process; returns the thread count set."""
+    """Apply :func:`plan` to torch in this process; returns the thread count set.
+
+    An ``OMP_NUM_THREADS`` the user exported is an explicit choice like ``--threads`` and is kept
+    (outside torchrun, which exports ``OMP_NUM_THREADS=1`` itself when it is unset).
+    """
     import torch
 
+    if threads is None and "LOCAL_WORLD_SIZE" not in os.environ:
+        try:
+            threads = int(os.environ["OMP_NUM_THREADS"])
+        except (KeyError, ValueError):
+            pass
     n = plan(workers, threads, local_ranks=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(n)
     return n

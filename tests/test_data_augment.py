@@ -235,7 +235,7 @@ def test_device_loader_gives_the_loader_paths_batches(corpus_cfg):
 
 def test_augment_on_is_validated():
     assert load_config(overrides=["data.augment_on=device"]).data.augment_on == "device"
-    with pytest.raises(BenchError, match="data.augment_on must be 'loader' or 'device', got 'gpu'"):
+    with pytest.raises(BenchError, match="data.augment_on must be loader or device, got 'gpu'"):
         load_config(overrides=["data.augment_on=gpu"])
 
 

@@ -346,3 +346,17 @@ def test_plain_postgresql_url_uses_an_installed_driver():
 
     engine = sqlalchemy.create_engine("postgresql://user@localhost/db")  # no connection is made
     importlib.import_module(engine.dialect.driver)  # the default driver of the URL as written is installed
+
+
+def test_an_exported_omp_num_threads_is_kept_outside_torchrun(monkeypatch):
+    from bench.threads import configure
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure(workers=0) == 1
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # under torchrun its own OMP_NUM_THREADS=1 is not a choice
+        assert configure(workers=0, threads=None) == max(1, __import__("bench.threads").threads.available_cpus())
+    finally:
+        torch.set_num_threads(before)

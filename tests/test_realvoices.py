@@ -352,7 +352,7 @@ def test_demo_scores_every_run_on_the_real_corpus_beside_the_baseline(built, tmp
     generate(make_config("demo", speakers=3, utts=3, min_seconds=1.0, max_seconds=1.5), data, workers=1)
     real = built[0] / "out"
     runs, report = tmp_path / "runs", tmp_path / "report"
-    res = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN, n_boot=20,
+    res = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN, n_boot=20, seeds=(0,),
                    real=real)  # fmt: skip
     assert res.real["scored"] == ["softmax", "aam"] and not res.real["notes"]
     cross = json.loads((runs / "demo" / "softmax" / "seed0" / "eval" / "real" / "metrics.json").read_text())
@@ -364,6 +364,6 @@ def test_demo_scores_every_run_on_the_real_corpus_beside_the_baseline(built, tmp
     assert any(s.startswith("mfcc-baseline") for s in by_corpus["real"])
     assert any(s.startswith("mfcc-baseline") for s in by_corpus["synthetic"])
     # a second call reuses the real-voice scores
-    again = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN,
+    again = run_demo(runs, data=data, report_dir=report, losses=("softmax", "aam"), epochs=1, overrides=TINY_RUN, seeds=(0,),
                      n_boot=20, real=real)  # fmt: skip
     assert again.real["reused"] == ["softmax", "aam"] and again.report_action == "reused"

@@ -99,6 +99,8 @@ def prepare_corpus(data: Any, *, quiet: bool = False) -> str:
     if data.corpus == "synthetic":
         if (root / "corpus.json").exists():
             return "reused"
+        if (root / "data").is_dir() and not (root / ".synth-params.json").exists():
+            return "exists"  # a corpus in the synthetic layout made elsewhere (no manifest): used as it is
         if not quiet:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
