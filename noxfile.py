@@ -12,7 +12,9 @@ import nox
 ROOT = Path(__file__).parent
 VENV = ROOT / ".venv"
 PERF_VENV = ROOT / ".venv-perf"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "types", "tests", "doctests"]
+# the docstring examples of every module (bench/__main__.py, the CLI entry, is left out in conftest.py)
+DOCTEST_PACKAGES = ["bench", "losses", "models", "reports"]
 
 
 def _setup(session: nox.Session) -> None:
@@ -28,6 +30,20 @@ def tests(session: nox.Session) -> None:
     """The fast suite (slow tests deselected)."""
     _setup(session)
     session.run(_py(), "-m", "pytest", "-q", "-m", "not slow", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def doctests(session: nox.Session) -> None:
+    """Every docstring example in bench/, losses/, models/, reports/ (a few seconds)."""
+    _setup(session)
+    session.run(_py(), "-m", "pytest", "-q", "--doctest-modules", *DOCTEST_PACKAGES, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def types(session: nox.Session) -> None:
+    """mypy --strict over the files listed in pyproject.toml's [tool.mypy]."""
+    _setup(session)
+    session.run(str(VENV / "bin" / "mypy"), *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -27,9 +27,12 @@ everything is O(N log N) time, O(N) memory, with exact integer counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from bench.errors import BenchError
 
@@ -41,7 +44,7 @@ EER_METHODS = ("rocch", "interp")
 # --------------------------------------------------------------------------------------------
 
 
-def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     lab = np.asarray(labels)
     if lab.dtype != bool:
@@ -138,7 +141,7 @@ def _corner_thresholds(tau: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _walk(fa, miss, side, p, q) -> None:
+def _walk(fa: np.ndarray, miss: np.ndarray, side: np.ndarray, p: np.ndarray, q: np.ndarray) -> None:
     """Quickhull walk of :func:`_rocch_crossing` on rows [B, M], updating ``p``/``q`` in place."""
     b = fa.shape[0]
     active = np.ones(b, dtype=bool)
@@ -159,7 +162,9 @@ def _walk(fa, miss, side, p, q) -> None:
         active[idx[s == 0]] = False
 
 
-def _rocch_crossing(fa: np.ndarray, miss: np.ndarray, n_non, n_tar, window: int = 256):
+def _rocch_crossing(
+    fa: np.ndarray, miss: np.ndarray, n_non: npt.ArrayLike, n_tar: npt.ArrayLike, window: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where the ROC convex hull crosses P_miss == P_fa, for a batch of point sets [B, M].
 
     A quickhull walk restricted to the crossing: P (P_miss <= P_fa) and Q (P_miss >= P_fa) are
@@ -200,7 +205,8 @@ def _rocch_crossing(fa: np.ndarray, miss: np.ndarray, n_non, n_tar, window: int 
         lo = np.clip((p[todo] + q[todo] - width) // 2, 0, m - width)
         cols = lo[:, None] + np.arange(width)
         pt, qt = p[todo] - lo, q[todo] - lo
-        _walk(*(np.take_along_axis(a[todo], cols, 1) for a in (fa, miss, side)), pt, qt)
+        fw, mw, sw = (np.take_along_axis(a[todo], cols, 1) for a in (fa, miss, side))
+        _walk(fw, mw, sw, pt, qt)
         p[todo], q[todo] = pt + lo, qt + lo
         pf, pm, qf, qm = fa[todo, p[todo]], miss[todo, p[todo]], fa[todo, q[todo]], miss[todo, q[todo]]
         cross = (qf - pf)[:, None] * (miss[todo] - pm[:, None]) - (qm - pm)[:, None] * (fa[todo] - pf[:, None])
@@ -250,7 +256,7 @@ def _eer_with_threshold(s: np.ndarray, lab: np.ndarray, method: str) -> tuple[fl
     return 100.0 * float(e[0]), float(t)
 
 
-def eer(scores, labels, method: str = "rocch") -> float:
+def eer(scores: npt.ArrayLike, labels: npt.ArrayLike, method: str = "rocch") -> float:
     """Equal error rate in percent.
 
     ``method="rocch"`` (default): the point where the ROC convex hull crosses P_miss == P_fa
@@ -277,14 +283,37 @@ def _check_p(p: float) -> float:
     return p
 
 
-def _min_dcf_counts(fa, miss, n_non, n_tar, p: float):
+def _min_dcf_counts(
+    fa: np.ndarray, miss: np.ndarray, n_non: npt.ArrayLike, n_tar: npt.ArrayLike, p: float
+) -> tuple[Any, Any]:
+    # (min cost, argmin): arrays [B] for batched counts, numpy scalars for 1-D counts
     dcf = (p * miss / np.asarray(n_tar, float)[..., None] + (1 - p) * fa / np.asarray(n_non, float)[..., None]) / min(
         p, 1 - p
     )
     return dcf.min(axis=-1), dcf.argmin(axis=-1)
 
 
-def min_dcf(scores, labels, p_target: float = 0.01, return_threshold: bool = False):
+@overload
+def min_dcf(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, p_target: float = ..., return_threshold: Literal[False] = ...
+) -> float: ...
+
+
+@overload
+def min_dcf(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, p_target: float = ..., *, return_threshold: Literal[True]
+) -> tuple[float, float]: ...
+
+
+@overload
+def min_dcf(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, p_target: float = ..., return_threshold: bool = ...
+) -> float | tuple[float, float]: ...
+
+
+def min_dcf(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, p_target: float = 0.01, return_threshold: bool = False
+) -> float | tuple[float, float]:
     """Minimum normalised detection cost over all thresholds, C_miss = C_fa = 1.
 
     ``min_t (p P_miss(t) + (1 - p) P_fa(t)) / min(p, 1 - p)``; 1.0 is the best trivial system.
@@ -300,7 +329,7 @@ def min_dcf(scores, labels, p_target: float = 0.01, return_threshold: bool = Fal
     return float(val)
 
 
-def act_dcf(llr, labels, p_target: float = 0.01) -> float:
+def act_dcf(llr: npt.ArrayLike, labels: npt.ArrayLike, p_target: float = 0.01) -> float:
     """Actual normalised DCF of calibrated LLR scores at the Bayes threshold.
 
     Accepts when ``llr >= log((1 - p) / p)`` (C_miss = C_fa = 1), normalised by ``min(p, 1 - p)``.
@@ -313,7 +342,7 @@ def act_dcf(llr, labels, p_target: float = 0.01) -> float:
     return float((p * p_miss + (1 - p) * p_fa) / min(p, 1 - p))
 
 
-def cllr(llr, labels) -> float:
+def cllr(llr: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Log-likelihood-ratio cost in bits, equal class weights:
     ``0.5 (mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr))``.  1.0 = uninformative."""
     s, lab = _as_arrays(llr, labels)
@@ -351,7 +380,8 @@ def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
                 break
             hull.pop()
         hull.append(i)
-    return idx[np.array(hull)]
+    out: np.ndarray = idx[np.array(hull)]
+    return out
 
 
 def _min_cllr_bins(bins: _Bins, n_non: int, n_tar: int) -> float:
@@ -367,7 +397,7 @@ def _min_cllr_bins(bins: _Bins, n_non: int, n_tar: int) -> float:
     return float(0.5 * (c_tar + c_non) / math.log(2))
 
 
-def min_cllr(scores, labels) -> float:
+def min_cllr(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Cllr after the optimal monotone calibration (pool-adjacent-violators), in bits.
 
     PAV blocks are the edges of the ROC convex hull, so they come from the same sorted counts;
@@ -382,7 +412,9 @@ def min_cllr(scores, labels) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def compute_metrics(scores, labels, p_targets=(0.01, 0.05), llr: bool = False) -> dict:
+def compute_metrics(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, p_targets: Iterable[float] = (0.01, 0.05), llr: bool = False
+) -> dict[str, float]:
     """Every summary metric from one pass over the sorted scores.
 
     Keys: ``eer`` (percent, ROCCH, see :func:`eer`), ``eer_threshold`` (score threshold of the
@@ -399,7 +431,7 @@ def compute_metrics(scores, labels, p_targets=(0.01, 0.05), llr: bool = False) -
     thr = _corner_thresholds(bins.tau)
     lo, hi = thr[p_i[0]], thr[q_i[0]]
     t = lo if (alpha[0] <= 0.5 and np.isfinite(lo)) or not np.isfinite(hi) else hi
-    out: dict = {"eer": 100.0 * float(e[0]), "eer_threshold": float(t)}
+    out: dict[str, float] = {"eer": 100.0 * float(e[0]), "eer_threshold": float(t)}
     for p in p_targets:
         val, _ = _min_dcf_counts(fa, miss, n_non, n_tar, _check_p(p))
         out[f"mindcf@{p:g}"] = float(val)
@@ -412,7 +444,7 @@ def compute_metrics(scores, labels, p_targets=(0.01, 0.05), llr: bool = False) -
     return out
 
 
-def det_curve(scores, labels, max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def det_curve(scores: npt.ArrayLike, labels: npt.ArrayLike, max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """DET operating points ``(p_fa, p_miss)`` (fractions), thinned for plotting.
 
     Points run from the accept-all end (p_fa = 1) to reject-all (p_miss = 1) and include every
@@ -449,7 +481,7 @@ def det_curve(scores, labels, max_points: int = 500) -> tuple[np.ndarray, np.nda
 _BOOTSTRAP_NAMES = ("bootstrap_ci", "bootstrap_cis", "paired_bootstrap")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _BOOTSTRAP_NAMES:
         from bench import bootstrap
 

@@ -14,11 +14,12 @@ in the trial reader, so ``test/a.wav`` in a score file matches ``test/a`` in a t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bench.data.trials import strip_ext
 from bench.embfile import EMBEDDING_FORMATS, read_embeddings, write_embeddings  # noqa: F401
@@ -44,16 +45,21 @@ from bench.scorefile import (  # noqa: F401
 # Embeddings
 # --------------------------------------------------------------------------------------------
 
+# embeddings as accepted by the scoring functions: a mapping id -> vector [D] or ``(ids, matrix [N, D])``
+Embeddings = Mapping[str, npt.ArrayLike] | tuple[Iterable[Any], npt.ArrayLike]
+# trials: an object with ``enroll``/``test`` id lists (e.g. bench.data.trials.Trials) or a pair of lists
+TrialsLike = Any
 
-def _as_lookup(emb) -> tuple[dict[str, int], np.ndarray]:
+
+def _as_lookup(emb: Embeddings) -> tuple[dict[str, int], np.ndarray]:
     """(id -> row, matrix) from a mapping id -> vector or an ``(ids, matrix)`` pair."""
     if isinstance(emb, Mapping):
-        ids = list(emb)
+        ids: list[Any] = list(emb)
         mat = np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]) if ids else np.zeros((0, 0), np.float32)
     else:
-        ids, mat = emb
-        ids = list(ids)
-        mat = np.asarray(mat, dtype=np.float32)
+        id_seq, rows = emb
+        ids = list(id_seq)
+        mat = np.asarray(rows, dtype=np.float32)
     return {strip_ext(str(i)): r for r, i in enumerate(ids)}, mat
 
 
@@ -84,7 +90,9 @@ def read_enroll_map(path: str | Path) -> dict[str, list[str]]:
     return out
 
 
-def mean_enroll(embeddings, enroll_map: Mapping[str, Sequence[str]], path=None) -> tuple[list[str], np.ndarray]:
+def mean_enroll(
+    embeddings: Embeddings, enroll_map: Mapping[str, Sequence[str]], path: str | Path | None = None
+) -> tuple[list[str], np.ndarray]:
     """Model embeddings as the mean of their L2-normalised utterance embeddings."""
     index, mat = _as_lookup(embeddings)
     mat = l2_normalise(mat)
@@ -103,13 +111,13 @@ def mean_enroll(embeddings, enroll_map: Mapping[str, Sequence[str]], path=None) 
 # --------------------------------------------------------------------------------------------
 
 
-def trial_line(trials, i: int) -> int:
+def trial_line(trials: TrialsLike, i: int) -> int:
     """1-based line of trial ``i``: from ``trials.lines`` when the reader kept them."""
     lines = getattr(trials, "lines", None)
     return int(lines[i]) if lines is not None and len(lines) > i else i + 1
 
 
-def _rows(ids: list[str], index: dict[str, int], trials, what: str) -> np.ndarray:
+def _rows(ids: list[str], index: dict[str, int], trials: TrialsLike, what: str) -> np.ndarray:
     out = np.empty(len(ids), dtype=np.int64)
     for i, u in enumerate(ids):
         r = index.get(u)
@@ -123,7 +131,9 @@ def _rows(ids: list[str], index: dict[str, int], trials, what: str) -> np.ndarra
     return out
 
 
-def cosine_score(enroll_emb, test_emb, trials, max_block: int = 1 << 22) -> np.ndarray:
+def cosine_score(
+    enroll_emb: Embeddings, test_emb: Embeddings, trials: TrialsLike, max_block: int = 1 << 22
+) -> np.ndarray:
     """Cosine similarity of each trial's enrolment and test embeddings, float64 ``[n_trials]``.
 
     ``enroll_emb``/``test_emb``: mapping id -> vector or ``(ids, matrix)``; ``trials``: an object
@@ -204,13 +214,13 @@ def _cohort_stats(mat: np.ndarray, cohort: np.ndarray, top_k: int, max_block: in
 
 
 def asnorm(
-    scores,
+    scores: npt.ArrayLike,
     enroll_ids: Sequence[str],
     test_ids: Sequence[str],
-    embeddings,
-    cohort: np.ndarray,
+    embeddings: Embeddings,
+    cohort: npt.ArrayLike,
     top_k: int = 300,
-    test_embeddings=None,
+    test_embeddings: Embeddings | None = None,
     max_block: int = 1 << 22,
 ) -> np.ndarray:
     """Adaptive symmetric score normalisation (AS-norm).

@@ -18,9 +18,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -154,10 +155,12 @@ class _ScheduledMargin(SpeakerLoss):
     """A loss whose ``cfg.margin`` is multiplied by the margin schedule's factor (``set_margin_factor``)."""
 
     margin_factor: float = 1.0
+    cfg: Any  # the subclass's config dataclass (it has a ``margin``)
 
     @property
     def margin(self) -> float:
-        return self.cfg.margin * self.margin_factor
+        m: float = self.cfg.margin * self.margin_factor
+        return m
 
     def set_margin_factor(self, factor: float) -> None:
         _check_margin_factor(factor)
@@ -165,7 +168,7 @@ class _ScheduledMargin(SpeakerLoss):
 
 
 def margin_softmax(
-    x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, scale: float, target_fn
+    x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, scale: float, target_fn: Callable[[torch.Tensor], torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``scale * cos(x, W)`` with ``target_fn`` applied to the target cosine only.
 

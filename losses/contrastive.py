@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,13 +174,15 @@ class _WithAAM(SpeakerLoss):
     """Shared part of the combined losses: an AAM head on ``classifier_views``."""
 
     needs_positives = True
+    cfg: Any  # the subclass's config dataclass (it has ``classifier_views``)
 
-    def _init_aam(self, cfg, embed_dim: int, num_classes: int, scale: float, margin: float) -> None:
+    def _init_aam(self, cfg: Any, embed_dim: int, num_classes: int, scale: float, margin: float) -> None:
         aam_cfg = AAMConfig(scale=scale, margin=margin, easy_margin=cfg.easy_margin)
         self.aam = AAMSoftmaxLoss(aam_cfg, embed_dim, num_classes)
 
     def _aam_part(self, embeddings: torch.Tensor, labels: torch.Tensor, where: str) -> LossOutput:
-        return self.aam(_select_views(embeddings, self.cfg.classifier_views, where), labels)
+        out: LossOutput = self.aam(_select_views(embeddings, self.cfg.classifier_views, where), labels)
+        return out
 
 
 @LOSSES.register(

@@ -91,7 +91,8 @@ class _MarginFactor(SpeakerLoss):
 
     @property
     def margin(self) -> float:
-        return self.cfg.margin * self.margin_factor
+        m: float = self.cfg.margin * self.margin_factor
+        return m
 
     def set_margin_factor(self, factor: float) -> None:
         _check_margin_factor(factor)

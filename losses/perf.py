@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from losses import LOSSES
+from losses.base import LossOutput
 
 
 def _sync(device: torch.device) -> None:
@@ -67,11 +68,11 @@ def time_losses(
         loss_fn = LOSSES.build(name, (params or {}).get(name, {}), embed_dim, num_classes).to(device)
         emb = base.to(device=device, dtype=dtype).requires_grad_(True)
 
-        def step(loss_fn=loss_fn, emb=emb) -> float:
+        def step(loss_fn: torch.nn.Module = loss_fn, emb: torch.Tensor = emb) -> torch.Tensor:
             emb.grad = None
             loss_fn.zero_grad(set_to_none=True)
-            out = loss_fn(emb, labels)
-            out.loss.backward()
+            out: LossOutput = loss_fn(emb, labels)
+            out.loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             return out.loss.detach()
 
         for _ in range(warmup):

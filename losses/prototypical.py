@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,9 @@ def speaker_groups(
     return x.float(), inv, counts, first
 
 
-def query_and_support(x: torch.Tensor, group: torch.Tensor, counts: torch.Tensor, first: torch.Tensor):
+def query_and_support(
+    x: torch.Tensor, group: torch.Tensor, counts: torch.Tensor, first: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each speaker's first row (the query) [K, D] and the mean of its other rows (the prototype) [K, D]."""
     queries = x[first]
     support_sum = torch.zeros(counts.shape[0], x.shape[1], device=x.device, dtype=x.dtype).index_add(0, group, x)
@@ -146,7 +149,7 @@ class _LearnedScale(SpeakerLoss):
 
     needs_positives = True
 
-    def _init_wb(self, cfg) -> None:
+    def _init_wb(self, cfg: Any) -> None:  # a config with init_scale and init_bias
         self.w = nn.Parameter(torch.tensor(float(cfg.init_scale)))
         self.b = nn.Parameter(torch.tensor(float(cfg.init_bias)))
 

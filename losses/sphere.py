@@ -130,7 +130,8 @@ class SphereFaceLoss(SpeakerLoss):
 
     def current_lambda(self) -> float:
         c = self.cfg
-        return max(c.lambda_min, c.lambda_base * (1.0 + c.lambda_gamma * self.iteration) ** (-c.lambda_power))
+        lam: float = max(c.lambda_min, c.lambda_base * (1.0 + c.lambda_gamma * self.iteration) ** (-c.lambda_power))
+        return lam
 
     def set_margin_factor(self, factor: float) -> None:
         _check_margin_factor(factor)

@@ -101,7 +101,8 @@ class SERes2Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         y = self.tdnn2(self.res2(self.tdnn1(x, mask), mask), mask)
-        return self.se(y, mask) + x
+        out: torch.Tensor = self.se(y, mask) + x
+        return out
 
 
 class AttentiveStatsPool(nn.Module):
@@ -162,4 +163,5 @@ class ECAPA(Backbone):
             x = block(x, mask)
             outs.append(x)
         x = self.mfa(torch.cat(outs, dim=1), mask)
-        return self.out_bn(self.fc(self.pool_bn(self.pool(x, mask)))).float()
+        emb: torch.Tensor = self.out_bn(self.fc(self.pool_bn(self.pool(x, mask))))
+        return emb.float()

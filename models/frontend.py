@@ -88,6 +88,10 @@ class Fbank(nn.Module):
     Runs in float32 even under autocast: log-mel of fp16 power spectra loses the quiet bins.
     """
 
+    # buffers registered in __init__ (declared so that type checkers see tensors, not Module attributes)
+    window: torch.Tensor
+    mel_banks: torch.Tensor
+
     def __init__(self, cfg: FrontendConfig | None = None, sample_rate: int = SAMPLE_RATE):
         super().__init__()
         self.cfg = cfg or FrontendConfig()

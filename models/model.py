@@ -28,7 +28,8 @@ class SpeakerModel(nn.Module):
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         feats, mask = self.frontend(wave, lengths)
-        return self.backbone(feats, mask).float()
+        emb: torch.Tensor = self.backbone(feats, mask)
+        return emb.float()
 
 
 def build_model(model_cfg: ModelConfig) -> SpeakerModel:

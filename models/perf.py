@@ -1,6 +1,6 @@
 """Throughput of a backbone (with its frontend): training steps and inference, in samples per second.
 
-Used by the perf suite (``bench perf``); not a test. Example:
+Used by the perf suite (``bench perf``); not a test. Example (not run as a doctest: it times for a second):
     >>> time_backbone("tiny", {}, batch=4, seconds=1.0, repeats=1)["infer_samples_per_s"] > 0  # doctest: +SKIP
 """
 

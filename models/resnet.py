@@ -83,4 +83,5 @@ class ResNet(Backbone):
             x, mask = block(x, mask)
         x = x.flatten(1, 2)  # [B, C * F', T']
         mean, std = weighted_stats(x, uniform_weights(mask, x))
-        return self.fc(torch.cat([mean, std], dim=1)).float()
+        emb: torch.Tensor = self.fc(torch.cat([mean, std], dim=1))
+        return emb.float()

@@ -19,6 +19,7 @@ compiles on any device). A new entry needs a measurement, not a belief.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -51,4 +52,8 @@ def prepare_for_training(
 ) -> nn.Module:
     """What the training loop calls: ``torch.compile``'s wrapper of ``model`` where
     :func:`should_compile` says so, else ``model`` itself."""
-    return torch.compile(model) if should_compile(backbone, device, steps=steps, compile=compile) else model
+    if not should_compile(backbone, device, steps=steps, compile=compile):
+        return model
+    # torch.compile's stub types its result as a plain callable; given a Module it returns an
+    # OptimizedModule, which is an nn.Module
+    return cast(nn.Module, torch.compile(model))

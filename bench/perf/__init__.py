@@ -1,7 +1,9 @@
 """The benchmark suite behind ``bench perf`` (CPU, beside its peers) and ``bench perf --gpu``.
 
-    >>> from bench.perf import run_suite, write          # doctest: +SKIP
-    >>> write(run_suite(["metrics"], quick=True), "/tmp/BENCHMARKS.md")
+    >>> from bench.perf import run_suite, write
+    >>> write(run_suite(["metrics"], quick=True), "/tmp/BENCHMARKS.md")  # doctest: +SKIP
+
+(not run as a doctest: it times benchmarks and writes files)
 
 ``suite`` holds the CPU benchmarks (each a section of rows comparing ours with a peer), ``gpu`` the
 GPU script, ``markdown`` the writer of BENCHMARKS.md / BENCHMARKS.json, ``timing`` the repeat-and-median

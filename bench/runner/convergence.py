@@ -15,8 +15,10 @@ Example:
     >>> p = Plateau(patience=2, min_delta=0.5)
     >>> [p.update(e, v) for e, v in enumerate([30.0, 20.0, 19.8, 19.9], start=1)]
     [False, False, False, True]
-    >>> p.best_epoch, p.best
-    (2, 20.0)
+    >>> p.best_epoch, p.best  # the plain minimum, even an improvement below min_delta
+    (3, 19.8)
+    >>> p.reference  # what a later EER must beat by more than min_delta
+    20.0
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Speakers are persistent eSpeak NG voices (pitch register, formant scaling, rate,
 breathiness, accent); CN-Celeb-like genres apply rooms, band limits and noise per session; the
 output has the CN-Celeb1 layout plus MUSAN/RIRS_NOISES-like augmentation banks.
 
-    >>> from bench.synth import generate, make_config          # doctest: +SKIP
-    >>> generate(make_config("demo"), "data/synth-demo", workers=2)
+    >>> from bench.synth import generate, make_config
+    >>> generate(make_config("demo"), "data/synth-demo", workers=2)  # doctest: +SKIP
+
+(not run as a doctest: it synthesises a ~70 MB corpus for several seconds)
 """
 
 from bench.synth.baseline import run_baseline
