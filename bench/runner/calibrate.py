@@ -8,61 +8,26 @@ calibrated metrics from the returned LLRs afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bench.calibration import Calibration, fit_calibration
 from bench.config import EvalConfig
-from bench.runner.evaluate import Embeddings, TrialScores, cohort_embeddings, resolve_enroll_ids, score_trials
 
-
-def _durations(index: Any) -> dict[str, float]:
-    if index is None or len(index) == 0 or "duration" not in index:
-        return {}
-    return dict(zip((str(u) for u in index["utt_id"]), (float(d) for d in index["duration"])))
-
-
-def eval_durations(corpus: Any, eval_cfg: EvalConfig) -> dict[str, float]:
-    """Seconds of audio per enrolment model and test utterance of the evaluation trials.
-
-    ``concat`` enrolment: the enrolment file's duration; ``mean``: the sum over the model's
-    utterances in ``corpus.enroll_map``.
-    """
-    out = _durations(getattr(corpus, "test", None))
-    if eval_cfg.enroll_mode == "mean":
-        extra = _durations(getattr(corpus, "extra", None))
-        for model, utts in (getattr(corpus, "enroll_map", None) or {}).items():
-            out[model] = float(sum(extra.get(u, 0.0) for u in utts))
-    else:
-        out.update(_durations(getattr(corpus, "enroll", None)))
-    return out
-
-
-def trial_side(
-    enroll: Embeddings, test: Embeddings, trials: Any, durations: Mapping[str, float], max_seconds: float = 0.0
-) -> dict[str, np.ndarray]:
-    """Per-trial side information (``bench.calibration.SIDE_KEYS``): seconds of audio (capped at
-    ``max_seconds`` when > 0, as embedded) and embedding norms of each trial's two sides.
-
-    Keys without data (an index without durations, embeddings without norms) are left out.
-    """
-    e_ids = resolve_enroll_ids(trials.enroll, enroll)
-    t_ids = [str(u) for u in trials.test]
-    path = getattr(trials, "path", None)
-    out: dict[str, np.ndarray] = {}
-    if durations:
-        for key, ids in (("dur_enroll", e_ids), ("dur_test", t_ids)):
-            d = np.array([durations.get(u, np.nan) for u in ids], dtype=np.float64)
-            if max_seconds > 0:
-                d = np.minimum(d, max_seconds)
-            if not np.isnan(d).any():
-                out[key] = d
-    for key, emb, ids, what in (("norm_enroll", enroll, e_ids, "enrolment id"), ("norm_test", test, t_ids, "test id")):
-        if emb.norms is not None:
-            out[key] = emb.norms[emb.rows(ids, what, str(path) if path else None)]
-    return out
+# The trial side information lives beside the scoring it follows (bench.runner.evaluate calls it too);
+# eval_durations and trial_side stay importable from here.
+from bench.runner.evaluate import (  # noqa: F401
+    Embeddings,
+    TrialScores,
+    _durations,
+    cohort_embeddings,
+    eval_durations,
+    resolve_enroll_ids,
+    score_trials,
+    trial_side,
+)
 
 
 def validation_scores(

@@ -10,7 +10,7 @@ L2-normalised, so cosine scoring is a dot product.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,8 +318,6 @@ def evaluate_corpus(
     genre_of = dict(zip((str(u) for u in corpus.test["utt_id"]), (str(g) for g in corpus.test["genre"])))
     ts = score_trials(enroll, test, corpus.trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top, genre_of=genre_of)
     if eval_cfg.calibration.method == "qmf":  # quality measures of each trial for the calibration
-        from bench.runner.calibrate import eval_durations, trial_side
-
         ts.side = trial_side(enroll, test, corpus.trials, eval_durations(corpus, eval_cfg), eval_cfg.max_seconds)
     metrics = metrics_of(ts, eval_cfg.p_targets)
     trials_path = getattr(corpus.trials, "path", "")
@@ -350,3 +348,51 @@ def validation_eer(embed: Callable[[Any], Embeddings], corpus: Any, p_targets: S
     emb = embed(val)
     ts = score_trials(emb, emb, trials)
     return float(metrics_of(ts, p_targets)["overall"]["eer"])
+
+
+# ---------------------------------------------------------------- side information for calibration
+def _durations(index: Any) -> dict[str, float]:
+    if index is None or len(index) == 0 or "duration" not in index:
+        return {}
+    return dict(zip((str(u) for u in index["utt_id"]), (float(d) for d in index["duration"])))
+
+
+def eval_durations(corpus: Any, eval_cfg: EvalConfig) -> dict[str, float]:
+    """Seconds of audio per enrolment model and test utterance of the evaluation trials.
+
+    ``concat`` enrolment: the enrolment file's duration; ``mean``: the sum over the model's
+    utterances in ``corpus.enroll_map``.
+    """
+    out = _durations(getattr(corpus, "test", None))
+    if eval_cfg.enroll_mode == "mean":
+        extra = _durations(getattr(corpus, "extra", None))
+        for model, utts in (getattr(corpus, "enroll_map", None) or {}).items():
+            out[model] = float(sum(extra.get(u, 0.0) for u in utts))
+    else:
+        out.update(_durations(getattr(corpus, "enroll", None)))
+    return out
+
+
+def trial_side(
+    enroll: Embeddings, test: Embeddings, trials: Any, durations: Mapping[str, float], max_seconds: float = 0.0
+) -> dict[str, np.ndarray]:
+    """Per-trial side information (``bench.calibration.SIDE_KEYS``): seconds of audio (capped at
+    ``max_seconds`` when > 0, as embedded) and embedding norms of each trial's two sides.
+
+    Keys without data (an index without durations, embeddings without norms) are left out.
+    """
+    e_ids = resolve_enroll_ids(trials.enroll, enroll)
+    t_ids = [str(u) for u in trials.test]
+    path = getattr(trials, "path", None)
+    out: dict[str, np.ndarray] = {}
+    if durations:
+        for key, ids in (("dur_enroll", e_ids), ("dur_test", t_ids)):
+            d = np.array([durations.get(u, np.nan) for u in ids], dtype=np.float64)
+            if max_seconds > 0:
+                d = np.minimum(d, max_seconds)
+            if not np.isnan(d).any():
+                out[key] = d
+    for key, emb, ids, what in (("norm_enroll", enroll, e_ids, "enrolment id"), ("norm_test", test, t_ids, "test id")):
+        if emb.norms is not None:
+            out[key] = emb.norms[emb.rows(ids, what, str(path) if path else None)]
+    return out

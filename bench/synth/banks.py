@@ -41,7 +41,7 @@ def bank_counts(cfg: SynthConfig) -> dict[str, int]:
 
 def run_bank_task(cfg: SynthConfig, out: Path, task: tuple[str, int]) -> int:
     """Write one bank file (or one room type's RIRs) unless already there."""
-    from bench.synth import corpus as C
+    from bench.synth import speech as C
     from bench.synth.channels import NOISES, ROOM_TYPES, NoiseContext, simulate_rir
 
     kind, k = task
