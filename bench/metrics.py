@@ -1,8 +1,7 @@
 """Speaker-verification metrics: EER, minDCF, actDCF, Cllr, minCllr, DET points.
 
 This is the one place metrics are computed; training, ``bench score``, reports and tuning call it.
-Bootstrap intervals and paired tests live in :mod:`bench.bootstrap` and are re-exported here
-(``bench.metrics.bootstrap_ci`` etc. keep working).
+Bootstrap intervals and paired tests live in :mod:`bench.bootstrap`, which builds on this module.
 
 Conventions (they hold for every function here):
 
@@ -472,18 +471,3 @@ def det_curve(scores: npt.ArrayLike, labels: npt.ArrayLike, max_points: int = 50
     idx = np.unique(np.clip(np.searchsorted(arc, want), 0, arc.size - 1))
     idx = np.union1d(idx, [0, arc.size - 1])
     return p_fa[idx], p_miss[idx]
-
-
-# --------------------------------------------------------------------------------------------
-# Re-exports of bench.bootstrap (loaded on first use: bench.bootstrap imports this module)
-# --------------------------------------------------------------------------------------------
-
-_BOOTSTRAP_NAMES = ("bootstrap_ci", "bootstrap_cis", "paired_bootstrap")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _BOOTSTRAP_NAMES:
-        from bench import bootstrap
-
-        return getattr(bootstrap, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

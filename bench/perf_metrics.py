@@ -77,6 +77,7 @@ def sklearn_eer(scores, labels) -> float:
 
 def time_metrics(n: int = CNCELEB_TRIALS, repeats: int = 3, bootstrap_n: int = 50_000) -> dict[str, Any]:
     """Time (best of ``repeats``) and peak memory of ours vs peers on ``n`` synthetic trials."""
+    from bench import bootstrap
     from bench import metrics as m
 
     scores, labels = synthetic(n)
@@ -107,7 +108,7 @@ def time_metrics(n: int = CNCELEB_TRIALS, repeats: int = 3, bootstrap_n: int = 5
     except ImportError:
         out["speechbrain_eer_mindcf"] = "not installed"
     bs, bl = synthetic(bootstrap_n, bootstrap_n // 2, seed=2)
-    boot = _measure(lambda: m.bootstrap_ci(bs, bl, n_boot=1000), 1)
+    boot = _measure(lambda: bootstrap.bootstrap_ci(bs, bl, n_boot=1000), 1)
     out["bootstrap_eer_1000x"] = {**boot, "n_trials": bootstrap_n, "target_fraction": 0.5}
     return out
 

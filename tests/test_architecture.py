@@ -205,9 +205,6 @@ KNOWN_CYCLES = {
     # config dataclasses. Ending it means the optimiser and fine-tuning sections owning their configs,
     # as models/ and losses/ do.
     frozenset({"bench.config", "bench.config_checks", "bench.finetune", "bench.runner.optim"}),
-    # bench.metrics re-exports bootstrap_ci / bootstrap_cis / paired_bootstrap lazily (PEP 562) for
-    # callers of the former API, while bench.bootstrap builds on bench.metrics' private counting helpers.
-    frozenset({"bench.bootstrap", "bench.bootstrap_counts", "bench.metrics"}),
 }
 
 

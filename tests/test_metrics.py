@@ -402,13 +402,13 @@ def test_group_bootstraps_equal_naive_loops(metric):
     a = np.round(rng.standard_normal(n) + 1.5 * lab + 0.4 * rng.standard_normal(15)[groups], 2)
     b = np.round(a + 0.6 * rng.standard_normal(n), 2)
     va, vb = _naive_group_resamples([a, b], lab, groups, metric, 150, 4)
-    r = M.paired_bootstrap(a, b, lab, groups=groups, metric=metric, n_boot=150, seed=4)
+    r = B.paired_bootstrap(a, b, lab, groups=groups, metric=metric, n_boot=150, seed=4)
     d = (va - vb)[np.isfinite(va - vb)]
     lo, hi = np.quantile(d, [0.025, 0.975])
     p = min(1.0, 2 * min((d <= 0).sum() + 1, (d >= 0).sum() + 1) / (d.size + 1))
     assert r["low"] == pytest.approx(lo, abs=1e-9) and r["high"] == pytest.approx(hi, abs=1e-9)
     assert r["p_value"] == pytest.approx(p) and r["n_boot"] == d.size
-    ci = M.bootstrap_ci(a, lab, metric=metric, n_boot=150, groups=groups, seed=4)
+    ci = B.bootstrap_ci(a, lab, metric=metric, n_boot=150, groups=groups, seed=4)
     assert ci == pytest.approx(tuple(np.quantile(va[np.isfinite(va)], [0.025, 0.975])), abs=1e-9)
 
 
@@ -418,9 +418,9 @@ def test_bootstrap_cis_equals_one_call_per_metric():
     s = rng.standard_normal(800) + 2 * lab
     metrics = ["eer", "mindcf@0.01", "mindcf@0.1"]
     for groups in (None, np.arange(800) % 30):
-        got = M.bootstrap_cis(s, lab, metrics, n_boot=200, groups=groups, seed=3)
+        got = B.bootstrap_cis(s, lab, metrics, n_boot=200, groups=groups, seed=3)
         for m in metrics:
-            assert got[m] == M.bootstrap_ci(s, lab, metric=m, n_boot=200, groups=groups, seed=3)
+            assert got[m] == B.bootstrap_ci(s, lab, metric=m, n_boot=200, groups=groups, seed=3)
 
 
 def test_many_groups_draw_uniform_counts(monkeypatch):
@@ -443,7 +443,7 @@ def test_paired_trial_resampling_equals_naive_loop():
     lab = rng.random(n) < 0.25
     a = np.round(rng.standard_normal(n) + 1.5 * lab, 1)
     b = np.round(a + rng.standard_normal(n), 1)
-    r = M.paired_bootstrap(a, b, lab, metric="eer", n_boot=60, seed=8)
+    r = B.paired_bootstrap(a, b, lab, metric="eer", n_boot=60, seed=8)
     tpos, npos = np.flatnonzero(lab), np.flatnonzero(~lab)
     draw = np.random.default_rng(8)
     d = []
@@ -467,8 +467,8 @@ def test_bootstrap_ci_matches_naive_resampling():
     rng = np.random.default_rng(9)
     lab = rng.random(400) < 0.3
     s = rng.standard_normal(400) + 1.2 * lab
-    lo, hi = M.bootstrap_ci(s, lab, n_boot=800, seed=1)
-    assert M.bootstrap_ci(s, lab, n_boot=800, seed=1) == (lo, hi)  # deterministic
+    lo, hi = B.bootstrap_ci(s, lab, n_boot=800, seed=1)
+    assert B.bootstrap_ci(s, lab, n_boot=800, seed=1) == (lo, hi)  # deterministic
     tar, non = s[lab], s[~lab]
     naive = []
     for _ in range(800):
@@ -478,7 +478,7 @@ def test_bootstrap_ci_matches_naive_resampling():
     assert lo < M.eer(s, lab) < hi
     assert lo == pytest.approx(nlo, abs=1.2) and hi == pytest.approx(nhi, abs=1.2)
     # speaker-level resampling with few groups gives a wider interval than trial resampling
-    glo, ghi = M.bootstrap_ci(s, lab, n_boot=500, groups=np.arange(400) % 5, seed=1)
+    glo, ghi = B.bootstrap_ci(s, lab, n_boot=500, groups=np.arange(400) % 5, seed=1)
     assert ghi - glo > 0
 
 
@@ -488,17 +488,17 @@ def test_paired_bootstrap():
     base = rng.standard_normal(3000)
     a = base + 2.0 * lab
     b = base + 1.0 * lab + 0.3 * rng.standard_normal(3000)
-    same = M.paired_bootstrap(a, a, lab, n_boot=200)
+    same = B.paired_bootstrap(a, a, lab, n_boot=200)
     assert same["diff"] == 0 and same["low"] == same["high"] == 0 and same["p_value"] == 1.0
-    r = M.paired_bootstrap(a, b, lab, n_boot=300, seed=2)
+    r = B.paired_bootstrap(a, b, lab, n_boot=300, seed=2)
     assert r["diff"] == pytest.approx(M.eer(a, lab) - M.eer(b, lab))
     assert r["diff"] < 0 and r["high"] < 0 and r["p_value"] < 0.01
-    rev = M.paired_bootstrap(b, a, lab, n_boot=300, seed=2)
+    rev = B.paired_bootstrap(b, a, lab, n_boot=300, seed=2)
     assert rev["diff"] == -r["diff"] and rev["low"] == pytest.approx(-r["high"])
-    g = M.paired_bootstrap(a, b, lab, groups=np.arange(3000) % 40, metric="mindcf@0.05", n_boot=200)
+    g = B.paired_bootstrap(a, b, lab, groups=np.arange(3000) % 40, metric="mindcf@0.05", n_boot=200)
     assert g["diff"] == pytest.approx(M.min_dcf(a, lab, 0.05) - M.min_dcf(b, lab, 0.05))
     with pytest.raises(ValueError):
-        M.paired_bootstrap(a, b, lab, metric="cllr", n_boot=10)
+        B.paired_bootstrap(a, b, lab, metric="cllr", n_boot=10)
 
 
 def test_perf_metrics_small_run_agrees():

@@ -99,6 +99,7 @@ def score(
     """
     import numpy as np
 
+    from bench import bootstrap as bootstrap_mod
     from bench import metrics, scoring
     from bench.io import atomic_write_json
 
@@ -155,7 +156,7 @@ def score(
     if bootstrap > 0:
         ci = {}
         for name in ["eer", *(f"mindcf@{p:g}" for p in p_targets)]:
-            ci[name] = list(metrics.bootstrap_ci(s, labels, metric=name, n_boot=bootstrap))
+            ci[name] = list(bootstrap_mod.bootstrap_ci(s, labels, metric=name, n_boot=bootstrap))
         result["ci95"] = ci
         result["n_boot"] = bootstrap
     result["ignored_score_lines"] = ignored
