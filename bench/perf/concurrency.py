@@ -99,7 +99,9 @@ def bench_concurrency(ctx: Context) -> dict[str, Any]:
         "title": "Training throughput: two concurrent runs beside one alone",
         "what": f"Demo model (ECAPA C=64) + AAM, batch 32 x 2 views of 1 s, {steps} steps per process, {cpus} CPUs "
         "available. Each run is its own process; a ratio near 1 means two jobs share the CPUs without "
-        "oversubscribing them.",
+        "oversubscribing them. Two independent jobs each see every CPU (the automatic plan cannot know of the "
+        "other), and torch's OpenMP threads spin while they wait, so together they run far slower than one "
+        "alone; giving each job its own CPUs (--threads, or taskset, which the plan follows) avoids it.",
         "rows": rows,
         "raw": {"alone": alone, "auto": auto2, "split": split2, "cpus": cpus},
     }
