@@ -78,7 +78,8 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
             if not users and (key in cfg.loss.set_params or key not in anywhere):
                 LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
         params = {k: v for k, v in params.items() if k in known}
-    params.update(cfg.loss.per_loss.get(loss, {}))
+    # a preset's per-loss values win over its shared ones, but not over what the user typed with --set
+    params.update({k: v for k, v in cfg.loss.per_loss.get(loss, {}).items() if k not in cfg.loss.set_params})
     one = dataclasses.replace(
         cfg,
         loss=dataclasses.replace(cfg.loss, name=loss, params=params, set_params=[], per_loss={}),
