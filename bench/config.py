@@ -314,12 +314,15 @@ def load_config(
 
 
 def user_loss_params(overrides: list[str]) -> set[str]:
-    """Names of the ``loss.params.NAME=...`` keys among ``--set`` overrides."""
+    """The loss parameters the user typed with ``--set``: ``NAME`` for ``loss.params.NAME=...`` and
+    ``LOSS.NAME`` for ``loss.per_loss.LOSS.NAME=...`` (parameter names never hold a dot)."""
     out = set()
     for text in overrides:
         parts, _ = parse_override(text)
         if parts[:2] == ["loss", "params"] and len(parts) == 3:
             out.add(parts[2])
+        elif parts[:2] == ["loss", "per_loss"] and len(parts) == 4:
+            out.add(f"{parts[2]}.{parts[3]}")
     return out
 
 

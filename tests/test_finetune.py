@@ -35,7 +35,8 @@ def test_lm_recipe_changes_crops_margin_and_schedule_only():
     p = tuned.finetune.params  # the demo preset's sizing of the recipe
     assert (p["crop_seconds"], p["epochs"], p["lr"], p["final_lr"], p["margin"]) == (2.0, 2, 5e-4, 2e-4, 0.5)
     assert tuned.data.crop_seconds == 2.0 and tuned.train.epochs == 2
-    assert tuned.loss.params["margin"] == 0.5 and base.loss.params["margin"] == 0.3
+    preset_margin = load_config(preset="demo").loss.per_loss["aamsupcon"]["margin"]
+    assert tuned.loss.params["margin"] == 0.5 and base.loss.params["margin"] == preset_margin
     assert tuned.loss.margin_warmup_epochs == 0 and base.loss.margin_warmup_epochs == 2
     assert tuned.optim.lr == 5e-4 and tuned.optim.scheduler == "exponential" and tuned.optim.min_lr == 2e-4
     assert tuned.optim.gamma ** tuned.train.epochs == pytest.approx(2e-4 / 5e-4)

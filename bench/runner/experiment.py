@@ -78,8 +78,12 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
             if not users and (key in cfg.loss.set_params or key not in anywhere):
                 LOSSES.make_config(loss, {key: params[key]})  # raises the registry's "unknown parameter" error
         params = {k: v for k, v in params.items() if k in known}
-    # a preset's per-loss values win over its shared ones, but not over what the user typed with --set
-    params.update({k: v for k, v in cfg.loss.per_loss.get(loss, {}).items() if k not in cfg.loss.set_params})
+    # per-loss values win over shared ones, except a preset's per-loss value over a shared one the user
+    # typed with --set (the user's own per-loss value wins over everything)
+    typed = set(cfg.loss.set_params)
+    params.update(
+        {k: v for k, v in cfg.loss.per_loss.get(loss, {}).items() if k not in typed or f"{loss}.{k}" in typed}
+    )
     one = dataclasses.replace(
         cfg,
         loss=dataclasses.replace(cfg.loss, name=loss, params=params, set_params=[], per_loss={}),
