@@ -364,6 +364,38 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def value_at(d: Any, dotted: str) -> Any:
+    """``d["a"]["b"]`` for ``"a.b"`` (None where a key is missing)."""
+    for k in dotted.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def config_diff(a: Any, b: Any, prefix: str = "", *, empty_equal: bool = False, missing_ok: bool = False) -> list[str]:
+    """Dotted keys whose values differ between nested config dicts ``a`` (e.g. stored) and ``b`` (new).
+
+    ``empty_equal``: "", None and [] count as equal. ``missing_ok``: a key that ``a`` lacks is no
+    difference (a stored config recorded before that setting existed). The one config diff of the
+    toolkit: resume/skip checks, tuning-study definitions and checkpoint-vs-run checks use it.
+
+    Example:
+        >>> config_diff({"train": {"epochs": 1}}, {"train": {"epochs": 2, "new": 0}}, missing_ok=True)
+        ['train.epochs']
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            if k in a or not missing_ok:
+                out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.", empty_equal=empty_equal, missing_ok=missing_ok)
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    empty = ("", None, [])
+    if a != b and not (empty_equal and a in empty and b in empty):
+        return [prefix.rstrip(".")]
+    return []
+
+
 def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     """Validate component names/params against the registries and fill in their defaults."""
     from losses import LOSSES

@@ -100,7 +100,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
             (backbone, parameters, frontend) differs from the run's ``config.toml`` — each naming
             the checkpoint file.
     """
-    from bench.config import to_dict
+    from bench.config import config_diff, to_dict, value_at
     from bench.registry import config_from_mapping
     from bench.runner.ddp import pick_device
     from bench.runner.train import load_for_eval
@@ -117,8 +117,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     except BenchError as e:
         raise BenchError(f"checkpoint config is unreadable: {e.message}", path=path) from None
     if recorded != cfg.model:
-        diffs = _diff(to_dict(recorded), to_dict(cfg.model), "model.")
-        shown = "; ".join(f"{k}: checkpoint {a!r} vs config.toml {b!r}" for k, a, b in diffs[:3])
+        old, new = {"model": to_dict(recorded)}, {"model": to_dict(cfg.model)}
+        shown = "; ".join(
+            f"{k}: checkpoint {value_at(old, k)!r} vs config.toml {value_at(new, k)!r}" for k in config_diff(old, new)[:3]
+        )
         raise BenchError(
             f"checkpoint was trained with another model than this run's config.toml ({shown}); "
             "it belongs to a different run",
@@ -128,13 +130,6 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     return RunModel(d, cfg, path, label, model, dev, amp)
 
 
-def _diff(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def embedder(rm: RunModel, eval_cfg: EvalConfig, workers: int = 0, progress: ProgressFactory | None = None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench.config import ExperimentConfig, resolve, to_dict, to_toml
+from bench.config import ExperimentConfig, config_diff, resolve, to_dict, to_toml, value_at
 from bench.data.corpus import bad_file_counts
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json, provenance
@@ -397,10 +397,10 @@ def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume"
     except BenchError:
         pass  # a key that no longer exists: compare the file as written
     new = to_dict(cfg)
-    diffs = [d for d in sorted(config_diff(old, new)) if d not in EXECUTION_KEYS]
+    diffs = [d for d in sorted(config_diff(old, new, empty_equal=True, missing_ok=True)) if d not in EXECUTION_KEYS]
     if not diffs:
         return
-    shown = ", ".join(f"{k}: {_at(old, k)!r} -> {_at(new, k)!r}" for k in diffs[:6])
+    shown = ", ".join(f"{k}: {value_at(old, k)!r} -> {value_at(new, k)!r}" for k in diffs[:6])
     more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
     what = "--resume of a run started" if action == "resume" else "a finished run is here"
     raise BenchError(
@@ -408,32 +408,6 @@ def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume"
         "or --experiment NAME to keep both",
         path=rd.config,
     )
-
-
-def _at(d: Any, dotted: str) -> Any:
-    for k in dotted.split("."):
-        d = d.get(k) if isinstance(d, dict) else None
-    return d
-
-
-def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between a stored config ``a`` and a new one ``b``.
-
-    Empty values ("", None, []) are equal; a key that ``a`` lacks is not a difference: the run was
-    recorded before that setting existed, and settings are added with the old behaviour as default.
-    """
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            if k in a:
-                out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        a, b = list(a), list(b)
-    empty = ("", None, [])
-    if a != b and not (a in empty and b in empty):
-        return [prefix.rstrip(".")]
-    return []
 
 
 def _now() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ExperimentConfig, to_dict
+from bench.config import ExperimentConfig, config_diff, to_dict
 from bench.errors import BenchError
 from bench.runner.train import Reporter
 from bench.tune.objective import Objective, TrainFn
@@ -130,7 +130,7 @@ def _check_definition(study: Any, want: dict[str, Any]) -> None:
             study.set_user_attr(k, v)
         return
     diffs = [k for k in ("loss", "space", "experiment") if have.get(k) != want[k]]
-    diffs += _diff(have.get("config", {}), want["config"])
+    diffs += config_diff(have.get("config", {}), want["config"])
     if diffs:
         raise BenchError(
             f"study '{study.study_name}' was created with different settings ({', '.join(diffs[:6])}); "
@@ -138,15 +138,6 @@ def _check_definition(study: Any, want: dict[str, Any]) -> None:
         )
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        a, b = list(a), list(b)
-    return [prefix.rstrip(".")] if a != b else []
 
 
 def run_study(
