@@ -361,3 +361,31 @@ def test_an_exported_omp_num_threads_is_kept_outside_torchrun(monkeypatch):
         assert configure(workers=0, threads=None) == max(1, __import__("bench.threads").threads.available_cpus())
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_output_path_that_is_a_folder_is_a_one_line_error(tmp_path):
+    (tmp_path / "t.lst").write_text("a x 1\na y 0\nb x 0\nb y 1\n")
+    (tmp_path / "s.txt").write_text("a x 0.9\na y 0.1\nb x 0.2\nb y 0.8\n")
+    (tmp_path / "folder").mkdir()
+    res = CliRunner().invoke(app, ["score", "-t", str(tmp_path / "t.lst"), "-s", str(tmp_path / "s.txt"),
+                                   "-o", str(tmp_path / "folder")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "folder" in res.output and "directory" in res.output.lower()
+
+
+def test_skipping_bad_audio_never_excuses_an_unknown_trial_id(tmp_path):
+    import soundfile
+
+    from bench.config import DataConfig
+    from bench.data.corpus import load_corpus
+    from bench.data.fixtures import write_cnceleb1
+
+    root = write_cnceleb1(tmp_path / "c", train_speakers=3, eval_speakers=2, test_utts=2)
+    lists = root / "eval" / "lists"
+    soundfile.write(root / "eval" / "test" / "id99999-short.flac", np.ones(160, np.float32) * 0.1, 16000)
+    (lists / "test.lst").write_text((lists / "test.lst").read_text() + "test/id99999-short.wav\n")
+    first_enroll = (lists / "trials.lst").read_text().split()[0]
+    trials = (lists / "trials.lst").read_text()
+    (lists / "trials.lst").write_text(trials + f"{first_enroll} test/id99999-short.wav 0\n{first_enroll} test/nowhere.wav 0\n")
+    with pytest.raises(BenchError, match="unknown test utterance 'test/nowhere'"):
+        load_corpus(DataConfig(corpus="cnceleb", root=str(root), skip_bad=True))

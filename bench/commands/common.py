@@ -53,6 +53,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
                 where = f" writing {e.filename}" if e.filename else ""
                 fail(f"{e.strerror or e}{where}; finished results were left intact")
+            # an output path that is a folder, or in a folder that does not exist: the user's to fix
+            if e.errno in (errno.EISDIR, errno.ENOTDIR, errno.ENOENT) and (e.filename2 or e.filename):
+                fail(f"{e.filename2 or e.filename}: {e.strerror or e}")
             raise
         except KeyboardInterrupt:
             fail("interrupted", code=130)

@@ -760,8 +760,8 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
         gone = b.dropped | {m for m, us in kept.items() if not us}
         trials = _drop_bad_trials(trials, gone, "evaluation")
         val_trials = _drop_bad_trials(val_trials, b.dropped, "validation")
-    else:
-        _check_trial_ids(trials, parts)
+    # what is left must still name known ids: leaving bad files out never excuses an unknown one
+    _check_trial_ids(trials, parts)
     return Corpus(name=name, root=root, train=train, speakers=speakers, enroll=parts.enroll,
                   enroll_map=parts.enroll_map, extra=parts.extra, test=parts.test, trials=trials, val=val,
                   val_trials=val_trials, bad_files=list(b.bad), sample_rate=data_cfg.sample_rate)
