@@ -389,3 +389,26 @@ def test_skipping_bad_audio_never_excuses_an_unknown_trial_id(tmp_path):
     (lists / "trials.lst").write_text(trials + f"{first_enroll} test/id99999-short.wav 0\n{first_enroll} test/nowhere.wav 0\n")
     with pytest.raises(BenchError, match="unknown test utterance 'test/nowhere'"):
         load_corpus(DataConfig(corpus="cnceleb", root=str(root), skip_bad=True))
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["run", "--losses", "aam", "--corpus", "cnceleb:/nonexistent/cn"], "looked for /nonexistent/cn"),
+        (["run", "--losses", "aam", "--seeds", "-1"], "integers >= 0"),
+        (["demo", "--losses", "aam", "--seeds", "-1"], "integers >= 0"),
+    ],
+)
+def test_more_bad_command_lines_are_one_line_errors(args, expect):
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and expect in res.output and "Traceback" not in res.output, res.output
+
+
+def test_out_that_is_a_file_is_a_one_line_error_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be generated here: the check comes first
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for cmd in (["run", "--losses", "aam"], ["demo", "--losses", "aam"], ["tune", "--loss", "aam"]):
+        res = CliRunner().invoke(app, [*cmd, "--out", str(afile), "--set", "train.epochs=1"])
+        assert res.exit_code == 2 and "Not a directory" in res.output and "Traceback" not in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

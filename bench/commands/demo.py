@@ -229,6 +229,11 @@ def demo(
         fail(f"--seeds expects comma-separated integers, got '{seeds}'")
     if not seed_list:
         fail("--seeds is empty")
+    if min(seed_list) < 0 or len(set(seed_list)) != len(seed_list):
+        fail(f"--seeds expects distinct comma-separated integers >= 0, got '{seeds}'")
+    from bench.commands.run import check_out
+
+    check_out(out)
     if preset not in DEMO_PRESETS:
         fail(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
     data = data or DEMO_PRESETS[preset].data

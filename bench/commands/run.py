@@ -31,9 +31,17 @@ def _parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise BenchError(f"--seeds expects comma-separated integers, got '{text}'") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise BenchError(f"--seeds expects distinct comma-separated integers, got '{text}'")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise BenchError(f"--seeds expects distinct comma-separated integers >= 0, got '{text}'")
     return seeds
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder (or not exist yet): checked before any corpus or training work."""
+    from bench.errors import BenchError
+
+    if out.exists() and not out.is_dir():
+        raise BenchError("--out: exists and is not a folder (Not a directory)", path=out)
 
 
 def shortcut_overrides(
@@ -64,8 +72,14 @@ def _corpus_overrides(corpus: str) -> list[str]:
         return [f"data.corpus={corpus}"]
     kind, path = split_arg(corpus)
     if not Path(path).is_dir():
+        if kind:
+            raise BenchError(
+                f"--corpus {corpus}: {kind} corpus folder not found (looked for {path}); give the folder that "
+                f"holds the corpus as --corpus {kind}:DIR"
+            )
         raise BenchError(
-            f"--corpus: '{corpus}' is neither a corpus kind ({', '.join(sorted(CORPORA))}) nor an existing folder"
+            f"--corpus: '{corpus}' is neither a corpus kind ({', '.join(sorted(CORPORA))}) nor an existing folder; "
+            "give a corpus folder as DIR or KIND:DIR"
         )
     choice = resolve(corpus)
     if choice.note:
@@ -127,6 +141,7 @@ def run(
     """
     from bench.config import load_config, resolve, to_dict, to_toml
 
+    check_out(out)
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     if skip_bad:
         overrides.append("data.skip_bad=true")

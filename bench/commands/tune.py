@@ -72,10 +72,11 @@ def tune(
     if show:
         _show(show, storage or default_storage(out, show), json_out, plots)
         return
-    from bench.commands.run import shortcut_overrides
+    from bench.commands.run import check_out, shortcut_overrides
     from bench.config import load_config
     from bench.tune import TuneConfig, parse_space
 
+    check_out(out)
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
     cfg = load_config(preset=preset, file=config, overrides=overrides)
     from bench.threads import configure
