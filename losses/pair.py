@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ import torch.nn.functional as F
 from bench.errors import BenchError
 from losses import LOSSES
 from losses.base import LossOutput, SpeakerLoss
-from losses.classification import _check_margin_factor, check_shapes, flatten_views, float32_logits
+from losses.classification import _ScheduledMargin, check_shapes, flatten_views, float32_logits
 
 
 def pair_masks(
@@ -82,21 +81,10 @@ def _mean_over(per: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (per * v).sum() / v.sum().clamp_min(1.0)
 
 
-class _MarginFactor(SpeakerLoss):
-    """A pair loss whose ``cfg.margin`` is multiplied by the margin schedule's factor."""
+class _MarginFactor(_ScheduledMargin):
+    """A pair loss whose ``cfg.margin`` follows the margin schedule (``losses.classification._ScheduledMargin``)."""
 
     needs_positives = True
-    margin_factor: float = 1.0
-    cfg: Any
-
-    @property
-    def margin(self) -> float:
-        m: float = self.cfg.margin * self.margin_factor
-        return m
-
-    def set_margin_factor(self, factor: float) -> None:
-        _check_margin_factor(factor)
-        self.margin_factor = float(factor)
 
 
 @dataclass

@@ -119,6 +119,25 @@ def fake_loader(corpus, cfg, *, epoch, info, start_batch):
     )
 
 
+class Crash(Exception):
+    """What :func:`crashing_loader` raises: a simulated kill of the training process."""
+
+
+def crashing_loader(after: int):
+    """A :func:`fake_loader` that raises :class:`Crash` once ``after`` batches have been served in
+    total, over all epochs (a kill mid-run; a resumed run then continues from its checkpoint)."""
+    served = [0]
+
+    def fn(corpus, cfg, *, epoch, info, start_batch):
+        for item in fake_loader(corpus, cfg, epoch=epoch, info=info, start_batch=start_batch):
+            if served[0] == after:
+                raise Crash
+            served[0] += 1
+            yield item
+
+    return fn
+
+
 def ensure_metrics() -> None:
     """Install a brute-force stand-in for bench.metrics while the real module is not in the tree."""
     try:

@@ -18,7 +18,7 @@ from bench.runner.checkpoint import load_checkpoint
 from bench.runner.convergence import Plateau, assess, budget_of
 from bench.runner.rundir import RunDir
 from bench.runner.train import train
-from tests.runner_helpers import ensure_metrics, fake_loader, make_corpus, tiny_config
+from tests.runner_helpers import Crash, crashing_loader, ensure_metrics, fake_loader, make_corpus, tiny_config
 
 # --- the rule on synthetic sequences -------------------------------------------------------------
 
@@ -130,28 +130,15 @@ def test_min_delta_stops_a_run_whose_improvements_are_too_small(corpus, tmp_path
     assert len(res.state.history) == 2 and res.state.global_step == 2 * 3
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_keeps_the_early_stop_state(corpus, tmp_path):
     over = {**EARLY, "train.patience": 2, "train.steps_per_epoch": 2, "train.checkpoint_every": 1}
     cfg = experiment.run_config(tiny_config(**over), "softmax", 0)
     full = train(cfg, corpus, RunDir(tmp_path / "full"), loader_fn=fake_loader)
     assert len(full.state.history) == 3
 
-    served = [0]
-
-    def crashing(corpus, cfg, *, epoch, info, start_batch):
-        for item in fake_loader(corpus, cfg, epoch=epoch, info=info, start_batch=start_batch):
-            if served[0] == 5:  # dies in epoch 3, after the plateau counter moved at epoch 2
-                raise _Crash
-            served[0] += 1
-            yield item
-
     rd = RunDir(tmp_path / "cut")
-    with pytest.raises(_Crash):
-        train(cfg, corpus, rd, loader_fn=crashing)
+    with pytest.raises(Crash):  # dies in epoch 3, after the plateau counter moved at epoch 2
+        train(cfg, corpus, rd, loader_fn=crashing_loader(after=5))
     resumed = train(cfg, corpus, rd, resume=True, loader_fn=fake_loader)
     assert len(resumed.state.history) == 3 and resumed.checkpoint == "best"
     assert torch.equal(_params(full.model), _params(resumed.model))

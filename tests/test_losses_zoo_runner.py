@@ -13,7 +13,7 @@ from bench.runner import experiment
 from bench.runner.checkpoint import load_checkpoint
 from bench.runner.rundir import RunDir
 from bench.runner.train import train
-from tests.runner_helpers import ensure_metrics, fake_loader, make_corpus, tiny_config
+from tests.runner_helpers import Crash, crashing_loader, ensure_metrics, fake_loader, make_corpus, tiny_config
 from tests.test_losses_zoo import NEW
 
 
@@ -40,28 +40,6 @@ def test_every_new_loss_trains_and_logs_its_parts(corpus, tmp_path, loss):
     assert torch.isfinite(_params(res)).all()
 
 
-class _Crash(Exception):
-    pass
-
-
-def _crashing(after: int):
-    served = [0]
-
-    def fn(corpus, cfg, *, epoch, info, start_batch):
-        inner = fake_loader(corpus, cfg, epoch=epoch, info=info, start_batch=start_batch)
-
-        def gen():
-            for item in inner:
-                if served[0] == after:
-                    raise _Crash
-                served[0] += 1
-                yield item
-
-        return gen()
-
-    return fn
-
-
 @pytest.mark.parametrize("loss", ["sphereface", "subcenter_aam"])
 def test_resume_keeps_margin_schedule_and_annealing(corpus, tmp_path, loss):
     sets = {
@@ -77,8 +55,8 @@ def test_resume_keeps_margin_schedule_and_annealing(corpus, tmp_path, loss):
     cfg = experiment.run_config(tiny_config(**sets), loss, 0)
     full = train(cfg, corpus, RunDir(tmp_path / "full"), loader_fn=fake_loader)
     rd = RunDir(tmp_path / "cut")
-    with pytest.raises(_Crash):
-        train(cfg, corpus, rd, loader_fn=_crashing(after=7))
+    with pytest.raises(Crash):
+        train(cfg, corpus, rd, loader_fn=crashing_loader(after=7))
     ckpt = load_checkpoint(rd.last)
     assert ckpt["margin"]["shape"] == "exp" and ckpt["margin"]["start_epoch"] == 0.5
     assert 0.0 < ckpt["margin"]["factor"] < 1.0  # saved mid warm-up

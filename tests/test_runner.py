@@ -18,7 +18,7 @@ from bench.runner.checkpoint import load_checkpoint, save_checkpoint
 from bench.runner.optim import LRSchedule, amp_mode, build_optimizer, build_scheduler
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import train
-from tests.runner_helpers import ensure_metrics, fake_loader, make_corpus, tiny_config
+from tests.runner_helpers import Crash, crashing_loader, ensure_metrics, fake_loader, make_corpus, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -153,29 +153,6 @@ def test_supcon_has_no_accuracy_column_values(corpus, tmp_path):
     assert list(csv.DictReader(rd.epochs_csv.open()))[0]["train_acc"] == ""
 
 
-class _Crash(Exception):
-    pass
-
-
-def _crashing(after: int):
-    """A loader that raises once ``after`` batches have been served in total (a simulated kill)."""
-    served = [0]
-
-    def fn(corpus, cfg, *, epoch, info, start_batch):
-        inner = fake_loader(corpus, cfg, epoch=epoch, info=info, start_batch=start_batch)
-
-        def gen():
-            for item in inner:
-                if served[0] == after:
-                    raise _Crash
-                served[0] += 1
-                yield item
-
-        return gen()
-
-    return fn
-
-
 def test_resume_mid_epoch_equals_uninterrupted(corpus, tmp_path):
     cfg = experiment.run_config(
         tiny_config(
@@ -193,8 +170,8 @@ def test_resume_mid_epoch_equals_uninterrupted(corpus, tmp_path):
     )
     full = train(cfg, corpus, RunDir(tmp_path / "full"), loader_fn=fake_loader)
     rd = RunDir(tmp_path / "cut")
-    with pytest.raises(_Crash):
-        train(cfg, corpus, rd, loader_fn=_crashing(after=7))  # dies in epoch 2 after its step-6 checkpoint
+    with pytest.raises(Crash):
+        train(cfg, corpus, rd, loader_fn=crashing_loader(after=7))  # dies in epoch 2 after its step-6 checkpoint
     assert load_checkpoint(rd.last)["state"]["batch"] == 2
     resumed = train(cfg, corpus, rd, resume=True, loader_fn=fake_loader)
     assert torch.equal(_params(full), _params(resumed))
