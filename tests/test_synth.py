@@ -392,3 +392,25 @@ def test_transfer_corpus_manifest_and_default_manifest_compatibility(tiny, tmp_p
     assert files and all(np.isfinite(sf.read(f)[0]).all() for f in files)
     with pytest.raises(BenchError, match="languages"):
         make_config("demo", languages="klingon")
+
+
+def test_espeak_overlay_folders_are_removed_by_every_process(tmp_path):
+    """Each process (the parent and every pool worker) builds its own eSpeak data overlay in the
+    temp folder; none may outlive its process (they once piled up by the hundred in /tmp)."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "from bench.synth import generate, make_config\n"
+        "from bench.synth.espeak import engine\n"
+        "engine().synth('ba', 'en', 'name x\\n', 170, 50, 50)\n"
+        f"generate(make_config('demo', speakers=2, utts=2, min_seconds=1.0, max_seconds=1.2), "
+        f"__import__('pathlib').Path({str(tmp_path / 'c')!r}), workers=2)\n"
+        "import glob, tempfile; print(len(glob.glob(tempfile.gettempdir() + '/bench-espeak-*')))\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) >= 1  # the parent's engine exists while it runs
+    assert list(tmp.glob("bench-espeak-*")) == []

@@ -372,6 +372,10 @@ def generate(
                 done += units[t]
                 if progress:
                     progress(done, total)
+            # Let the workers exit on their own (the context manager would terminate them) so that
+            # each removes its eSpeak overlay folder.
+            pool.close()
+            pool.join()
     counts = {role: sum(sp.role == role for sp in speakers) for role in ROLES}
     counts.update(
         train_utts=sum(len(sp.utts) for sp in speakers if sp.role == "train"),

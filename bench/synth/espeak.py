@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing.util as mp_util
 import shutil
 import tempfile
 from pathlib import Path
@@ -77,6 +78,11 @@ class Espeak:
         except OSError as e:
             raise BenchError(f"{INSTALL_HINT} ({e})") from e
         self._overlay = Path(tempfile.mkdtemp(prefix="bench-espeak-"))
+        # multiprocessing's finaliser (not atexit) also runs when a pool worker exits normally, so
+        # every worker process removes its own overlay.
+        self._cleanup = mp_util.Finalize(
+            self, shutil.rmtree, args=(str(self._overlay),), kwargs={"ignore_errors": True}, exitpriority=0
+        )
         self._variants = _make_overlay(Path(data_path), self._overlay)
         self._chunks: list[np.ndarray] = []
         # Keep a reference: ctypes frees the trampoline if the Python object is collected.
@@ -144,7 +150,7 @@ class Espeak:
         return _resample(pcm.astype(np.float32) / 32768.0, self.native_rate, SAMPLE_RATE)
 
     def close(self) -> None:
-        shutil.rmtree(self._overlay, ignore_errors=True)
+        self._cleanup()
 
 
 def _locate_statics(lib_path: str, lib: ctypes.CDLL) -> list[tuple[int, int]]:
