@@ -106,12 +106,18 @@ class MetricTable:
     """Ordered rows; :meth:`resolve` turns any key (``eer``, ``mindcf@0.02``, ``cal_cllr``) into its row."""
 
     def __init__(self, rows: Iterable[Metric]):
-        self._rows = list(rows)
+        self._rows: list[Metric] = []
         self._by_name: dict[str, Metric] = {}
-        for row in self._rows:
-            if row.name in self._by_name or "@" in row.name or row.name.startswith(CALIBRATED_PREFIX):
-                raise ValueError(f"metric table: bad or repeated name '{row.name}'")
-            self._by_name[row.name] = row
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Metric) -> Metric:
+        """Append a row (the table is built from its rows; tests add a row this way)."""
+        if row.name in self._by_name or "@" in row.name or row.name.startswith(CALIBRATED_PREFIX):
+            raise ValueError(f"metric table: bad or repeated name '{row.name}'")
+        self._rows.append(row)
+        self._by_name[row.name] = row
+        return row
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._rows)

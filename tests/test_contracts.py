@@ -131,3 +131,77 @@ def test_every_report_column_resolves_to_a_table_row_with_a_source():
         else:
             assert m in plain, f"{m}: not a key of bench.metrics.compute_metrics"
         assert bootstrappable(m) == (resolved.metric.bootstrap and not resolved.calibrated)
+
+
+def _auc(scores, labels) -> float:
+    """Area under the ROC curve, P(target score > non-target score) + P(tie) / 2 (Mann-Whitney)."""
+    from scipy.stats import rankdata
+
+    s, lab = np.asarray(scores, float), np.asarray(labels, bool)
+    n_tar, n_non = int(lab.sum()), int((~lab).sum())
+    return float((rankdata(s)[lab].sum() - n_tar * (n_tar + 1) / 2) / (n_tar * n_non))
+
+
+@pytest.fixture
+def auc_row(monkeypatch):
+    """A higher-is-better metric added to the table the way a new one is: one row and its function
+    (restored after the test, so other tests see the real table)."""
+    from bench.metric_table import Metric
+    from bench.metrics import METRIC_TABLE
+
+    monkeypatch.setattr(METRIC_TABLE, "_rows", list(METRIC_TABLE._rows))
+    monkeypatch.setattr(METRIC_TABLE, "_by_name", dict(METRIC_TABLE._by_name))
+    return METRIC_TABLE.add(Metric("auc", "AUC", 4, _auc, lower_is_better=False, report=("auc",), cli_label="AUC"))
+
+
+def test_a_new_table_row_reaches_compute_metrics_the_report_and_bench_score(auc_row, tmp_path):
+    """One row is all a metric needs: compute_metrics returns it (checked against scikit-learn), the
+    report's table labels it, gives it its digits and marks the *highest* value best, and
+    `bench score` prints it."""
+    from sklearn.metrics import roc_auc_score
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.metrics import compute_metrics
+    from reports.build import Options, build
+    from reports.stats import METRICS
+    from tests.test_report import draw_scores, make_trials, write_run, write_trials
+
+    trials = make_trials(n_spk=12, per_spk=20)
+    labels = trials[2]
+    tpath = write_trials(tmp_path, *trials)
+    aucs = {}
+    for loss, sep in (("weak", 0.5), ("strong", 2.5)):
+        s = draw_scores(labels, sep, seed=int(10 * sep))
+        write_run(tmp_path, loss, 0, s, trials, tpath)
+        aucs[loss] = compute_metrics(s, labels)["auc"]
+        assert aucs[loss] == pytest.approx(roc_auc_score(labels, s), abs=1e-12)
+    assert aucs["strong"] > aucs["weak"]
+
+    out = tmp_path / "report"
+    build([tmp_path / "exp"], out, Options(n_boot=0, figures=False, formats=("md",), metrics=(*METRICS, "auc")))
+    table = (out / "report.md").read_text().split("\n")
+    header = next(line for line in table if line.startswith("| System |"))
+    col = [c.strip() for c in header.split("|")].index("AUC")
+    cells = {r.split("|")[1].strip(): r.split("|")[col].strip() for r in table if r.startswith(("| strong", "| weak"))}
+    assert cells["strong"] == f"**{aucs['strong']:.4f}**" and cells["weak"] == f"{aucs['weak']:.4f}"
+
+    res = CliRunner().invoke(app, ["score", "-s", str(tmp_path / "exp" / "strong" / "seed0" / "scores.txt")])
+    assert res.exit_code == 0, res.output
+    assert any("AUC" in line and f"{aucs['strong']:.4f}" in line for line in res.output.splitlines()), res.output
+
+
+def test_metric_keys_resolve_by_row_prior_and_side_and_bad_keys_are_refused():
+    from bench.metrics import METRIC_TABLE
+
+    k = METRIC_TABLE.resolve("cal_actdcf@0.05")
+    assert (k.metric.name, k.p, k.calibrated, k.bootstrappable) == ("actdcf", 0.05, True, False)
+    assert METRIC_TABLE.resolve("mindcf@0.002").label == "minDCF@0.002"
+    # a metric of LLR scores says which scores it was computed on
+    assert METRIC_TABLE.label("cllr") == "Cllr (raw scores)" and METRIC_TABLE.label("cal_cllr") == "Cllr (cal.)"
+    for bad in ("mindcf", "eer@0.01", "mindcf@x", "cal_nope", "auc"):
+        with pytest.raises(KeyError):
+            METRIC_TABLE.resolve(bad)
+        assert not METRIC_TABLE.bootstrappable(bad)
+    with pytest.raises(ValueError, match="repeated"):
+        METRIC_TABLE.add(METRIC_TABLE.get("eer"))
