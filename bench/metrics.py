@@ -1,6 +1,10 @@
 """Speaker-verification metrics: EER, minDCF, actDCF, Cllr, minCllr, DET points.
 
 This is the one place metrics are computed; training, ``bench score``, reports and tuning call it.
+:data:`METRIC_TABLE` (near the end; the row type is :class:`bench.metric_table.Metric`) lists every
+metric with its ``metrics.json`` key, label, digits, direction, bootstrap support and the function
+defining it: a new metric is that function plus one row, and ``compute_metrics``, the reports and
+``bench score`` pick it up.
 Bootstrap intervals and paired tests live in :mod:`bench.bootstrap`, which builds on this module.
 
 Conventions (they hold for every function here):
