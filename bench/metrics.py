@@ -1,6 +1,10 @@
 """Speaker-verification metrics: EER, minDCF, actDCF, Cllr, minCllr, DET points.
 
 This is the one place metrics are computed; training, ``bench score``, reports and tuning call it.
+:data:`METRIC_TABLE` (near the end; the row type is :class:`bench.metric_table.Metric`) lists every
+metric with its ``metrics.json`` key, label, digits, direction, bootstrap support and the function
+defining it: a new metric is that function plus one row, and ``compute_metrics``, the reports and
+``bench score`` pick it up.
 Bootstrap intervals and paired tests live in :mod:`bench.bootstrap`, which builds on this module.
 
 Conventions (they hold for every function here):
@@ -34,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.errors import BenchError
+from bench.metric_table import Metric, MetricTable
 
 EER_METHODS = ("rocch", "interp")
 
@@ -411,35 +416,125 @@ def min_cllr(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+class Curve:
+    """The sorted counts of one score list, shared by every metric of :func:`compute_metrics`.
+
+    ``scores``/``labels`` are the checked arrays, ``bins`` their :class:`_Bins`, ``fa``/``miss``
+    the corner counts (:func:`_corners`); ``rocch`` = (EER percent, threshold), computed once.
+    """
+
+    def __init__(self, scores: npt.ArrayLike, labels: npt.ArrayLike):
+        self.scores, self.labels = _as_arrays(scores, labels)
+        self.n_tar, self.n_non = int(self.labels.sum()), int((~self.labels).sum())
+        self.bins = _bins(self.scores, self.labels)
+        self.fa, self.miss = _corners(self.bins.tcount, self.bins.nbins)
+        self._rocch: tuple[float, float] | None = None
+
+    @property
+    def rocch(self) -> tuple[float, float]:
+        if self._rocch is None:
+            e, p_i, q_i, alpha = _rocch_crossing(self.fa[None], self.miss[None], self.n_non, self.n_tar)
+            thr = _corner_thresholds(self.bins.tau)
+            lo, hi = thr[p_i[0]], thr[q_i[0]]
+            t = lo if (alpha[0] <= 0.5 and np.isfinite(lo)) or not np.isfinite(hi) else hi
+            self._rocch = (100.0 * float(e[0]), float(t))
+        return self._rocch
+
+
+def _eer_interp(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    return eer(scores, labels, method="interp")
+
+
+def _min_dcf_point(scores: npt.ArrayLike, labels: npt.ArrayLike, p_target: float) -> float:
+    return min_dcf(scores, labels, p_target)
+
+
+def _min_dcf_on_curve(c: Curve, p: float) -> float:
+    return float(_min_dcf_counts(c.fa, c.miss, c.n_non, c.n_tar, _check_p(p))[0])
+
+
+# The metric table: one row per metric (bench/metric_table.py explains the fields).  compute_metrics,
+# reports (columns, labels, digits, best = lower or higher, intervals) and `bench score` read it;
+# a new metric is its function above plus one row here.  Row order is the order of metrics.json
+# keys and of the `bench score` table; the per-prior rows are written together, prior by prior.
+METRIC_TABLE = MetricTable(
+    [
+        Metric(
+            "eer", "EER (%)", 2, eer, bootstrap=True, on_curve=lambda c: c.rocch[0],
+            companions=lambda c: {"eer_threshold": c.rocch[1]}, report=("eer",),
+            cli_label="EER % (ROCCH)", cli_digits=3,
+        ),
+        Metric(
+            "eer_interp", "EER (%, interpolated)", 2, _eer_interp, when="on_request",
+            cli_label="EER % (interpolated)", cli_digits=3,
+        ),
+        Metric(
+            "mindcf", "minDCF@{p}", 3, _min_dcf_point, per_prior=True, bootstrap=True,
+            on_curve=_min_dcf_on_curve, report=("mindcf@0.01", "mindcf@0.05"), cli_label="minDCF (p={p})",
+        ),
+        Metric(
+            "actdcf", "actDCF@{p}", 3, act_dcf, per_prior=True, when="llr", llr_only=True,
+            on_curve=lambda c, p: act_dcf(c.scores, c.labels, p), report=("cal_actdcf@0.01",),
+        ),
+        Metric(
+            "cllr", "Cllr", 3, cllr, llr_only=True, on_curve=lambda c: cllr(c.scores, c.labels),
+            report=("cal_cllr",), cli_label="Cllr (scores as LLR)",
+        ),
+        Metric(
+            "min_cllr", "minCllr", 3, min_cllr, on_curve=lambda c: _min_cllr_bins(c.bins, c.n_non, c.n_tar),
+            report=("min_cllr",), cli_label="minCllr",
+        ),
+    ]
+)  # fmt: skip
+
+
+def _value(row: Metric, c: Curve, p: float | None) -> float:
+    args = () if p is None else (p,)
+    if row.on_curve is not None:
+        return row.on_curve(c, *args)
+    return row.point(c.scores, c.labels, *args)
+
+
 def compute_metrics(
-    scores: npt.ArrayLike, labels: npt.ArrayLike, p_targets: Iterable[float] = (0.01, 0.05), llr: bool = False
+    scores: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    p_targets: Iterable[float] = (0.01, 0.05),
+    llr: bool = False,
+    on_request: bool = False,
 ) -> dict[str, float]:
-    """Every summary metric from one pass over the sorted scores.
+    """Every metric of :data:`METRIC_TABLE` from one pass over the sorted scores.
 
     Keys: ``eer`` (percent, ROCCH, see :func:`eer`), ``eer_threshold`` (score threshold of the
     hull vertex nearest the EER point), ``mindcf@<p>`` for each p (``f"mindcf@{p:g}"``),
     ``cllr`` (Cllr of the scores read as natural-log LLRs; only meaningful for calibrated
     scores, e.g. not raw cosines), ``min_cllr``, ``n_target``, ``n_nontarget``; with
-    ``llr=True`` also ``actdcf@<p>``.
+    ``llr=True`` also ``actdcf@<p>``; with ``on_request=True`` then the rows computed only when
+    asked (``eer_interp``: the interpolated EER), after the counts.
     """
-    s, lab = _as_arrays(scores, labels)
-    n_tar, n_non = int(lab.sum()), int((~lab).sum())
-    bins = _bins(s, lab)
-    fa, miss = _corners(bins.tcount, bins.nbins)
-    e, p_i, q_i, alpha = _rocch_crossing(fa[None], miss[None], n_non, n_tar)
-    thr = _corner_thresholds(bins.tau)
-    lo, hi = thr[p_i[0]], thr[q_i[0]]
-    t = lo if (alpha[0] <= 0.5 and np.isfinite(lo)) or not np.isfinite(hi) else hi
-    out: dict[str, float] = {"eer": 100.0 * float(e[0]), "eer_threshold": float(t)}
-    for p in p_targets:
-        val, _ = _min_dcf_counts(fa, miss, n_non, n_tar, _check_p(p))
-        out[f"mindcf@{p:g}"] = float(val)
-        if llr:
-            out[f"actdcf@{p:g}"] = act_dcf(s, lab, p)
-    out["cllr"] = cllr(s, lab)
-    out["min_cllr"] = _min_cllr_bins(bins, n_non, n_tar)
-    out["n_target"] = n_tar
-    out["n_nontarget"] = n_non
+    c = Curve(scores, labels)
+    p_targets = tuple(p_targets)
+    active = [r for r in METRIC_TABLE if r.when == "always" or (llr and r.when == "llr")]
+    out: dict[str, float] = {}
+    per_prior_done = False
+    for row in active:
+        if not row.per_prior:
+            out[row.name] = _value(row, c, None)
+            if row.companions is not None:
+                out.update(row.companions(c))
+        elif not per_prior_done:
+            per_prior_done = True
+            for p in p_targets:
+                for r in active:
+                    if r.per_prior:
+                        out[r.key(p)] = _value(r, c, p)
+    out["n_target"] = c.n_tar
+    out["n_nontarget"] = c.n_non
+    if on_request:
+        for row in METRIC_TABLE:
+            if row.when == "on_request":
+                priors: tuple[float | None, ...] = p_targets if row.per_prior else (None,)
+                for prior in priors:
+                    out[row.key(prior)] = _value(row, c, prior)
     return out
 
 

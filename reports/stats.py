@@ -31,22 +31,19 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.metric_table import CALIBRATED_PREFIX
+from bench.metrics import METRIC_TABLE
 from reports.collect import System, read_scores
 
-METRICS = ["eer", "mindcf@0.01", "mindcf@0.05", "min_cllr", "cal_actdcf@0.01", "cal_cllr"]
-METRIC_NAMES = {
-    "eer": "EER (%)",
-    "mindcf@0.01": "minDCF@0.01",
-    "mindcf@0.05": "minDCF@0.05",
-    "cllr": "Cllr (raw scores)",
-    "min_cllr": "minCllr",
-    "cal_actdcf@0.01": "actDCF@0.01 (cal.)",
-    "cal_actdcf@0.05": "actDCF@0.05 (cal.)",
-    "cal_cllr": "Cllr (cal.)",
-}
-#: metrics of the calibrated scores, read from each run's metrics.json "calibration" block
-#: (``cal_<key>`` = ``calibration.overall[<key>]``); NaN for a run without calibration
-CALIBRATED_PREFIX = "cal_"
+#: the report's default columns (bench.metrics.METRIC_TABLE: each row's ``report`` keys, raw-score
+#: metrics first); ``cal_<key>`` columns are metrics of the calibrated scores, read from each run's
+#: metrics.json "calibration" block (``calibration.overall[<key>]``), NaN for a run without calibration
+METRICS = METRIC_TABLE.report_columns()
+
+
+def metric_label(key: str) -> str:
+    """The column label of a metric key (``eer`` -> ``EER (%)``, ``cal_cllr`` -> ``Cllr (cal.)``)."""
+    return METRIC_TABLE.label(key)
 
 
 def calibrated_metrics(run: Any) -> dict[str, float]:
@@ -190,7 +187,9 @@ def boot(
 
 
 def p_targets_of(metrics: list[str]) -> tuple[float, ...]:
-    return tuple(sorted({float(m.split("@", 1)[1]) for m in metrics if m.startswith("mindcf@")})) or (0.01,)
+    """The target priors of the raw-score per-prior keys among ``metrics`` (0.01 when none)."""
+    keys = [METRIC_TABLE.resolve(m) for m in metrics]
+    return tuple(sorted({k.p for k in keys if k.p is not None and not k.calibrated})) or (0.01,)
 
 
 def system_table(
@@ -243,15 +242,17 @@ def system_table(
         rows.append(row)
     df = pd.DataFrame(rows)
     for m in metrics:
-        # Every reported metric is a cost (lower is better); ties are all marked.
-        best = df[f"{m}_mean"].min()  # NaN (uncalibrated) cells are never best
+        # The best value by the metric's direction (the table's lower_is_better); ties are all marked.
+        col = df[f"{m}_mean"]
+        best = col.min() if METRIC_TABLE.resolve(m).lower_is_better else col.max()  # NaN cells are never best
         df[f"{m}_best"] = np.isclose(df[f"{m}_mean"], best, rtol=0, atol=1e-12)
     return df
 
 
 def bootstrappable(metric: str) -> bool:
-    """Metrics ``bench.metrics`` can bootstrap (EER and minDCF); Cllr is reported without an interval."""
-    return metric == "eer" or metric.startswith("mindcf")
+    """Metrics ``bench.bootstrap`` can resample (the table's ``bootstrap`` rows: EER and minDCF, raw
+    scores); the others (Cllr, calibrated metrics) are reported without an interval."""
+    return METRIC_TABLE.bootstrappable(metric)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -282,7 +283,7 @@ def pairwise(
     from bench.bootstrap import paired_test
 
     if not bootstrappable(metric):
-        raise BenchError(f"paired tests support 'eer' or 'mindcf@<p>', not '{metric}'")
+        raise BenchError(f"paired tests support {METRIC_TABLE.bootstrap_names()}, not '{metric}'")
     rows = []
     # Without resamples there is no test to report (n_boot = 0 asks for point estimates only).
     n = len(al.systems) if n_boot > 0 else 0
@@ -299,7 +300,8 @@ def pairwise(
             if lo <= 0 <= hi:
                 verdict = "no significant difference"
             else:
-                better = al.systems[i].label if diff < 0 else al.systems[j].label
+                a_better = (diff < 0) == METRIC_TABLE.resolve(metric).lower_is_better
+                better = al.systems[i].label if a_better else al.systems[j].label
                 verdict = f"{better} better"
             rows.append(
                 {

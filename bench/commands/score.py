@@ -151,11 +151,10 @@ def score(
         kind = "target" if n_tar else "non-target"
         raise BenchError(f"all {labels.size} trials are {kind} trials; EER and minDCF need both classes", source)
 
-    result = metrics.compute_metrics(s, labels, p_targets=p_targets)
-    result["eer_interp"] = metrics.eer(s, labels, method="interp")
+    result = metrics.compute_metrics(s, labels, p_targets=p_targets, on_request=True)
     if bootstrap > 0:
         ci = {}
-        for name in ["eer", *(f"mindcf@{p:g}" for p in p_targets)]:
+        for name in (k for row in metrics.METRIC_TABLE if row.bootstrap for k in row.keys(p_targets)):
             ci[name] = list(bootstrap_mod.bootstrap_ci(s, labels, metric=name, n_boot=bootstrap))
         result["ci95"] = ci
         result["n_boot"] = bootstrap
@@ -169,7 +168,10 @@ def score(
 
 
 def _table(result: dict, p_targets) -> None:
+    """Every metric of the table with a ``cli_label`` that the result holds, in table order."""
     from rich.table import Table
+
+    from bench.metrics import METRIC_TABLE
 
     ci = result.get("ci95", {})
     table = Table(title="Verification metrics", show_header=True)
@@ -183,12 +185,12 @@ def _table(result: dict, p_targets) -> None:
             label, fmt.format(result[key]), f"[{fmt.format(lo_hi[0])}, {fmt.format(lo_hi[1])}]" if lo_hi else ""
         )
 
-    row("EER % (ROCCH)", "eer", "{:.3f}")
-    row("EER % (interpolated)", "eer_interp", "{:.3f}")
-    for p in p_targets:
-        row(f"minDCF (p={p:g})", f"mindcf@{p:g}", "{:.4f}")
-    row("Cllr (scores as LLR)", "cllr", "{:.4f}")
-    row("minCllr", "min_cllr", "{:.4f}")
+    for metric in METRIC_TABLE:
+        if metric.cli_label is None:
+            continue
+        for p in p_targets if metric.per_prior else (None,):
+            if metric.key(p) in result:
+                row(metric.text(metric.cli_label, p), metric.key(p), f"{{:.{metric.cli_digits}f}}")
     table.add_row("threshold at EER", f"{result['eer_threshold']:.6g}", "")
     table.add_row("target / non-target trials", f"{result['n_target']} / {result['n_nontarget']}", "")
     console.print(table)

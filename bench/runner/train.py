@@ -221,6 +221,55 @@ def embedder(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device
     )
 
 
+@dataclass
+class _Run:
+    """Everything one training run carries from step to step (see :func:`train`)."""
+
+    cfg: ExperimentConfig
+    corpus: Any
+    info: ddp.DistInfo
+    device: torch.device
+    rep: Reporter
+    loader_fn: LoaderFn
+    model: torch.nn.Module  # unwrapped: checkpoints, validation and the result use it
+    loss_mod: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp: Any
+    margin: Any  # losses.schedule.MarginScheduler
+    steps: int  # batches per epoch
+    state: TrainState
+    main: RunDir | None  # the run folder on rank 0, None on the other ranks (they write nothing)
+    best_weights: dict[str, torch.Tensor] | None = None  # early stopping scores these (best validation EER)
+    logs: Any = None  # _Logs, opened once the state is known (after a resume)
+    train_model: torch.nn.Module | None = None  # model as trained: compiled / DDP-wrapped
+    train_loss: torch.nn.Module | None = None
+    plateau: Plateau | None = None
+
+    def embed_fn(self, m: torch.nn.Module) -> Callable[[Any], Embeddings]:
+        return embedder(m, self.cfg, self.device)
+
+    def checkpoint(self, best: bool = False) -> None:
+        """``last.pt`` (and ``best.pt``) on rank 0: weights, optimiser, schedules, RNG, state, config."""
+        if self.main is None:
+            return
+        data = {
+            "model": self.model.state_dict(),
+            "loss": self.loss_mod.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "margin": self.margin.state_dict(),
+            "rng": rng_state(),
+            "state": dataclasses.asdict(self.state),
+            "config": to_dict(self.cfg),
+        }
+        save_checkpoint(self.main.last, data)
+        if best:
+            save_checkpoint(self.main.best, data)
+
+
 def train(
     cfg: ExperimentConfig,
     corpus: Any,
@@ -243,8 +292,38 @@ def train(
     ``train.max_bad_steps`` steps had a non-finite loss. With ``train.early_stop`` the run ends at its
     validation plateau (:mod:`bench.runner.convergence`) and the returned model holds the
     best-validation weights (``TrainResult.checkpoint == "best"``).
+
+    The steps: :func:`_setup` (components, optimiser, schedules; a resume restores them),
+    :func:`_start` (the untrained baseline, the model prepared for training), then per epoch
+    :func:`_train_epoch` (the optimisation steps) and :func:`_end_epoch` (validation, best weights,
+    plateau, checkpoint, logs), and :func:`_finish` (the weights to score).
     """
-    rep = reporter or NullReporter()
+    run = _setup(cfg, corpus, rd, info, device, reporter or NullReporter(), loader_fn, resume, init_from)
+    _start(run, untrained_eval, resume)
+    tc, plateau = cfg.train, run.plateau
+    assert plateau is not None
+    for epoch in range(run.state.epoch, tc.epochs):
+        if tc.early_stop and plateau.plateaued:
+            break  # a resumed run that had already stopped early
+        lr = _train_epoch(run, epoch)
+        if _end_epoch(run, epoch, lr):
+            break
+    return _finish(run)
+
+
+def _setup(
+    cfg: ExperimentConfig,
+    corpus: Any,
+    rd: RunDir | None,
+    info: ddp.DistInfo,
+    device: torch.device,
+    rep: Reporter,
+    loader_fn: LoaderFn,
+    resume: bool,
+    init_from: str | Path | None,
+) -> _Run:
+    """Model and loss (initial weights from ``init_from``), optimiser, lr schedule, AMP scaler and
+    margin schedule; with ``resume`` all of them, the RNG and the counters from ``rd.last``."""
     tc = cfg.train
     amp = amp_mode(tc.amp, device)
     model, loss_mod = build_components(cfg, len(corpus.speakers))
@@ -264,168 +343,192 @@ def train(
 
     lc = cfg.loss
     margin = MarginScheduler(loss_mod, lc.margin_warmup_epochs, lc.margin_start_epoch, lc.margin_shape)
-    state = TrainState()
-    main = rd if info.is_main else None
-    best_weights: dict[str, torch.Tensor] | None = None  # early stopping scores these (best validation EER)
-
+    run = _Run(
+        cfg, corpus, info, device, rep, loader_fn, model, loss_mod, optimizer, scheduler, scaler, amp, margin,
+        steps, TrainState(), rd if info.is_main else None,
+    )  # fmt: skip
     if resume:
-        ckpt = load_checkpoint(rd.last, map_location="cpu") if (rd is not None and info.is_main) else None
-        ckpt = ddp.broadcast_object(ckpt, info)
-        model.load_state_dict(ckpt["model"])
-        loss_mod.load_state_dict(ckpt["loss"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        margin.load_state_dict(ckpt["margin"])
-        set_rng_state(ckpt["rng"])
-        state = TrainState(**ckpt["state"])
-        if tc.early_stop and main is not None and main.best.exists():
-            best_weights = load_checkpoint(main.best, map_location="cpu")["model"]
-        rep.message(f"resumed at epoch {state.epoch + 1}, batch {state.batch} (step {state.global_step})")
-    logs = _Logs(main, state.global_step if resume else None)
+        _restore(run, rd)
+    run.logs = _Logs(run.main, run.state.global_step if resume else None)
+    return run
 
-    def embed_fn(m: torch.nn.Module) -> Callable[[Any], Embeddings]:
-        return embedder(m, cfg, device)
 
+def _restore(run: _Run, rd: RunDir | None) -> None:
+    """Every state of ``rd.last`` (read on rank 0, broadcast); under early stopping also the best weights."""
+    ckpt = load_checkpoint(rd.last, map_location="cpu") if (rd is not None and run.info.is_main) else None
+    ckpt = ddp.broadcast_object(ckpt, run.info)
+    run.model.load_state_dict(ckpt["model"])
+    run.loss_mod.load_state_dict(ckpt["loss"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    run.margin.load_state_dict(ckpt["margin"])
+    set_rng_state(ckpt["rng"])
+    run.state = TrainState(**ckpt["state"])
+    if run.cfg.train.early_stop and run.main is not None and run.main.best.exists():
+        run.best_weights = load_checkpoint(run.main.best, map_location="cpu")["model"]
+    st = run.state
+    run.rep.message(f"resumed at epoch {st.epoch + 1}, batch {st.batch} (step {st.global_step})")
+
+
+def _start(
+    run: _Run, untrained_eval: Callable[[Callable[[Any], Embeddings]], dict[str, Any]] | None, resume: bool
+) -> None:
+    """The untrained baseline (fresh runs, rank 0), then the model prepared for training and wrapped
+    for DDP, both modules in train mode, and the plateau counters of the state."""
+    cfg, info, device = run.cfg, run.info, run.device
     if untrained_eval is not None and not resume and info.is_main:
-        state.untrained = untrained_eval(embed_fn(model))
+        run.state.untrained = untrained_eval(run.embed_fn(run.model))
     ddp.barrier(info)
 
     # channels-last / torch.compile where measured to help on this device (models/speed.py)
-    train_model = prepare_for_training(model, cfg.model.backbone, device, steps=tc.epochs * steps, compile=tc.compile)
-    train_model = ddp.wrap(train_model, info, device)
-    train_loss = ddp.wrap(loss_mod, info, device)
+    tc = cfg.train
+    train_model = prepare_for_training(
+        run.model, cfg.model.backbone, device, steps=tc.epochs * run.steps, compile=tc.compile
+    )
+    run.train_model = ddp.wrap(train_model, info, device)
+    run.train_loss = ddp.wrap(run.loss_mod, info, device)
+    run.train_model.train()
+    run.train_loss.train()
+    run.plateau = Plateau.from_state(run.state.plateau, tc.patience, tc.min_delta)
 
-    def payload() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "loss": loss_mod.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "margin": margin.state_dict(),
-            "rng": rng_state(),
-            "state": dataclasses.asdict(state),
-            "config": to_dict(cfg),
-        }
 
-    def checkpoint(best: bool = False) -> None:
-        if main is None:
-            return
-        data = payload()
-        save_checkpoint(main.last, data)
-        if best:
-            save_checkpoint(main.best, data)
-
-    train_model.train()
-    train_loss.train()
-    plateau = Plateau.from_state(state.plateau, tc.patience, tc.min_delta)
-    for epoch in range(state.epoch, tc.epochs):
-        if tc.early_stop and plateau.plateaued:
-            break  # a resumed run that had already stopped early
-        start = state.batch if epoch == state.epoch else 0
-        if start == 0:
-            state.loss_sum = state.acc_sum = 0.0
-            state.acc_n = state.n_steps = state.epoch_samples = 0
-            state.epoch_seconds = 0.0
-        rep.start_epoch(epoch, tc.epochs, steps, start)
-        it = iter(loader_fn(corpus, cfg, epoch=epoch, info=info, start_batch=start))
-        t_last = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        for b in range(start, steps):
-            try:
-                waves, labels = next(it)
-            except StopIteration:
-                break
-            waves = views_on_device(waves, device)  # data.augment_on="device": the views are made here
-            torch.manual_seed(step_seed(tc.seed, epoch, b, info.rank))
-            margin.step(epoch + b / steps)
-            lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
-            values = _train_step(
-                train_model, train_loss, optimizer, scaler, amp, device, info, waves, labels, cfg.optim.grad_clip
-            )
-            with warnings.catch_warnings():
-                # a skipped (NaN) first step trips torch's "scheduler before optimizer" warning; the lr
-                # is a function of the batch position by design, so the order does not matter here
-                warnings.simplefilter("ignore", UserWarning)
-                scheduler.step()
-            state.batch = b + 1
-            state.global_step += 1
-            now = time.perf_counter()
-            dt, t_last = now - t_last, now
-            state.epoch_seconds += dt
-            state.train_seconds += dt
-            if values is None:
-                state.bad_steps += 1
-                rep.message(f"non-finite loss at epoch {epoch + 1} batch {b}: step skipped ({state.bad_steps} so far)")
-                if state.bad_steps > tc.max_bad_steps:
-                    raise BenchError(
-                        f"training stopped: {state.bad_steps} steps had a NaN/inf loss "
-                        f"(train.max_bad_steps={tc.max_bad_steps}); lower optim.lr, enable optim.grad_clip "
-                        "or check the data"
-                    )
-                continue
-            n_utts = int(values.pop("batch"))
-            state.samples += n_utts
-            state.epoch_samples += n_utts
-            state.n_steps += 1
-            state.loss_sum += values["loss"]
-            if values.get("accuracy") is not None:
-                state.acc_sum += values["accuracy"]
-                state.acc_n += 1
-            sps = state.epoch_samples / state.epoch_seconds if state.epoch_seconds > 0 else 0.0
-            row = {
-                "epoch": epoch + 1,
-                "batch": b + 1,
-                "global_step": state.global_step,
-                "lr": lr,
-                "samples_per_s": sps,
-                "bad_steps": state.bad_steps,
-                **values,
-            }
-            rep.step(row)
-            if tc.log_every > 0 and (b + 1) % tc.log_every == 0:
-                logs.step(row)
-            if tc.checkpoint_every > 0 and state.global_step % tc.checkpoint_every == 0 and state.batch < steps:
-                checkpoint()
-        val = None
-        if tc.validate_every > 0 and ((epoch + 1) % tc.validate_every == 0 or epoch + 1 == tc.epochs):
-            val = validation_eer(embed_fn(model), corpus, cfg.eval.p_targets) if info.is_main else None
-            val = ddp.broadcast_object(val, info)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": state.loss_sum / state.n_steps if state.n_steps else math.nan,
-            "train_acc": state.acc_sum / state.acc_n if state.acc_n else None,
-            "lr": lr,
-            "val_eer": val,
-            "bad_steps": state.bad_steps,
-            "train_seconds": state.epoch_seconds,
-            "samples_per_s": state.epoch_samples / state.epoch_seconds if state.epoch_seconds > 0 else 0.0,
-        }
-        state.history.append(row)
-        state.epoch, state.batch = epoch + 1, 0
-        improved = val is not None and (state.best_val_eer is None or val < state.best_val_eer)
-        if improved:
-            state.best_val_eer = val
-            if tc.early_stop:
-                best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        plateau.update(epoch + 1, val)
-        state.plateau = plateau.state_dict()
-        # without validation, "best" is simply the latest epoch
-        checkpoint(best=improved or tc.validate_every <= 0)
-        logs.epochs(state.history)
-        rep.end_epoch(row)
-        ddp.barrier(info)
-        if tc.early_stop and plateau.plateaued:
-            rep.message(f"validation EER plateaued (best {plateau.best:.2f} % at epoch {plateau.best_epoch}): stopped")
+def _train_epoch(run: _Run, epoch: int) -> float:
+    """The optimisation steps of ``epoch`` from the state's batch position (mid-epoch on a resume);
+    returns the lr of its last step (the epoch's row reports it)."""
+    cfg, tc, state, steps = run.cfg, run.cfg.train, run.state, run.steps
+    start = state.batch if epoch == state.epoch else 0
+    if start == 0:
+        state.loss_sum = state.acc_sum = 0.0
+        state.acc_n = state.n_steps = state.epoch_samples = 0
+        state.epoch_seconds = 0.0
+    run.rep.start_epoch(epoch, tc.epochs, steps, start)
+    it = iter(run.loader_fn(run.corpus, cfg, epoch=epoch, info=run.info, start_batch=start))
+    t_last = time.perf_counter()
+    lr: float = run.optimizer.param_groups[0]["lr"]
+    for b in range(start, steps):
+        try:
+            waves, labels = next(it)
+        except StopIteration:
             break
+        waves = views_on_device(waves, run.device)  # data.augment_on="device": the views are made here
+        torch.manual_seed(step_seed(tc.seed, epoch, b, run.info.rank))
+        run.margin.step(epoch + b / steps)
+        lr = run.optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
+        assert run.train_model is not None and run.train_loss is not None
+        values = _train_step(
+            run.train_model, run.train_loss, run.optimizer, run.scaler, run.amp, run.device, run.info, waves, labels,
+            cfg.optim.grad_clip,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            # a skipped (NaN) first step trips torch's "scheduler before optimizer" warning; the lr
+            # is a function of the batch position by design, so the order does not matter here
+            warnings.simplefilter("ignore", UserWarning)
+            run.scheduler.step()
+        state.batch = b + 1
+        state.global_step += 1
+        now = time.perf_counter()
+        dt, t_last = now - t_last, now
+        state.epoch_seconds += dt
+        state.train_seconds += dt
+        if values is None:
+            _skipped_step(run, epoch, b)
+            continue
+        _record_step(run, epoch, b, lr, values)
+        if tc.checkpoint_every > 0 and state.global_step % tc.checkpoint_every == 0 and state.batch < steps:
+            run.checkpoint()
+    return lr
+
+
+def _skipped_step(run: _Run, epoch: int, b: int) -> None:
+    """A step whose loss was not finite: counted, and the run stops past ``train.max_bad_steps``."""
+    state, tc = run.state, run.cfg.train
+    state.bad_steps += 1
+    run.rep.message(f"non-finite loss at epoch {epoch + 1} batch {b}: step skipped ({state.bad_steps} so far)")
+    if state.bad_steps > tc.max_bad_steps:
+        raise BenchError(
+            f"training stopped: {state.bad_steps} steps had a NaN/inf loss "
+            f"(train.max_bad_steps={tc.max_bad_steps}); lower optim.lr, enable optim.grad_clip "
+            "or check the data"
+        )
+
+
+def _record_step(run: _Run, epoch: int, b: int, lr: float, values: dict[str, Any]) -> None:
+    """Counters of a finished step, its row to the reporter and (every ``train.log_every``) the log."""
+    state, tc = run.state, run.cfg.train
+    n_utts = int(values.pop("batch"))
+    state.samples += n_utts
+    state.epoch_samples += n_utts
+    state.n_steps += 1
+    state.loss_sum += values["loss"]
+    if values.get("accuracy") is not None:
+        state.acc_sum += values["accuracy"]
+        state.acc_n += 1
+    sps = state.epoch_samples / state.epoch_seconds if state.epoch_seconds > 0 else 0.0
+    row = {
+        "epoch": epoch + 1,
+        "batch": b + 1,
+        "global_step": state.global_step,
+        "lr": lr,
+        "samples_per_s": sps,
+        "bad_steps": state.bad_steps,
+        **values,
+    }
+    run.rep.step(row)
+    if tc.log_every > 0 and (b + 1) % tc.log_every == 0:
+        run.logs.step(row)
+
+
+def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
+    """Validation EER (every ``train.validate_every`` epochs and the last), the epoch's row, the best
+    weights, the plateau counters, the checkpoint and the logs; True when early stopping ends the run."""
+    cfg, tc, state, info, plateau = run.cfg, run.cfg.train, run.state, run.info, run.plateau
+    assert plateau is not None
+    val = None
+    if tc.validate_every > 0 and ((epoch + 1) % tc.validate_every == 0 or epoch + 1 == tc.epochs):
+        val = validation_eer(run.embed_fn(run.model), run.corpus, cfg.eval.p_targets) if info.is_main else None
+        val = ddp.broadcast_object(val, info)
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": state.loss_sum / state.n_steps if state.n_steps else math.nan,
+        "train_acc": state.acc_sum / state.acc_n if state.acc_n else None,
+        "lr": lr,
+        "val_eer": val,
+        "bad_steps": state.bad_steps,
+        "train_seconds": state.epoch_seconds,
+        "samples_per_s": state.epoch_samples / state.epoch_seconds if state.epoch_seconds > 0 else 0.0,
+    }
+    state.history.append(row)
+    state.epoch, state.batch = epoch + 1, 0
+    improved = val is not None and (state.best_val_eer is None or val < state.best_val_eer)
+    if improved:
+        state.best_val_eer = val
+        if tc.early_stop:
+            run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    plateau.update(epoch + 1, val)
+    state.plateau = plateau.state_dict()
+    # without validation, "best" is simply the latest epoch
+    run.checkpoint(best=improved or tc.validate_every <= 0)
+    run.logs.epochs(state.history)
+    run.rep.end_epoch(row)
+    ddp.barrier(info)
+    if tc.early_stop and plateau.plateaued:
+        run.rep.message(f"validation EER plateaued (best {plateau.best:.2f} % at epoch {plateau.best_epoch}): stopped")
+        return True
+    return False
+
+
+def _finish(run: _Run) -> TrainResult:
+    """The weights to score: under early stopping the best validation epoch's, else the last; eval mode."""
     used = "last"
-    if tc.early_stop and best_weights is not None:
-        if plateau.best_epoch != state.epoch:
-            model.load_state_dict(best_weights)
+    plateau = run.plateau
+    assert plateau is not None
+    if run.cfg.train.early_stop and run.best_weights is not None:
+        if plateau.best_epoch != run.state.epoch:
+            run.model.load_state_dict(run.best_weights)
         used = "best"
-    model.eval()
-    return TrainResult(model, loss_mod, state, checkpoint=used)
+    run.model.eval()
+    return TrainResult(run.model, run.loss_mod, run.state, checkpoint=used)
 
 
 def _train_step(
