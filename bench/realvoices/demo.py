@@ -38,7 +38,7 @@ def score_on_real(outcomes: list[Any], real: Path, synth: Path, experiment_dir: 
             continue
         info["scored"].append(o.loss)
         info.setdefault("eer", {})[o.loss] = res.metrics.overall["eer"]
-    base = Path(experiment_dir) / BASELINE_LOSS / "seed0" / "eval"
+    base = Path(experiment_dir) / BASELINE_LOSS / "seed0" / EVAL_DIR
     for corpus, name in ((real, REAL_NAME), (synth, "synthetic")):
         if (base / name / METRICS_FILE).exists() and not info["scored"] and not force:
             continue

@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from bench.config import ExperimentConfig, config_diff, resolve, to_dict, to_toml, value_at
@@ -25,7 +28,7 @@ from bench.io import atomic_write, provenance
 from bench.results import MetricsRecord, Training
 from bench.runner import ddp
 from bench.runner.convergence import Budget, budget_of
-from bench.runner.evaluate import evaluate_corpus, write_scores
+from bench.runner.evaluate import Embeddings, TrialScores, evaluate_corpus, write_scores
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
 
@@ -133,7 +136,7 @@ def run_experiment(
     reporter: Reporter | None = None,
     info: ddp.DistInfo = ddp.DistInfo(),
     device: torch.device = torch.device("cpu"),
-    corpus: Any = None,
+    corpus: Corpus | None = None,
     loader_fn: LoaderFn = default_loader,
 ) -> list[RunOutcome]:
     """Train and evaluate each loss x seed; returns one outcome per run (failed runs included).
@@ -178,7 +181,7 @@ def run_experiment(
 def run_one(
     cfg: ExperimentConfig,
     rd: RunDir,
-    corpus: Any,
+    corpus: Corpus,
     *,
     force: bool = False,
     resume: bool = False,
@@ -273,7 +276,7 @@ def _train_and_evaluate(
     if reporter is not None and hasattr(reporter, "start_run"):
         reporter.start_run(cfg.loss.name, cfg.train.seed)
 
-    def untrained(embed: Any) -> dict[str, Any]:
+    def untrained(embed: Callable[[pd.DataFrame], Embeddings]) -> dict[str, Any]:
         if key not in cache:
             if reporter:
                 reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
@@ -334,7 +337,10 @@ def _train_and_evaluate(
     outcome.untrained_eer = (result.state.untrained or {}).get("eer")
 
 
-def _calibrate(embed: Any, corpus: Corpus, cfg: ExperimentConfig, scores: Any, training: Training) -> Any:
+def _calibrate(
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, cfg: ExperimentConfig, scores: TrialScores,
+    training: Training,
+) -> np.ndarray | None:
     """Fit ``eval.calibration`` on the validation trials, set ``training.calibration``; the LLRs or None.
 
     The fit sees only the validation trials; the evaluation labels are read afterwards, to score
