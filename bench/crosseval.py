@@ -31,7 +31,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -68,8 +68,10 @@ from bench.runmodel import (  # noqa: F401
     load_run_model,
     read_run_config,
 )
-from bench.runner.evaluate import TrialScores
 from bench.scoring import Embeddings
+
+if TYPE_CHECKING:  # the runner's module loads torch; bench eval imports it when it scores
+    from bench.runner.evaluate import TrialScores
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -158,7 +158,7 @@ class MetricsRecord:
         return flat[key] if key in flat else default
 
     def __getitem__(self, key: str) -> Any:
-        """``record["eer"]``-style access to the on-disk keys (KeyError when not recorded)."""
+        """``record["cohort_speakers"]``-style access to the on-disk keys (KeyError when not recorded)."""
         return self.to_json()[key]
 
     def __contains__(self, key: object) -> bool:
