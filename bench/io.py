@@ -90,6 +90,17 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (checkpoints can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_save(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fh)`` on a temporary binary file that atomically becomes ``path``.
 

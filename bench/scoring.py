@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bench.data.trials import strip_ext
+from bench.data.trials import Trials, strip_ext
 from bench.embfile import EMBEDDING_FORMATS, read_embeddings, write_embeddings  # noqa: F401
 from bench.errors import BenchError
 
@@ -45,14 +46,84 @@ from bench.scorefile import (  # noqa: F401
 # Embeddings
 # --------------------------------------------------------------------------------------------
 
-# embeddings as accepted by the scoring functions: a mapping id -> vector [D] or ``(ids, matrix [N, D])``
-Embeddings = Mapping[str, npt.ArrayLike] | tuple[Iterable[Any], npt.ArrayLike]
-# trials: an object with ``enroll``/``test`` id lists (e.g. bench.data.trials.Trials) or a pair of lists
-TrialsLike = Any
+@dataclass
+class Embeddings:
+    """One embedding per utterance (or enrolment model): ``matrix[i]`` is the embedding of ``ids[i]``.
+
+    Shapes: ``ids`` ``[N]`` (unique utterance ids, without audio extension), ``matrix`` float32
+    ``[N, D]`` (unit norm when produced by :func:`bench.runner.evaluate.embed_utterances`, the one
+    embedder), ``norms`` float64 ``[N]`` or None: each embedding's norm before length
+    normalisation (a quality measure for calibration, ``bench.calibration``). Every scoring and
+    normalisation function of this module takes it as is.
+    """
+
+    ids: list[str]
+    matrix: np.ndarray  # float32 [N, D]
+    norms: np.ndarray | None = field(default=None, repr=False)  # float64 [N]
+    _pos: dict[str, int] = field(init=False, repr=False, compare=False)
+    _stripped: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.ids):
+            raise ValueError(f"embeddings: {len(self.ids)} ids but a matrix of shape {self.matrix.shape}")
+        self._pos = {u: i for i, u in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, utt: object) -> bool:
+        return utt in self._pos
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def rows(self, ids: Sequence[str], what: str, path: str | None = None) -> np.ndarray:
+        """Row indices int64 ``[len(ids)]`` of ``ids``; an unknown id is a BenchError naming ``path``."""
+        out = np.empty(len(ids), dtype=np.int64)
+        for i, u in enumerate(ids):
+            j = self._pos.get(u)
+            if j is None:
+                raise BenchError(f"{what} '{u}' is not in the corpus index", path=path, line=None)
+            out[i] = j
+        return out
+
+    def lookup(self) -> dict[str, int]:
+        """id without audio extension -> row (as the trial reader strips them), built once."""
+        if self._stripped is None:
+            self._stripped = {strip_ext(str(u)): r for r, u in enumerate(self.ids)}
+        return self._stripped
+
+    @classmethod
+    def concat(cls, parts: Iterable[Embeddings]) -> Embeddings:
+        """All ``parts`` in order, an id seen before (e.g. an utterance both enrolment and test) kept once
+        with its first embedding."""
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        seen: set[str] = set()
+        dim = 0
+        for part in parts:
+            dim = dim or (part.dim if len(part) else 0)
+            for i, u in enumerate(part.ids):
+                if u not in seen:
+                    seen.add(u)
+                    ids.append(u)
+                    rows.append(part.matrix[i])
+        return cls(ids, np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32))
 
 
-def _as_lookup(emb: Embeddings) -> tuple[dict[str, int], np.ndarray]:
-    """(id -> row, matrix) from a mapping id -> vector or an ``(ids, matrix)`` pair."""
+# what the scoring functions accept: Embeddings, or (for files and tests) a mapping id -> vector [D]
+# or an ``(ids, matrix [N, D])`` pair
+EmbeddingsLike = Embeddings | Mapping[str, npt.ArrayLike] | tuple[Iterable[Any], npt.ArrayLike]
+# trials: the trial reader's Trials (its path and source lines name the line of an unknown id) or a
+# pair of id lists ``(enroll, test)``
+TrialsLike = Trials | tuple[Sequence[str], Sequence[str]]
+
+
+def _as_lookup(emb: EmbeddingsLike) -> tuple[dict[str, int], np.ndarray]:
+    """(id -> row, matrix) from :class:`Embeddings`, a mapping id -> vector or an ``(ids, matrix)`` pair."""
+    if isinstance(emb, Embeddings):
+        return emb.lookup(), np.asarray(emb.matrix, dtype=np.float32)
     if isinstance(emb, Mapping):
         ids: list[Any] = list(emb)
         mat = np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]) if ids else np.zeros((0, 0), np.float32)
@@ -91,7 +162,7 @@ def read_enroll_map(path: str | Path) -> dict[str, list[str]]:
 
 
 def mean_enroll(
-    embeddings: Embeddings, enroll_map: Mapping[str, Sequence[str]], path: str | Path | None = None
+    embeddings: EmbeddingsLike, enroll_map: Mapping[str, Sequence[str]], path: str | Path | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Model embeddings as the mean of their L2-normalised utterance embeddings."""
     index, mat = _as_lookup(embeddings)
@@ -132,12 +203,20 @@ def _rows(ids: list[str], index: dict[str, int], trials: TrialsLike, what: str) 
 
 
 def cosine_score(
-    enroll_emb: Embeddings, test_emb: Embeddings, trials: TrialsLike, max_block: int = 1 << 22
+    enroll_emb: EmbeddingsLike,
+    test_emb: EmbeddingsLike,
+    trials: TrialsLike,
+    max_block: int = 1 << 22,
+    *,
+    enroll_ids: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Cosine similarity of each trial's enrolment and test embeddings, float64 ``[n_trials]``.
 
-    ``enroll_emb``/``test_emb``: mapping id -> vector or ``(ids, matrix)``; ``trials``: an object
-    with ``enroll``/``test`` id lists (e.g. :class:`bench.data.trials.Trials`) or a pair of lists.
+    ``enroll_emb``/``test_emb``: :class:`Embeddings` (or a mapping id -> vector, or ``(ids,
+    matrix)``); ``trials``: :class:`bench.data.trials.Trials` (an unknown id is a BenchError naming
+    its file and line) or a pair of id lists. ``enroll_ids``: the trials' enrolment ids as they are
+    named in ``enroll_emb`` when they differ from ``trials.enroll`` (CN-Celeb's ``enroll/`` prefix,
+    :func:`bench.runner.evaluate.resolve_enroll_ids`), one per trial.
     Embeddings are L2-normalised, then scored in blocks of at most ``max_block`` floats: when the
     trials cover a good share of all enrol x test pairs (e.g. CN-Celeb: every pair) as matrix
     products of enrolment blocks against all test embeddings, otherwise as row-wise dot products
@@ -146,6 +225,8 @@ def cosine_score(
     e_index, e_mat = _as_lookup(enroll_emb)
     t_index, t_mat = _as_lookup(test_emb)
     enroll, test = _trial_ids(trials)
+    if enroll_ids is not None:
+        enroll = list(enroll_ids)
     ei = _rows(enroll, e_index, trials, "enrolment")
     ti = _rows(test, t_index, trials, "test")
     e_mat, t_mat = l2_normalise(e_mat), l2_normalise(t_mat)
@@ -217,10 +298,10 @@ def asnorm(
     scores: npt.ArrayLike,
     enroll_ids: Sequence[str],
     test_ids: Sequence[str],
-    embeddings: Embeddings,
+    embeddings: EmbeddingsLike,
     cohort: npt.ArrayLike,
     top_k: int = 300,
-    test_embeddings: Embeddings | None = None,
+    test_embeddings: EmbeddingsLike | None = None,
     max_block: int = 1 << 22,
 ) -> np.ndarray:
     """Adaptive symmetric score normalisation (AS-norm).
@@ -229,7 +310,7 @@ def asnorm(
     ``0.5 ((s - mu_e) / sd_e + (s - mu_t) / sd_t)``, where ``mu_x``/``sd_x`` are the mean and
     (population) standard deviation of the ``top_k`` highest cosine scores of ``x`` against the
     cohort embeddings ``cohort [C, D]`` (``top_k >= C`` uses the whole cohort: plain S-norm).
-    ``embeddings`` (mapping or ``(ids, matrix)``) looks up enrolment ids, and test ids too unless
+    ``embeddings`` (:class:`Embeddings`, a mapping or ``(ids, matrix)``) looks up enrolment ids, and test ids too unless
     ``test_embeddings`` is given.  Statistics are computed once per distinct id.
     """
     s = np.asarray(scores, dtype=np.float64)

@@ -8,7 +8,6 @@ one evaluation corpus, and only when all their runs scored the same trial list (
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,20 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.results import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    EPOCHS_FILE,
+    EVAL_DIR,
+    METRICS_FILE,
+    RUN_FILE,
+    SCORES_FILE,
+    UNTRAINED_DIR,
+    MetricsRecord,
+    read_json_object,
+)
 from bench.textio import read_text
 
-METRICS_FILE = "metrics.json"
 # What the runner records about a run's training (bench.runner.convergence.Budget), read by reports/convergence.py.
 TRAINING_KEYS = (
     "converged",
@@ -64,13 +74,13 @@ class Run:
 
     @property
     def scores_path(self) -> Path:
-        return self.path / "scores.txt"
+        return self.path / SCORES_FILE
 
     @property
     def epochs_path(self) -> Path | None:
         for base in (self.path, self.run_root):
-            if base is not None and (base / "epochs.csv").exists():
-                return base / "epochs.csv"
+            if base is not None and (base / EPOCHS_FILE).exists():
+                return base / EPOCHS_FILE
         return None
 
     def versions(self) -> dict[str, str]:
@@ -137,7 +147,7 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
 
 
 # Folders whose metrics are diagnostics, not systems: the runner's score of the untrained model.
-IGNORED_DIRS = {"eval_untrained", "checkpoints"}
+IGNORED_DIRS = {UNTRAINED_DIR, CHECKPOINT_DIR}
 
 
 def _ignored(rel: Path) -> bool:
@@ -145,13 +155,7 @@ def _ignored(rel: Path) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(read_text(path, "JSON file"))
-    except json.JSONDecodeError as e:
-        raise BenchError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
-    if not isinstance(data, dict):
-        raise BenchError("expected a JSON object", path=path)
-    return data
+    return read_json_object(path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -171,90 +175,98 @@ def _find_up(start: Path, name: str, levels: int = 3) -> Path | None:
     return None
 
 
-def _seed_of(path: Path, cfg: dict[str, Any]) -> int:
-    seed = (cfg.get("train") or {}).get("seed")
-    if isinstance(seed, int):
-        return seed
-    for part in reversed(path.parts):
+def _seed_of(record: MetricsRecord, run_json: dict[str, Any], cfg: dict[str, Any], run_root: Path) -> int:
+    """The run's seed: as recorded (metrics.json, run.json, config.toml); only files older than
+    those records fall back to the ``seed<k>`` folder name."""
+    for seed in (record.seed, run_json.get("seed"), (cfg.get("train") or {}).get("seed")):
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+    for part in reversed(run_root.parts):
         if part.startswith("seed") and part[4:].isdigit():
             return int(part[4:])
     return 0
 
 
+def _loss_of(record: MetricsRecord, run_json: dict[str, Any], cfg: dict[str, Any], run_root: Path) -> str:
+    """The run's loss name: as recorded; only files older than those records fall back to the folder."""
+    for loss in (record.loss, run_json.get("loss"), (cfg.get("loss") or {}).get("name")):
+        if isinstance(loss, str) and loss:
+            return loss
+    return run_root.parent.name
+
+
 def load_run(path: str | Path) -> Run:
-    """Read one run folder: ``metrics.json`` plus the config and provenance of its training run."""
+    """Read one run folder: ``metrics.json`` (:class:`bench.results.MetricsRecord`) plus the config and
+    provenance of its training run."""
     d = Path(path)
     mfile = d / METRICS_FILE
     if not mfile.exists():
         raise BenchError(f"not a run directory: {METRICS_FILE} is missing", path=d)
-    m = _read_json(mfile)
-    overall = m.get("overall")
-    if not isinstance(overall, dict) or "eer" not in overall:
-        raise BenchError("metrics.json has no 'overall' metrics with an 'eer'", path=mfile)
-    trials = m.get("trials") or {}
-    if not isinstance(trials, dict):
-        raise BenchError("metrics.json: 'trials' should be an object with path and sha256", path=mfile)
-    sha = trials.get("sha256")
+    m = MetricsRecord.from_json(mfile)
+    sha = m.trials.sha256 if m.trials is not None else None
     if not sha:
         # Trials generated in memory have no file to hash; identify them by their content instead.
-        if not (d / "scores.txt").exists():
-            raise BenchError("metrics.json records no trial-list sha256 and there is no scores.txt", path=mfile)
-        sha = "keys:" + trials_fingerprint(d / "scores.txt")
+        if not (d / SCORES_FILE).exists():
+            raise BenchError(f"{METRICS_FILE} records no trial-list sha256 and there is no {SCORES_FILE}", path=mfile)
+        sha = "keys:" + trials_fingerprint(d / SCORES_FILE)
 
-    cfg_file = _find_up(d, "config.toml")
+    cfg_file = _find_up(d, CONFIG_FILE)
     cfg = _read_toml(cfg_file) if cfg_file else {}
-    run_file = _find_up(d, "run.json")
+    run_file = _find_up(d, RUN_FILE)
     run_json = _read_json(run_file) if run_file else {}
     run_root = run_file.parent if run_file else (cfg_file.parent if cfg_file else d)
 
     data_cfg = cfg.get("data") or {}
     # a cross-corpus result (bench eval, under <run>/eval/) records the training corpus it came from;
     # a run's own result was scored on its own corpus, whatever names the config and reader used
-    if d.parent.name == "eval":
-        train_corpus = str(m.get("train_corpus") or data_cfg.get("corpus", "unknown"))
-        eval_corpus = str(m.get("corpus") or d.name)
+    if d.parent.name == EVAL_DIR:
+        train_corpus = str((m.cross.train_corpus if m.cross else "") or data_cfg.get("corpus", "unknown"))
+        eval_corpus = str(m.corpus or d.name)
     else:
-        train_corpus = eval_corpus = str(m.get("corpus") or data_cfg.get("corpus", "unknown"))
+        train_corpus = eval_corpus = str(m.corpus or data_cfg.get("corpus", "unknown"))
     # run.json keeps provenance either at the top level or under "provenance".
     prov = run_json.get("provenance") if isinstance(run_json.get("provenance"), dict) else run_json
-    loss = str((cfg.get("loss") or {}).get("name") or m.get("loss") or run_root.parent.name)
+    loss = _loss_of(m, run_json, cfg, run_root)
     finetune = str((cfg.get("finetune") or {}).get("name") or "")
-    calibration = m.get("calibration")
+    calibration = m.calibration
+    flat = m.to_json()
     return Run(
         path=d,
-        experiment=str(cfg.get("experiment") or run_root.parent.parent.name),
+        experiment=str(cfg.get("experiment") or run_json.get("experiment") or run_root.parent.parent.name),
         # a fine-tuning run (bench run --finetune lm) is its own system, "<loss>+lm"
         loss=f"{loss}+{finetune}" if finetune else loss,
         backbone=str((cfg.get("model") or {}).get("backbone", "unknown")),
         train_corpus=train_corpus,
         eval_corpus=eval_corpus,
-        seed=_seed_of(run_root, cfg),
+        seed=_seed_of(m, run_json, cfg, run_root),
         preset=str(cfg.get("preset") or ""),
-        enroll_mode=str(m.get("enroll_mode") or (cfg.get("eval") or {}).get("enroll_mode", "unknown")),
-        trials_path=str(trials.get("path", "")),
+        enroll_mode=str(m.enroll_mode or (cfg.get("eval") or {}).get("enroll_mode", "unknown")),
+        trials_path=m.trials.path if m.trials is not None else "",
         trials_sha256=str(sha),
         status=str(run_json.get("status", "unknown")),
-        metrics=overall,
-        per_genre=dict(m.get("per_genre") or {}),
+        metrics=m.overall,
+        per_genre=dict(m.per_genre),
         config=cfg,
         provenance=prov or {},
         run_root=run_root,
         calibration=calibration if isinstance(calibration, dict) else {},
         eval_settings=_eval_settings(m, cfg),
-        training={k: m.get(k, run_json.get(k)) for k in TRAINING_KEYS if m.get(k, run_json.get(k)) is not None},
+        # a cross-corpus result records no budget: the training run's run.json has it
+        training={k: v for k in TRAINING_KEYS if (v := flat.get(k, run_json.get(k))) is not None},
     )
 
 
-def _eval_settings(m: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def _eval_settings(m: MetricsRecord, cfg: dict[str, Any]) -> dict[str, Any]:
     """Recorded ``eval_settings``; older metrics.json files: rebuilt from their keys and config.toml."""
     from bench.scoring import score_settings
 
-    if isinstance(m.get("eval_settings"), dict):
-        return dict(m["eval_settings"])
+    if m.scoring is not None and m.scoring.eval_settings is not None:
+        return dict(m.scoring.eval_settings)
     ev = {**(cfg.get("eval") or {})}
+    flat = m.to_json()
     for k in ("enroll_mode", "asnorm", "crops"):
-        if k in m:
-            ev[k] = m[k]
+        if k in flat:
+            ev[k] = flat[k]
     return score_settings(ev)
 
 

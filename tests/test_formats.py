@@ -343,7 +343,7 @@ def _same(a, b):
     if hasattr(a, "utt_id") and hasattr(a, "missing"):  # corpus Row: paths differ by folder
         return a.utt_id == b.utt_id and a.speaker == b.speaker and a.src[1] == b.src[1]
     if dataclasses.is_dataclass(a):
-        skip = {"path", "description"}
+        skip = {"path", "description", "sha256"}  # where it came from, not what was read
         a = {k: v for k, v in dataclasses.asdict(a).items() if k not in skip}
         b = {k: v for k, v in dataclasses.asdict(b).items() if k not in skip}
     if isinstance(a, pd.DataFrame):

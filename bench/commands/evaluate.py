@@ -186,7 +186,7 @@ def evaluate(
             progress=bars,
         )
     _notes(res.notes)
-    m = res.metrics
+    m = res.metrics.to_json()
     if as_json:
         print_json({"eval_dir": str(res.eval_dir), "replaced": res.replaced, "seconds": round(res.seconds, 3), **m})
         return
@@ -196,7 +196,7 @@ def evaluate(
 def _table(res: Any) -> None:
     from rich.table import Table
 
-    m = res.metrics
+    m = res.metrics.to_json()
 
     def fmt(v: Any, f: str) -> str:
         return "" if v is None else format(v, f)

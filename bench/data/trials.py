@@ -29,7 +29,11 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".m4a", ".mp3", ".sph", ".opus", ".
 
 @dataclass
 class Trials:
-    """A parsed trial list: ``enroll[i]`` vs ``test[i]`` with ``labels[i]`` (True = target)."""
+    """A parsed trial list: ``enroll[i]`` vs ``test[i]`` with ``labels[i]`` (True = target).
+
+    ``sha256``: hex digest of the bytes :func:`read_trials` parsed (recorded in ``metrics.json`` so
+    that ``bench report`` compares runs only on the same list); None for trials built in memory.
+    """
 
     enroll: list[str]
     test: list[str]
@@ -37,6 +41,7 @@ class Trials:
     path: str = ""
     format: str = ""
     lines: list[int] = field(default_factory=list)  # 1-based source line of each trial
+    sha256: str | None = None
 
     def __len__(self) -> int:
         return len(self.enroll)
@@ -105,10 +110,13 @@ def read_trials(path: str | Path) -> Trials:
             label, a line in a different format than the first, or a repeated (enroll, test) pair;
             each names the file and the line.
     """
-    from bench.textio import read_lines
+    import hashlib
+
+    from bench.textio import decode, read_bytes
 
     p = Path(path)
-    lines_text = read_lines(p, "trial list")
+    data = read_bytes(p, "trial list")  # hashed as read, so the digest is of exactly the list parsed
+    lines_text = [line.rstrip() for line in decode(data, p).split("\n")]  # as bench.textio.read_lines
     fmt: str | None = None
     enroll: list[str] = []
     test: list[str] = []
@@ -140,7 +148,8 @@ def read_trials(path: str | Path) -> Trials:
         lines.append(lineno)
     if not enroll:
         raise BenchError("trial list is empty", path=p)
-    return Trials(enroll, test, np.asarray(labels, dtype=bool), str(p), fmt or "", lines)
+    return Trials(enroll, test, np.asarray(labels, dtype=bool), str(p), fmt or "", lines,
+                  hashlib.sha256(data).hexdigest())
 
 
 def write_trials(path: str | Path, trials: Trials) -> None:

@@ -19,16 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.trials import Trials
+from bench.results import CONFIG_FILE, EVAL_DIR, METRICS_FILE, SCORES_FILE
+
 BASELINE_LOSS = "mfcc-baseline"
 TRAIN_CORPUS = "non-learned"
 
 
-def _trial_cells(corpus: Path) -> tuple[list[str], list[str], list[str]]:
+def _trial_cells(corpus: Path) -> tuple[Trials, list[str]]:
+    """The corpus' trial list (its reader records the file's sha256) and the cell of each trial."""
     from bench.data.corpus import cnceleb_genre
     from bench.data.trials import read_trials
 
     t = read_trials(corpus / "eval" / "lists" / "trials.lst")
-    return t.enroll, t.test, [cnceleb_genre(Path(u).name) for u in t.test]
+    return t, [cnceleb_genre(Path(u).name) for u in t.test]
 
 
 def baseline_per_cell(corpus: str | Path) -> dict:
@@ -37,7 +41,7 @@ def baseline_per_cell(corpus: str | Path) -> dict:
 
     corpus = Path(corpus)
     res = run_baseline(corpus, return_scores=True)
-    _, _, cells = _trial_cells(corpus)
+    _, cells = _trial_cells(corpus)
     g = np.array(cells)
     per = {}
     for c in sorted(set(cells)):
@@ -55,42 +59,40 @@ def write_baseline_run(corpus: str | Path, experiment_dir: str | Path, name: str
     report puts the baseline in their table. Returns the result folder (replaced if present).
     """
     from bench.config import to_toml
-    from bench.io import atomic_write, atomic_write_json
-    from bench.runner.evaluate import TrialScores, file_sha256, metrics_of, write_scores
+    from bench.io import atomic_write
+    from bench.results import CrossCorpus, MetricsRecord, TrialsRef
+    from bench.runner.evaluate import TrialScores, metrics_of, write_scores
     from bench.synth.baseline import run_baseline
 
     corpus = Path(corpus).resolve()
     res = run_baseline(corpus, return_scores=True)
-    enroll, test, cells = _trial_cells(corpus)
-    if len(enroll) != len(res["scores"]):
+    trials, cells = _trial_cells(corpus)
+    if len(trials) != len(res["scores"]):
         raise AssertionError("baseline and trial reader disagree on the number of trials")
-    ts = TrialScores(enroll, test, np.asarray(res["scores"], np.float64), np.asarray(res["labels"], bool), cells)
+    ts = TrialScores(trials.enroll, trials.test, np.asarray(res["scores"], np.float64),
+                     np.asarray(res["labels"], bool), cells)
     metrics = metrics_of(ts, p_targets)
-    trials = corpus / "eval" / "lists" / "trials.lst"
-    metrics.update(
-        {
-            "corpus": name,
-            "eval_corpus": name,
-            "train_corpus": TRAIN_CORPUS,
-            "eval_corpus_root": str(corpus),
-            "cross_corpus": True,
-            "enroll_mode": "concat",
-            "loss": BASELINE_LOSS,
-            "seed": 0,
-            "method": res["method"],
-            "trials": {"path": str(trials), "sha256": file_sha256(trials), "n": len(ts.scores)},
-        }
+    record = MetricsRecord(
+        overall=metrics["overall"],
+        per_genre=metrics["per_genre"],
+        trials=TrialsRef(path=trials.path, sha256=trials.sha256, n=len(ts.scores)),
+        corpus=name,
+        enroll_mode="concat",
+        cross=CrossCorpus(eval_corpus=name, train_corpus=TRAIN_CORPUS, eval_corpus_root=str(corpus)),
+        loss=BASELINE_LOSS,
+        seed=0,
+        method=res["method"],
     )
     run = Path(experiment_dir) / BASELINE_LOSS / "seed0"
     cfg = {"experiment": Path(experiment_dir).name, "loss": {"name": BASELINE_LOSS}, "model": {"backbone": "none"},
            "train": {"seed": 0}, "eval": {"enroll_mode": "concat"}}  # fmt: skip
-    atomic_write(run / "config.toml", to_toml(cfg))
-    final = run / "eval" / name
+    atomic_write(run / CONFIG_FILE, to_toml(cfg))
+    final = run / EVAL_DIR / name
     tmp = final.parent / f".{name}.tmp-{os.getpid()}"  # dot-prefixed: never collected half-written
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_scores(tmp / "scores.txt", ts)
-    atomic_write_json(tmp / "metrics.json", metrics)
+    write_scores(tmp / SCORES_FILE, ts)
+    record.write(tmp / METRICS_FILE)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final

@@ -19,6 +19,7 @@ def score_on_real(outcomes: list[Any], real: Path, synth: Path, experiment_dir: 
     """
     from bench.crosseval import EVAL_DIR, evaluate_run
     from bench.realvoices.baseline import BASELINE_LOSS, write_baseline_run
+    from bench.results import METRICS_FILE
 
     info: dict[str, Any] = {"corpus": str(real), "scored": [], "reused": [], "notes": []}
     if not (Path(real) / "corpus.json").is_file():
@@ -26,7 +27,7 @@ def score_on_real(outcomes: list[Any], real: Path, synth: Path, experiment_dir: 
                              "to see how the models transfer to real voices")  # fmt: skip
         return info
     for o in outcomes:
-        done = Path(o.run_dir) / EVAL_DIR / REAL_NAME / "metrics.json"
+        done = Path(o.run_dir) / EVAL_DIR / REAL_NAME / METRICS_FILE
         if done.exists() and not force and o.action == "skipped":
             info["reused"].append(o.loss)
             continue
@@ -36,10 +37,10 @@ def score_on_real(outcomes: list[Any], real: Path, synth: Path, experiment_dir: 
             info["notes"].append(f"{o.loss}: not scored on real voices ({e})")
             continue
         info["scored"].append(o.loss)
-        info.setdefault("eer", {})[o.loss] = res.metrics["overall"]["eer"]
-    base = Path(experiment_dir) / BASELINE_LOSS / "seed0" / "eval"
+        info.setdefault("eer", {})[o.loss] = res.metrics.overall["eer"]
+    base = Path(experiment_dir) / BASELINE_LOSS / "seed0" / EVAL_DIR
     for corpus, name in ((real, REAL_NAME), (synth, "synthetic")):
-        if (base / name / "metrics.json").exists() and not info["scored"] and not force:
+        if (base / name / METRICS_FILE).exists() and not info["scored"] and not force:
             continue
         try:
             write_baseline_run(corpus, experiment_dir, name)

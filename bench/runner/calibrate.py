@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bench.calibration import Calibration, fit_calibration
 from bench.config import EvalConfig
+from bench.data.corpus import Corpus
 
 # The trial side information lives beside the scoring it follows (bench.runner.evaluate calls it too);
 # eval_durations and trial_side stay importable from here.
@@ -31,13 +33,13 @@ from bench.runner.evaluate import (  # noqa: F401
 
 
 def validation_scores(
-    embed: Callable[[Any], Embeddings], corpus: Any, eval_cfg: EvalConfig, side: bool = False
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, eval_cfg: EvalConfig, side: bool = False
 ) -> TrialScores | None:
     """Scores of the validation trials, normalised as the evaluation scores are (AS-norm with the
     same training-speaker cohort when ``eval.asnorm``), with ``side`` information when asked;
     None without validation trials.
     """
-    val, trials = getattr(corpus, "val", None), getattr(corpus, "val_trials", None)
+    val, trials = corpus.val, corpus.val_trials
     if val is None or trials is None or len(val) == 0 or len(trials) == 0:
         return None
     emb = embed(val)
@@ -50,7 +52,7 @@ def validation_scores(
 
 
 def calibrate_eval(
-    embed: Callable[[Any], Embeddings], corpus: Any, eval_cfg: EvalConfig, eval_scores: TrialScores
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, eval_cfg: EvalConfig, eval_scores: TrialScores
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Calibrated LLRs of ``eval_scores`` and the record for ``metrics.json["calibration"]``.
 

@@ -9,46 +9,24 @@ L2-normalised, so cosine scoring is a dot product.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bench.config import EvalConfig
+from bench.data.corpus import Corpus
+from bench.data.trials import Trials
 from bench.errors import BenchError
+from bench.io import file_sha256  # noqa: F401  (re-exported: callers have found it here)
+from bench.results import MetricsRecord, Scoring, TrialsRef
+from bench.scoring import Embeddings  # the one embeddings type; re-exported for the runner's callers
 
 Progress = Callable[[int], None]  # called with the number of utterances just embedded
-
-
-@dataclass
-class Embeddings:
-    """``matrix[i]`` (float32, unit norm) is the embedding of utterance ``ids[i]``.
-
-    ``norms[i]``, when known, is the embedding's norm before length normalisation (a quality
-    measure for calibration, ``bench.calibration``).
-    """
-
-    ids: list[str]
-    matrix: np.ndarray  # [N, D]
-    _pos: dict[str, int] = field(default_factory=dict, repr=False)
-    norms: np.ndarray | None = field(default=None, repr=False)  # [N]
-
-    def __post_init__(self) -> None:
-        self._pos = {u: i for i, u in enumerate(self.ids)}
-
-    def rows(self, ids: Sequence[str], what: str, path: str | None = None) -> np.ndarray:
-        """Row indices of ``ids``; an unknown id is a BenchError naming the trial file."""
-        out = np.empty(len(ids), dtype=np.int64)
-        for i, u in enumerate(ids):
-            j = self._pos.get(u)
-            if j is None:
-                raise BenchError(f"{what} '{u}' is not in the corpus index", path=path, line=None)
-            out[i] = j
-        return out
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -100,7 +78,7 @@ def length_batches(durations: Sequence[float], batch_size: int) -> list[list[int
 @torch.no_grad()
 def embed_utterances(
     model: torch.nn.Module,
-    index: Any,
+    index: pd.DataFrame,
     eval_cfg: EvalConfig,
     *,
     device: torch.device,
@@ -112,7 +90,8 @@ def embed_utterances(
 ) -> Embeddings:
     """Embed every row of ``index`` (DataFrame with ``utt_id, path`` and ``duration``).
 
-    Returns unit-norm embeddings ``[N, D]`` in the index order. The model is put in eval mode for
+    Returns :class:`~bench.scoring.Embeddings`: ``ids`` = ``index["utt_id"]`` in order, unit-norm
+    float32 ``matrix [N, D]`` and the norms ``[N]`` before normalisation. The model is put in eval mode for
     the call and its previous mode restored.
     """
     ids = [str(u) for u in index["utt_id"]]
@@ -173,19 +152,19 @@ def mean_embeddings(emb: Embeddings, groups: dict[str, list[str]], what: str) ->
     """One embedding per group: the mean of its members' unit-norm embeddings (``bench.scoring.mean_enroll``)."""
     from bench.scoring import mean_enroll
 
-    ids, mat = mean_enroll((emb.ids, emb.matrix), groups)
+    ids, mat = mean_enroll(emb, groups)
     norms = None
     if emb.norms is not None:  # a model's norm: the mean of its utterances' norms
         norms = np.array([emb.norms[emb.rows(groups[g], what)].mean() for g in ids], dtype=np.float64)
     return Embeddings(list(ids), _normalise(mat) if len(ids) else mat, norms=norms)
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def trials_sha256(trials: Trials) -> str | None:
+    """The trial list's digest as its reader recorded it; for a list built in memory from a file's
+    trials (e.g. with bad files left out) the digest of that file, as recorded before; else None."""
+    if trials.sha256:
+        return trials.sha256
+    return file_sha256(trials.path) if trials.path and Path(trials.path).is_file() else None
 
 
 @dataclass
@@ -202,13 +181,13 @@ class TrialScores:
 
 def resolve_enroll_ids(trial_ids: Sequence[str], known: Embeddings) -> list[str]:
     """Map trial enrolment ids onto embedded ids: exact, or with an ``enroll/`` prefix as in CN-Celeb lists."""
-    return [f"enroll/{u}" if u not in known._pos and f"enroll/{u}" in known._pos else u for u in trial_ids]
+    return [f"enroll/{u}" if u not in known and f"enroll/{u}" in known else u for u in trial_ids]
 
 
 def score_trials(
     enroll: Embeddings,
     test: Embeddings,
-    trials: Any,
+    trials: Trials,
     *,
     cohort: np.ndarray | None = None,
     asnorm_top: int = 100,
@@ -222,18 +201,9 @@ def score_trials(
     from bench.scoring import asnorm, cosine_score
 
     e_ids = resolve_enroll_ids(trials.enroll, enroll)
-    pairs = (e_ids, list(trials.test))
-    e_emb, t_emb = (enroll.ids, enroll.matrix), (test.ids, test.matrix)
-    path, lines = getattr(trials, "path", None), getattr(trials, "lines", None)
-
-    class _Located:  # the trial list's ids after enrolment-id mapping, keeping its path/lines for errors
-        pass
-
-    located = _Located()
-    located.enroll, located.test, located.path, located.lines = pairs[0], pairs[1], path, lines
-    s = cosine_score(e_emb, t_emb, located)
+    s = cosine_score(enroll, test, trials, enroll_ids=e_ids)
     if cohort is not None:
-        s = asnorm(s, e_ids, list(trials.test), e_emb, cohort, top_k=asnorm_top, test_embeddings=t_emb)
+        s = asnorm(s, e_ids, list(trials.test), enroll, cohort, top_k=asnorm_top, test_embeddings=test)
     # per-genre metrics only where the corpus has genres (CN-Celeb); Kaldi/VoxCeleb ids carry none
     genres = [genre_of.get(t, "") for t in trials.test] if genre_of and any(genre_of.values()) else None
     return TrialScores(
@@ -278,7 +248,7 @@ def write_scores(path: str | Path, ts: TrialScores, label_style: str = "binary")
 
 
 def cohort_embeddings(
-    embed: Callable[[Any], Embeddings], train_index: Any, cohort_size: int, utts_per_speaker: int = 3
+    embed: Callable[[pd.DataFrame], Embeddings], train_index: pd.DataFrame, cohort_size: int, utts_per_speaker: int = 3
 ) -> np.ndarray:
     """Unit-norm mean embeddings ``[C, D]`` of up to ``cohort_size`` training speakers (AS-norm cohort).
 
@@ -297,18 +267,25 @@ def cohort_embeddings(
 
 
 def evaluate_corpus(
-    embed: Callable[[Any], Embeddings], corpus: Any, eval_cfg: EvalConfig
-) -> tuple[TrialScores, dict[str, Any]]:
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, eval_cfg: EvalConfig
+) -> tuple[TrialScores, MetricsRecord]:
     """Embed enrolment + test utterances of ``corpus``, score its trials and compute metrics.
 
     ``embed(index) -> Embeddings`` is :func:`embed_utterances` bound to a model. ``enroll_mode``
     ``concat`` uses the corpus' enrolment files; ``mean`` averages the per-utterance embeddings
-    listed in ``corpus.enroll_map``. Returns the scores and the metrics dict for ``metrics.json``.
+    listed in ``corpus.enroll_map``. Returns the scores and the :class:`~bench.results.MetricsRecord`
+    of ``metrics.json`` (metrics, trial list, scoring settings; the caller adds its own groups).
+
+    Raises:
+        BenchError: a corpus without evaluation trials, or ``mean`` enrolment without a map.
     """
     from bench.scoring import score_settings
 
+    trials = corpus.trials
+    if trials is None:
+        raise BenchError(f"corpus '{corpus.name}' has no evaluation trials", path=corpus.root)
     if eval_cfg.enroll_mode == "mean":
-        if not getattr(corpus, "enroll_map", None):
+        if not corpus.enroll_map:
             raise BenchError(f"eval.enroll_mode=mean but corpus '{corpus.name}' has no enrolment map")
         enroll = mean_embeddings(embed(corpus.extra), corpus.enroll_map, "enrolment")
     else:
@@ -316,33 +293,32 @@ def evaluate_corpus(
     test = embed(corpus.test)
     cohort = cohort_embeddings(embed, corpus.train, eval_cfg.cohort_size) if eval_cfg.asnorm else None
     genre_of = dict(zip((str(u) for u in corpus.test["utt_id"]), (str(g) for g in corpus.test["genre"])))
-    ts = score_trials(enroll, test, corpus.trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top, genre_of=genre_of)
+    ts = score_trials(enroll, test, trials, cohort=cohort, asnorm_top=eval_cfg.asnorm_top, genre_of=genre_of)
     if eval_cfg.calibration.method == "qmf":  # quality measures of each trial for the calibration
-        ts.side = trial_side(enroll, test, corpus.trials, eval_durations(corpus, eval_cfg), eval_cfg.max_seconds)
+        ts.side = trial_side(enroll, test, trials, eval_durations(corpus, eval_cfg), eval_cfg.max_seconds)
     metrics = metrics_of(ts, eval_cfg.p_targets)
-    trials_path = getattr(corpus.trials, "path", "")
-    metrics.update(
-        {
-            "corpus": corpus.name,
-            "enroll_mode": eval_cfg.enroll_mode,
-            "asnorm": bool(eval_cfg.asnorm),
-            "crops": eval_cfg.crops,
+    record = MetricsRecord(
+        overall=metrics["overall"],
+        per_genre=metrics["per_genre"],
+        trials=TrialsRef(path=str(trials.path), sha256=trials_sha256(trials), n=len(ts.scores)),
+        corpus=corpus.name,
+        enroll_mode=eval_cfg.enroll_mode,
+        scoring=Scoring(
+            asnorm=bool(eval_cfg.asnorm),
+            crops=eval_cfg.crops,
             # every setting that changes the scores; bench report pools only runs that agree on them
-            "eval_settings": score_settings(eval_cfg),
-            "cohort_speakers": int(cohort.shape[0]) if cohort is not None else None,
-            "trials": {
-                "path": str(trials_path),
-                "sha256": file_sha256(trials_path) if trials_path and Path(trials_path).is_file() else None,
-                "n": len(ts.scores),
-            },
-        }
+            eval_settings=score_settings(eval_cfg),
+            cohort_speakers=int(cohort.shape[0]) if cohort is not None else None,
+        ),
     )
-    return ts, metrics
+    return ts, record
 
 
-def validation_eer(embed: Callable[[Any], Embeddings], corpus: Any, p_targets: Sequence[float]) -> float | None:
+def validation_eer(
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, p_targets: Sequence[float]
+) -> float | None:
     """EER (percent) on the validation trials of held-out training speakers; None when there are none."""
-    val, trials = getattr(corpus, "val", None), getattr(corpus, "val_trials", None)
+    val, trials = corpus.val, corpus.val_trials
     if val is None or trials is None or len(val) == 0 or len(trials) == 0:
         return None
     emb = embed(val)
@@ -351,30 +327,30 @@ def validation_eer(embed: Callable[[Any], Embeddings], corpus: Any, p_targets: S
 
 
 # ---------------------------------------------------------------- side information for calibration
-def _durations(index: Any) -> dict[str, float]:
+def _durations(index: pd.DataFrame | None) -> dict[str, float]:
     if index is None or len(index) == 0 or "duration" not in index:
         return {}
     return dict(zip((str(u) for u in index["utt_id"]), (float(d) for d in index["duration"])))
 
 
-def eval_durations(corpus: Any, eval_cfg: EvalConfig) -> dict[str, float]:
+def eval_durations(corpus: Corpus, eval_cfg: EvalConfig) -> dict[str, float]:
     """Seconds of audio per enrolment model and test utterance of the evaluation trials.
 
     ``concat`` enrolment: the enrolment file's duration; ``mean``: the sum over the model's
     utterances in ``corpus.enroll_map``.
     """
-    out = _durations(getattr(corpus, "test", None))
+    out = _durations(corpus.test)
     if eval_cfg.enroll_mode == "mean":
-        extra = _durations(getattr(corpus, "extra", None))
-        for model, utts in (getattr(corpus, "enroll_map", None) or {}).items():
+        extra = _durations(corpus.extra)
+        for model, utts in corpus.enroll_map.items():
             out[model] = float(sum(extra.get(u, 0.0) for u in utts))
     else:
-        out.update(_durations(getattr(corpus, "enroll", None)))
+        out.update(_durations(corpus.enroll))
     return out
 
 
 def trial_side(
-    enroll: Embeddings, test: Embeddings, trials: Any, durations: Mapping[str, float], max_seconds: float = 0.0
+    enroll: Embeddings, test: Embeddings, trials: Trials, durations: Mapping[str, float], max_seconds: float = 0.0
 ) -> dict[str, np.ndarray]:
     """Per-trial side information (``bench.calibration.SIDE_KEYS``): seconds of audio (capped at
     ``max_seconds`` when > 0, as embedded) and embedding norms of each trial's two sides.
@@ -383,7 +359,7 @@ def trial_side(
     """
     e_ids = resolve_enroll_ids(trials.enroll, enroll)
     t_ids = [str(u) for u in trials.test]
-    path = getattr(trials, "path", None)
+    path = trials.path or None
     out: dict[str, np.ndarray] = {}
     if durations:
         for key, ids in (("dur_enroll", e_ids), ("dur_test", t_ids)):

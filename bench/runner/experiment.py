@@ -12,19 +12,23 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from bench.config import ExperimentConfig, config_diff, resolve, to_dict, to_toml, value_at
-from bench.data.corpus import bad_file_counts
+from bench.data.corpus import Corpus, bad_file_counts
 from bench.errors import BenchError
-from bench.io import atomic_write, atomic_write_json, provenance
+from bench.io import atomic_write, provenance
+from bench.results import MetricsRecord, Training
 from bench.runner import ddp
 from bench.runner.convergence import Budget, budget_of
-from bench.runner.evaluate import evaluate_corpus, write_scores
+from bench.runner.evaluate import Embeddings, TrialScores, evaluate_corpus, write_scores
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
 
@@ -132,7 +136,7 @@ def run_experiment(
     reporter: Reporter | None = None,
     info: ddp.DistInfo = ddp.DistInfo(),
     device: torch.device = torch.device("cpu"),
-    corpus: Any = None,
+    corpus: Corpus | None = None,
     loader_fn: LoaderFn = default_loader,
 ) -> list[RunOutcome]:
     """Train and evaluate each loss x seed; returns one outcome per run (failed runs included).
@@ -177,7 +181,7 @@ def run_experiment(
 def run_one(
     cfg: ExperimentConfig,
     rd: RunDir,
-    corpus: Any,
+    corpus: Corpus,
     *,
     force: bool = False,
     resume: bool = False,
@@ -255,7 +259,7 @@ def run_one(
 def _train_and_evaluate(
     cfg: ExperimentConfig,
     rd: RunDir,
-    corpus: Any,
+    corpus: Corpus,
     action: str,
     outcome: RunOutcome,
     reporter: Reporter | None,
@@ -272,11 +276,11 @@ def _train_and_evaluate(
     if reporter is not None and hasattr(reporter, "start_run"):
         reporter.start_run(cfg.loss.name, cfg.train.seed)
 
-    def untrained(embed: Any) -> dict[str, Any]:
+    def untrained(embed: Callable[[pd.DataFrame], Embeddings]) -> dict[str, Any]:
         if key not in cache:
             if reporter:
                 reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
-            cache[key] = evaluate_corpus(embed, corpus, cfg.eval)[1]["overall"]
+            cache[key] = evaluate_corpus(embed, corpus, cfg.eval)[1].overall
         return cache[key]
 
     result = train(
@@ -313,28 +317,31 @@ def _train_and_evaluate(
 
     if reporter:
         reporter.message(f"{_name(cfg)} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
-    scores, metrics = evaluate_corpus(embed, corpus, cfg.eval)
-    metrics["untrained"] = result.state.untrained
-    metrics["checkpoint"] = result.checkpoint
-    metrics["best_val_eer"] = result.state.best_val_eer
-    metrics.update(budget)  # converged, epochs, steps, samples_seen, best_epoch, ... (what the report gates on)
-    metrics["loss"] = cfg.loss.name
-    metrics["seed"] = cfg.train.seed
-    if cfg.finetune.name:
-        metrics.update(_finetune_fields(cfg))
-        metrics["finetune"] = {"recipe": cfg.finetune.name, "params": dict(cfg.finetune.params), "init": "best"}
-    llr = _calibrate(embed, corpus, cfg, scores, metrics)
+    scores, record = evaluate_corpus(embed, corpus, cfg.eval)
+    record.loss, record.seed = cfg.loss.name, cfg.train.seed
+    finetune = cfg.finetune.name
+    record.training = Training(
+        untrained=result.state.untrained,
+        checkpoint=result.checkpoint,
+        budget=budget,  # converged, epochs, steps, samples_seen, best_epoch, ... (what the report gates on)
+        parent=cfg.finetune.parent if finetune else None,
+        finetune={"recipe": finetune, "params": dict(cfg.finetune.params), "init": "best"} if finetune else None,
+    )
+    llr = _calibrate(embed, corpus, cfg, scores, record.training)
     write_scores(rd.scores, scores, cfg.eval.label_style)
     if llr is not None:
         write_scores(rd.scores_calibrated, dataclasses.replace(scores, scores=llr), cfg.eval.label_style)
-    atomic_write_json(rd.metrics, metrics)
-    outcome.eer = metrics["overall"]["eer"]
-    outcome.mindcf = metrics["overall"].get("mindcf@0.01")
+    record.write(rd.metrics)
+    outcome.eer = record.overall["eer"]
+    outcome.mindcf = record.overall.get("mindcf@0.01")
     outcome.untrained_eer = (result.state.untrained or {}).get("eer")
 
 
-def _calibrate(embed: Any, corpus: Any, cfg: ExperimentConfig, scores: Any, metrics: dict[str, Any]) -> Any:
-    """Fit ``eval.calibration`` on the validation trials, add ``metrics["calibration"]``; the LLRs or None.
+def _calibrate(
+    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, cfg: ExperimentConfig, scores: TrialScores,
+    training: Training,
+) -> np.ndarray | None:
+    """Fit ``eval.calibration`` on the validation trials, set ``training.calibration``; the LLRs or None.
 
     The fit sees only the validation trials; the evaluation labels are read afterwards, to score
     the calibrated LLRs (``actdcf@<p>`` and ``cllr`` are meaningful on these, not on raw cosines).
@@ -346,7 +353,7 @@ def _calibrate(embed: Any, corpus: Any, cfg: ExperimentConfig, scores: Any, metr
     if llr is not None:
         overall = compute_metrics(llr, scores.labels, p_targets=tuple(cfg.eval.p_targets), llr=True)
         record["overall"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in overall.items()}
-    metrics["calibration"] = record
+    training.calibration = record
     return llr
 
 
@@ -364,16 +371,15 @@ def _finetune_fields(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
-    import json
-
-    m = json.loads(rd.metrics.read_text())
+    record = MetricsRecord.from_json(rd.metrics)
+    flat = record.to_json()
     run = rd.read_run_json()
-    outcome.eer = m["overall"]["eer"]
-    outcome.mindcf = m["overall"].get("mindcf@0.01")
-    outcome.untrained_eer = (m.get("untrained") or {}).get("eer")
-    outcome.best_val_eer = m.get("best_val_eer")
-    outcome.converged = m.get("converged")
-    outcome.budget = {k: m[k] for k in BUDGET_KEYS if k in m} or None
+    outcome.eer = record.overall["eer"]
+    outcome.mindcf = record.overall.get("mindcf@0.01")
+    outcome.untrained_eer = (flat.get("untrained") or {}).get("eer")
+    outcome.best_val_eer = flat.get("best_val_eer")
+    outcome.converged = flat.get("converged")
+    outcome.budget = {k: flat[k] for k in BUDGET_KEYS if k in flat} or None
     outcome.wall_seconds = run.get("train_seconds")
     outcome.samples_per_s = run.get("samples_per_s")
 

@@ -27,18 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import results as R
 from bench.errors import BenchError
 from bench.io import atomic_write_json
 from bench.procs import hold_fd, pid_alive, release_fd
 
+# the files a --force rerun removes (the names live in bench.results)
 RESULT_FILES = (
-    "run.json",
-    "train_log.csv",
-    "epochs.csv",
-    "scores.txt",
-    "scores_calibrated.txt",
-    "metrics.json",
-    "config.toml",
+    R.RUN_FILE,
+    R.TRAIN_LOG_FILE,
+    R.EPOCHS_FILE,
+    R.SCORES_FILE,
+    R.CALIBRATED_SCORES_FILE,
+    R.METRICS_FILE,
+    R.CONFIG_FILE,
 )
 
 
@@ -52,17 +54,17 @@ class RunDir:
     def for_run(cls, out: str | Path, experiment: str, loss: str, seed: int) -> RunDir:
         return cls(Path(out) / experiment / loss / f"seed{seed}")
 
-    config = property(lambda self: self.path / "config.toml")
-    run_json = property(lambda self: self.path / "run.json")
-    train_log = property(lambda self: self.path / "train_log.csv")
-    epochs_csv = property(lambda self: self.path / "epochs.csv")
-    scores = property(lambda self: self.path / "scores.txt")
-    scores_calibrated = property(lambda self: self.path / "scores_calibrated.txt")  # LLRs (eval.calibration)
-    metrics = property(lambda self: self.path / "metrics.json")
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    last = property(lambda self: self.path / "checkpoints" / "last.pt")
-    best = property(lambda self: self.path / "checkpoints" / "best.pt")
-    lock_file = property(lambda self: self.path / ".lock")
+    config = property(lambda self: self.path / R.CONFIG_FILE)
+    run_json = property(lambda self: self.path / R.RUN_FILE)
+    train_log = property(lambda self: self.path / R.TRAIN_LOG_FILE)
+    epochs_csv = property(lambda self: self.path / R.EPOCHS_FILE)
+    scores = property(lambda self: self.path / R.SCORES_FILE)
+    scores_calibrated = property(lambda self: self.path / R.CALIBRATED_SCORES_FILE)  # LLRs (eval.calibration)
+    metrics = property(lambda self: self.path / R.METRICS_FILE)
+    checkpoints = property(lambda self: self.path / R.CHECKPOINT_DIR)
+    last = property(lambda self: self.path / R.CHECKPOINT_DIR / R.LAST_CHECKPOINT)
+    best = property(lambda self: self.path / R.CHECKPOINT_DIR / R.BEST_CHECKPOINT)
+    lock_file = property(lambda self: self.path / R.LOCK_FILE)
 
     def read_run_json(self) -> dict[str, Any]:
         if not self.run_json.exists():
@@ -91,7 +93,7 @@ class RunDir:
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         shutil.rmtree(self.checkpoints, ignore_errors=True)
-        shutil.rmtree(self.path / "eval_untrained", ignore_errors=True)
+        shutil.rmtree(self.path / R.UNTRAINED_DIR, ignore_errors=True)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
