@@ -158,7 +158,7 @@ def _drop_bad_trials(trials: Trials | None, bad: set[str], what: str) -> Trials 
                   stacklevel=3)
     idx = np.flatnonzero(keep)
     return Trials([trials.enroll[i] for i in idx], [trials.test[i] for i in idx], trials.labels[idx],
-                  trials.path, trials.format, [trials.lines[i] for i in idx])
+                  trials.path, trials.format, [trials.lines[i] for i in idx], sha256=trials.sha256)
 
 
 def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:

@@ -160,8 +160,9 @@ def mean_embeddings(emb: Embeddings, groups: dict[str, list[str]], what: str) ->
 
 
 def trials_sha256(trials: Trials) -> str | None:
-    """The trial list's digest as its reader recorded it; for a list built in memory from a file's
-    trials (e.g. with bad files left out) the digest of that file, as recorded before; else None."""
+    """The trial list's digest as its reader recorded it (a subset with bad files left out keeps the
+    digest of the file it came from); for trials built in memory with a path but no digest, that
+    file's digest; else None."""
     if trials.sha256:
         return trials.sha256
     return file_sha256(trials.path) if trials.path and Path(trials.path).is_file() else None
