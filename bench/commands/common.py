@@ -9,15 +9,50 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
 from bench.errors import BenchError
 
+
+class FitConsole(Console):
+    """A Console that, off a terminal (a pipe, a log file), prints each table at its natural width.
+
+    Rich lays out for 80 columns when it finds no terminal and squeezes a wider table by cutting its
+    headers ('minD…', 'conv…'); a log file has no right edge, so there the table gets the columns its
+    content needs. On a terminal nothing changes: the terminal's width rules.
+    """
+
+    _fit = 0  # width of the table being printed off a terminal; 0 = the console's own width
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size._replace(width=max(size.width, self._fit))
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from rich.measure import Measurement
+        from rich.table import Table
+
+        if self.is_terminal or not any(isinstance(o, Table) for o in objects):
+            super().print(*objects, **kwargs)
+            return
+        wide = self.options.update_width(10_000)
+        self._fit = max(Measurement.get(self, wide, o).maximum for o in objects if isinstance(o, Table))
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._fit = 0
+
+
 # Markup off: user text (paths, ids, 'enroll test score [label]') is printed as given; styling is
 # applied with Text objects where wanted.
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
+console = FitConsole(markup=False)
+err_console = FitConsole(stderr=True, markup=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -32,6 +67,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
         raise typer.Exit(code)
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def at_least(low: int) -> Callable[..., Any]:
+    """Typer callback of an integer option: a value below ``low`` is one ``error:`` line, exit 2.
+
+    Typer's own ``min=`` prints a usage block; bench's other option checks (--seeds, --p-target) are
+    one line, and so is this one.
+    """
+
+    def check(param: typer.CallbackParam, value: int | None) -> int | None:
+        if value is not None and value < low:
+            fail(f"{max(param.opts, key=len)} must be an integer >= {low}, got {value}")
+        return value
+
+    return check
 
 
 def not_built(command: str, issue: int) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.commands.common import console, err_console, fail, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, fail, handle_errors, print_json
 
 NO_GPU = (
     "bench perf --gpu needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False); "
@@ -51,7 +51,7 @@ def perf(
         bool, typer.Option("--gpu", help="The GPU script: ECAPA C=1024 by precision + CN-Celeb-sized embed/score.")
     ] = False,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", min=1, help="torch CPU threads [default: torch's own choice].")
+        Optional[int], typer.Option("--threads", callback=at_least(1), help="torch CPU threads, >= 1 [default: torch's own choice].")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.commands.common import console, fail, handle_errors, print_json
+from bench.commands.common import at_least, console, fail, handle_errors, print_json
 
 Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name: demo | reference.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
@@ -19,7 +19,9 @@ Sets = Annotated[
 Threads = Annotated[
     Optional[int],
     typer.Option(
-        "--threads", min=1, help="CPU threads of the main process (default: the CPUs it may use, less one per loader worker)."
+        "--threads",
+        callback=at_least(1),
+        help="CPU threads of the main process, >= 1 (default: the CPUs it may use, less one per loader worker).",
     ),
 ]
 

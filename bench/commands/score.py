@@ -109,6 +109,9 @@ def score(
         raise BenchError("--score-layout needs --scores")
     if enroll_map is not None and embeddings is None:
         raise BenchError("--enroll-map needs --embeddings")
+    if save_scores is not None and embeddings is None:
+        # the option writes the scores computed from embeddings; a score file has none to compute
+        raise BenchError("--save-scores needs --embeddings (it writes the scores computed from them)")
     scoring.check_label_style(label_style)
     if embeddings is not None:
         from bench.embfile import embedding_format

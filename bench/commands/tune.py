@@ -207,40 +207,63 @@ def _fmt(v: Any) -> str:
 
 
 class TuneProgress:
-    """Rich progress of a worker: a study bar (finished / target, best so far) and an epoch bar."""
+    """Progress of a worker, like ``bench run``'s :class:`bench.runner.progress.RichReporter`.
 
-    def __init__(self, target: int):
+    On a terminal: a study bar (finished / target, best so far) and an epoch bar. Elsewhere (a batch
+    scheduler's log file, a pipe): no bars, one plain line per trial epoch (``trial 3 epoch 2/12:
+    loss 1.234 val EER 12.34%``) and per trial, each flushed as it is printed.
+    """
+
+    def __init__(self, target: int, console: Any = None):
         from rich.console import Console
         from rich.progress import Progress
 
         from bench.runner.progress import stats_columns
 
-        self.progress = Progress(
-            *stats_columns(),
-            console=Console(stderr=True, markup=False),
-        )
-        self.progress.start()
-        self.study_task = self.progress.add_task("trials", total=target, stats="")
+        self.console = console or Console(stderr=True, markup=False)
+        self.live = self.console.is_terminal
+        self.trial = ""
+        self._epoch = ""
+        self.progress: Any = None
         self.epoch_task: Any = None
+        if self.live:
+            self.progress = Progress(*stats_columns(), console=self.console)
+            self.progress.start()
+            self.study_task = self.progress.add_task("trials", total=target, stats="")
+
+    def start_trial(self, number: int) -> None:
+        self.trial = f"trial {number}"
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         desc = f"epoch {epoch + 1}/{epochs}"
+        self._epoch = f"{self.trial} {desc}".lstrip()
+        if self.progress is None:
+            return
         if self.epoch_task is None:
             self.epoch_task = self.progress.add_task(desc, total=steps, completed=done, stats="")
         else:
             self.progress.reset(self.epoch_task, total=steps, completed=done, description=desc, stats="")
 
     def step(self, values: dict[str, Any]) -> None:
-        if self.epoch_task is not None:
+        if self.progress is not None and self.epoch_task is not None:
             self.progress.update(self.epoch_task, advance=1, stats=f"loss {values['loss']:.3f}")
 
     def end_epoch(self, row: dict[str, Any]) -> None:
+        from bench.runner.progress import epoch_line
+
+        if not self.live:
+            self.message(epoch_line(self._epoch or self.trial, row))
+            return
         val = row.get("val_eer")
         if self.epoch_task is not None and val is not None:
             self.progress.update(self.epoch_task, stats=f"val EER {val:.2f}%")
 
     def message(self, text: str) -> None:
-        self.progress.console.print(text, highlight=False, markup=False)
+        (self.progress.console if self.progress else self.console).print(
+            text, highlight=False, markup=False, soft_wrap=True
+        )
+        if not self.live:
+            self.console.file.flush()
 
     def trial_done(self, study: Any, trial: Any) -> None:
         from optuna.trial import TrialState
@@ -253,8 +276,11 @@ class TuneProgress:
         if trial.state == TrialState.FAIL:
             what = str(trial.user_attrs.get("error", "failed (see run.json)"))
         self.message(f"trial {trial.number}: {state} {what}".rstrip())
-        best = f"best {min(values):.2f}%" if values else ""
-        self.progress.update(self.study_task, completed=finished, stats=best)
+        if self.progress is not None:
+            best = f"best {min(values):.2f}%" if values else ""
+            self.progress.update(self.study_task, completed=finished, stats=best)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

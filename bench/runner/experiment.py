@@ -171,10 +171,9 @@ def run_experiment(
             )
         except BenchError as e:
             # one bad run (NaN loss, a locked directory) should not cost the other runs their results
-            name, seed = _name(one), one.train.seed
-            outcomes.append(RunOutcome(name, seed, str(rd.path), "failed", error=str(e)))
+            outcomes.append(RunOutcome(_name(one), one.train.seed, str(rd.path), "failed", error=str(e)))
             if reporter:
-                reporter.message(f"{name} seed {seed}: FAILED: {e}")
+                reporter.message(f"{_label(one)}: FAILED: {e}")
     return outcomes
 
 
@@ -215,9 +214,7 @@ def run_one(
         if action == "skip":
             _fill_from_metrics(outcome, rd)
             if reporter:
-                reporter.message(
-                    f"{_name(cfg)} seed {cfg.train.seed}: finished run in {rd.path}, skipped (--force reruns it)"
-                )
+                reporter.message(f"{_label(cfg)}: finished run in {rd.path}, skipped (--force reruns it)")
             return outcome
         if action == "fresh":
             rd.clear()
@@ -274,12 +271,12 @@ def _train_and_evaluate(
     key = repr((cfg.train.seed, to_dict(cfg.model), to_dict(cfg.eval), to_dict(cfg.data)))
     cache = untrained_cache if untrained_cache is not None else {}
     if reporter is not None and hasattr(reporter, "start_run"):
-        reporter.start_run(cfg.loss.name, cfg.train.seed)
+        reporter.start_run(_name(cfg), cfg.train.seed)
 
     def untrained(embed: Callable[[pd.DataFrame], Embeddings]) -> dict[str, Any]:
         if key not in cache:
             if reporter:
-                reporter.message(f"{cfg.loss.name} seed {cfg.train.seed}: scoring the untrained model")
+                reporter.message(f"{_label(cfg)}: scoring the untrained model")
             cache[key] = evaluate_corpus(embed, corpus, cfg.eval)[1].overall
         return cache[key]
 
@@ -316,7 +313,7 @@ def _train_and_evaluate(
     embed = embedder(result.model, cfg, device)
 
     if reporter:
-        reporter.message(f"{_name(cfg)} seed {cfg.train.seed}: scoring {len(corpus.trials)} evaluation trials")
+        reporter.message(f"{_label(cfg)}: scoring {len(corpus.trials)} evaluation trials")
     scores, record = evaluate_corpus(embed, corpus, cfg.eval)
     record.loss, record.seed = cfg.loss.name, cfg.train.seed
     finetune = cfg.finetune.name
@@ -361,6 +358,13 @@ def _name(cfg: ExperimentConfig) -> str:
     from bench.finetune import system_name
 
     return system_name(cfg)
+
+
+def _label(cfg: ExperimentConfig) -> str:
+    """The run as progress lines name it (``aam seed0``, :func:`bench.runner.progress.run_label`)."""
+    from bench.runner.progress import run_label
+
+    return run_label(_name(cfg), cfg.train.seed)
 
 
 def _finetune_fields(cfg: ExperimentConfig) -> dict[str, Any]:

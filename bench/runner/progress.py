@@ -8,6 +8,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def run_label(name: str, seed: int) -> str:
+    """How progress lines name a run: ``aam seed0`` (its folder ``<name>/seed<k>``, ``name`` = loss or
+    ``loss+recipe``), the same in epoch, scoring and skip lines so one grep follows a run."""
+    return f"{name} seed{seed}"
+
+
+def epoch_line(label: str, row: dict[str, Any]) -> str:
+    """The plain line of one finished epoch off a terminal: ``<label>: loss 1.234 acc 0.5 val EER 12.34% 321 utt/s``."""
+    acc, val, sps = row.get("train_acc"), row.get("val_eer"), row.get("samples_per_s")
+    line = f"{label}: loss {row['train_loss']:.3f}" if isinstance(row.get("train_loss"), (int, float)) else f"{label}:"
+    line += f" acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+    line += f" val EER {val:.2f}%" if isinstance(val, (int, float)) else ""
+    return line + (f" {sps:.0f} utt/s" if isinstance(sps, (int, float)) else "")
+
+
 def stats_columns() -> list[Any]:
     """Columns of a counted bar with a free ``stats`` field: description, bar, n/total, stats, elapsed."""
     return [
@@ -52,7 +67,7 @@ class RichReporter:
         if not self._header_done and self.label:
             self.message(f"experiment {self.label}")
             self._header_done = True
-        self.run = f"{loss} seed{seed}"
+        self.run = run_label(loss, seed)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         self._epoch = f"{self.run or self.label} epoch {epoch + 1}/{epochs}"
@@ -73,12 +88,7 @@ class RichReporter:
         val = row.get("val_eer")
         extra = f" val EER {val:.2f}%" if val is not None else ""
         if not self.live:
-            acc = row.get("train_acc")
-            sps = row.get("samples_per_s")
-            line = f"{self._epoch}: loss {row['train_loss']:.3f}"
-            line += f" acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
-            line += extra + (f" {sps:.0f} utt/s" if isinstance(sps, (int, float)) else "")
-            self.message(line)
+            self.message(epoch_line(self._epoch, row))
             return
         if self.progress is None or self.task is None:
             return

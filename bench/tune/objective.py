@@ -135,6 +135,8 @@ class Objective:
         if self.reporter is not None:
             shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
             self.reporter.message(f"trial {trial.number}: {shown}")
+            if hasattr(self.reporter, "start_trial"):  # labels the epoch lines of bench tune's progress
+                self.reporter.start_trial(trial.number)
         with rd.lock():
             if rd.status() != "new":
                 # Optuna never reuses a trial number within a study; leftovers mean a study of the same
