@@ -192,7 +192,7 @@ def load_eval_corpus(
 
 def eval_side(corpus: Corpus) -> pd.DataFrame:
     """Index of every evaluation utterance (enrolment files, enrolment-map utterances, test), once each."""
-    parts = [df for df in (corpus.enroll, corpus.extra, corpus.test) if df is not None and len(df)]
+    parts = [df for df in (corpus.enroll, corpus.enroll_utts, corpus.test) if df is not None and len(df)]
     if not parts:
         raise BenchError(f"corpus '{corpus.name}' has no evaluation utterances", path=corpus.root)
     # Kaldi trials may use one utterance as enrolment and test; it is embedded once.

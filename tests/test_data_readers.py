@@ -138,7 +138,7 @@ def test_cnceleb1_reader_resolves_wav_names_to_flac(cn1):
     assert c.test.loc[c.test["utt_id"] == "test/id00004-singing-02-001", "genre"].item() == "singing"
     assert c.enroll_map["id00004-enroll"] == [f"id00004/{g}-01-00{i}" for i, g in
                                               ((1, "singing"), (2, "speech"), (3, "singing"))]
-    assert set(c.extra["utt_id"]) == {u for us in c.enroll_map.values() for u in us}
+    assert set(c.enroll_utts["utt_id"]) == {u for us in c.enroll_map.values() for u in us}
     assert c.val_trials is None and len(c.val) == 0
     labels = c.train_labels()
     assert labels.tolist() == [c.speakers.index(s) for s in c.train["speaker"]]

@@ -15,7 +15,7 @@ from bench.data.audio import read_audio
 from bench.data.corpus import Corpus, load_corpus
 from bench.errors import BenchError
 
-SPLITS = ("train", "val", "enroll", "extra", "test")
+SPLITS = ("train", "val", "enroll", "enroll_utts", "test")
 
 
 @dataclass

@@ -77,8 +77,8 @@ class Corpus:
     train: pd.DataFrame
     speakers: list[str]
     enroll: pd.DataFrame = field(default_factory=lambda: empty_index())
-    enroll_map: dict[str, list[str]] = field(default_factory=dict)
-    extra: pd.DataFrame = field(default_factory=lambda: empty_index())
+    enroll_map: dict[str, list[str]] = field(default_factory=dict)  # model id -> utterance ids (mean mode)
+    enroll_utts: pd.DataFrame = field(default_factory=lambda: empty_index())  # the utterances enroll_map names
     test: pd.DataFrame = field(default_factory=lambda: empty_index())
     trials: Trials | None = None
     val: pd.DataFrame = field(default_factory=lambda: empty_index())
@@ -94,7 +94,7 @@ class Corpus:
     def summary(self) -> dict[str, dict[str, float]]:
         """Speakers, utterances and hours of each non-empty split."""
         out = {}
-        for split in ("train", "val", "enroll", "extra", "test"):
+        for split in ("train", "val", "enroll", "enroll_utts", "test"):
             df = getattr(self, split)
             if len(df):
                 out[split] = {
@@ -179,8 +179,8 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
     b = IndexBuilder(data_cfg)
     parts = CORPORA[name].reader(data_cfg, b)
     # every file that gets an embedding to score must carry a signal (training crops need not)
-    parts.enroll, parts.extra, parts.test, parts.val = (
-        b.check_signal(parts.enroll), b.check_signal(parts.extra), b.check_signal(parts.test),
+    parts.enroll, parts.enroll_utts, parts.test, parts.val = (
+        b.check_signal(parts.enroll), b.check_signal(parts.enroll_utts), b.check_signal(parts.test),
         b.check_signal(parts.val))
     train, val, val_trials = parts.train, parts.val, parts.val_trials
     if val_trials is None and data_cfg.val_speakers > 0:
@@ -203,7 +203,7 @@ def load_corpus(data_cfg: DataConfig, *, require_train: bool = True) -> Corpus:
     # what is left must still name known ids: leaving bad files out never excuses an unknown one
     _check_trial_ids(trials, parts)
     return Corpus(name=name, root=root, train=train, speakers=speakers, enroll=parts.enroll,
-                  enroll_map=parts.enroll_map, extra=parts.extra, test=parts.test, trials=trials, val=val,
+                  enroll_map=parts.enroll_map, enroll_utts=parts.enroll_utts, test=parts.test, trials=trials, val=val,
                   val_trials=val_trials, bad_files=list(b.bad), sample_rate=data_cfg.sample_rate)
 
 

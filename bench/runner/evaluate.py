@@ -288,7 +288,7 @@ def evaluate_corpus(
     if eval_cfg.enroll_mode == "mean":
         if not corpus.enroll_map:
             raise BenchError(f"eval.enroll_mode=mean but corpus '{corpus.name}' has no enrolment map")
-        enroll = mean_embeddings(embed(corpus.extra), corpus.enroll_map, "enrolment")
+        enroll = mean_embeddings(embed(corpus.enroll_utts), corpus.enroll_map, "enrolment")
     else:
         enroll = embed(corpus.enroll)
     test = embed(corpus.test)
@@ -342,7 +342,7 @@ def eval_durations(corpus: Corpus, eval_cfg: EvalConfig) -> dict[str, float]:
     """
     out = _durations(corpus.test)
     if eval_cfg.enroll_mode == "mean":
-        extra = _durations(corpus.extra)
+        extra = _durations(corpus.enroll_utts)
         for model, utts in corpus.enroll_map.items():
             out[model] = float(sum(extra.get(u, 0.0) for u in utts))
     else:

@@ -27,7 +27,7 @@ class Parts:
     train: pd.DataFrame
     enroll: pd.DataFrame = field(default_factory=empty_index)
     enroll_map: dict[str, list[str]] = field(default_factory=dict)
-    extra: pd.DataFrame = field(default_factory=empty_index)
+    enroll_utts: pd.DataFrame = field(default_factory=empty_index)
     test: pd.DataFrame = field(default_factory=empty_index)
     trials: Trials | None = None
     val: pd.DataFrame = field(default_factory=empty_index)

@@ -93,7 +93,7 @@ def _cn1_eval(cfg: DataConfig, b: IndexBuilder, root: Path) -> Parts:
                                     (trials_path, None)))
 
     enroll_map: dict[str, list[str]] = {}
-    extra_rows: list[Row] = []
+    enroll_utt_rows: list[Row] = []
     map_path = lists / "enroll.map"
     # the map names utterances under data/; an evaluation-only copy has none (concat enrolment only)
     if map_path.is_file() and (root / "data").is_dir():
@@ -106,7 +106,7 @@ def _cn1_eval(cfg: DataConfig, b: IndexBuilder, root: Path) -> Parts:
                 uid = strip_ext(rel)
                 if uid not in seen:
                     seen.add(uid)
-                    extra_rows.append(listed_row(root / "data", rel, uid, uid.split("/")[0], cnceleb_genre(Path(uid).name),
+                    enroll_utt_rows.append(listed_row(root / "data", rel, uid, uid.split("/")[0], cnceleb_genre(Path(uid).name),
                                            (map_path, n)))
 
     test_rows: list[Row] = []
@@ -122,7 +122,7 @@ def _cn1_eval(cfg: DataConfig, b: IndexBuilder, root: Path) -> Parts:
 
     parts.enroll = b.index(enroll_rows)
     parts.enroll_map = enroll_map
-    parts.extra = b.index(extra_rows)
+    parts.enroll_utts = b.index(enroll_utt_rows)
     parts.test = b.index(test_rows)
     parts.trials = trials
     return parts

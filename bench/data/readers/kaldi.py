@@ -59,7 +59,7 @@ def read_kaldi(cfg: DataConfig, b: IndexBuilder) -> Parts:
     if tpath is not None:
         trials = read_trials(tpath)
         erows, espk2utt = (rows, _kaldi_dir(root)[1]) if eval_root == root else _kaldi_dir(eval_root)
-        enroll_ids, extra_ids, enroll_map = [], [], {}
+        enroll_ids, enroll_utt_ids, enroll_map = [], [], {}
         for i, e in enumerate(trials.enroll):
             if e in enroll_map:
                 continue
@@ -68,7 +68,7 @@ def read_kaldi(cfg: DataConfig, b: IndexBuilder) -> Parts:
                 enroll_map[e] = [e]
             elif e in espk2utt:
                 enroll_map[e] = espk2utt[e]
-                extra_ids.extend(espk2utt[e])
+                enroll_utt_ids.extend(espk2utt[e])
             else:
                 raise BenchError(f"enrolment id '{e}' is neither an utterance in wav.scp nor a speaker in utt2spk",
                                  path=tpath, line=trials.lines[i])
@@ -77,11 +77,11 @@ def read_kaldi(cfg: DataConfig, b: IndexBuilder) -> Parts:
                 raise BenchError(f"test utterance '{t}' is not in wav.scp", path=tpath, line=trials.lines[i])
         test_ids = list(dict.fromkeys(trials.test))
         parts.enroll = b.index([erows[u] for u in dict.fromkeys(enroll_ids)])
-        parts.extra = b.index([erows[u] for u in dict.fromkeys(extra_ids)])
+        parts.enroll_utts = b.index([erows[u] for u in dict.fromkeys(enroll_utt_ids)])
         parts.test = b.index([erows[u] for u in test_ids])
         parts.enroll_map = enroll_map
         parts.trials = trials
         if eval_root == root:
-            used = set(enroll_ids) | set(extra_ids) | set(test_ids)
+            used = set(enroll_ids) | set(enroll_utt_ids) | set(test_ids)
     parts.train = b.index([r for u, r in rows.items() if u not in used])
     return parts

@@ -52,7 +52,7 @@ def read_voxceleb(cfg: DataConfig, b: IndexBuilder) -> Parts:
         parts.enroll = index[index["utt_id"].isin(in_enroll)].reset_index(drop=True)
         parts.test = index[index["utt_id"].isin(set(trials.test))].reset_index(drop=True)
         parts.enroll_map = {u: [u] for u in parts.enroll["utt_id"]}
-        parts.extra = parts.enroll.copy()
+        parts.enroll_utts = parts.enroll.copy()
         parts.trials = trials
         if ebase == base:
             trial_spk = {u.split("/")[0] for u in rows}
