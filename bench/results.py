@@ -32,6 +32,7 @@ EPOCHS_FILE = "epochs.csv"  # one row per epoch
 SCORES_FILE = "scores.txt"  # enroll test score label, one trial per line
 CALIBRATED_SCORES_FILE = "scores_calibrated.txt"  # the same trials with calibrated LLRs
 METRICS_FILE = "metrics.json"  # MetricsRecord
+NON_LEARNED = "non-learned"  # the train corpus recorded by a system that was not trained (MFCC baseline)
 EMBEDDINGS_FILE = "embeddings.npz"  # bench eval: every embedding it computed
 PROVENANCE_FILE = "provenance.json"  # bench eval: versions, checkpoint sha256, corpus, options
 CHECKPOINT_DIR = "checkpoints"

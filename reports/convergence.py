@@ -8,7 +8,8 @@ objective starts, not how good it is, so the report replaces its verdict by ``no
 states every system's budget beside them.
 
 Runs written before these fields existed have ``converged`` unknown: their verdicts are kept and the
-table says "unknown".
+table says "unknown". A system that was not trained (the non-learned MFCC baseline) has nothing to
+converge: the table says "not trained" and its comparisons are judged on the other system alone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.results import NON_LEARNED
 from reports.collect import System
 
 NOT_CONVERGED = "not converged"
+NOT_TRAINED = "not trained"
 
 
 def system_convergence(system: System) -> dict[str, Any]:
@@ -39,6 +42,7 @@ def system_convergence(system: System) -> dict[str, Any]:
 
     return {
         "converged": converged,
+        "trained": system.train_corpus != NON_LEARNED,
         "n_converged": sum(known),
         "n_known": len(known),
         "epochs": values("epochs"),
@@ -49,7 +53,9 @@ def system_convergence(system: System) -> dict[str, Any]:
 
 
 def converged_text(info: dict[str, Any], n_seeds: int) -> str:
-    """``yes`` / ``no`` / ``k/n`` seeds / ``unknown`` for the comparison table."""
+    """``yes`` / ``no`` / ``k/n`` seeds / ``unknown`` / ``not trained`` for the comparison table."""
+    if not info.get("trained", True):
+        return NOT_TRAINED
     if info["n_known"] == 0:
         return "unknown"
     if info["n_converged"] == n_seeds:

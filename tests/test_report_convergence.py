@@ -98,3 +98,20 @@ def test_equal_budget_keeps_the_verdicts_and_states_each_budget(root, tmp_path):
     plain = CliRunner().invoke(app, ["report", str(root / "exp"), "--out", str(tmp_path / "p"), "--no-figures",
                                      "--n-boot", "200", "--format", "md"])  # fmt: skip
     assert "base vs good" in plain.output and "→ not converged" in plain.output
+
+
+def test_a_system_that_was_not_trained_reads_not_trained_and_gates_nothing():
+    from types import SimpleNamespace
+
+    from bench.results import NON_LEARNED
+    from reports.collect import System
+    from reports.convergence import add_columns, gate_verdicts
+
+    baseline = System(("mfcc-baseline", "none", NON_LEARNED, "real"), [SimpleNamespace(training={}, seed=0)], "b")
+    model = System(("aam", "tiny", "synthetic", "real"),
+                   [SimpleNamespace(training={"converged": True, "epochs": 5, "steps": 50, "samples_seen": 10,
+                                              "max_epochs": 5}, seed=0)], "m")  # fmt: skip
+    table = add_columns(pd.DataFrame({"system": ["b", "m"]}), [baseline, model])
+    assert list(table["converged_text"]) == ["not trained", "yes"]
+    pairs = pd.DataFrame({"system_a": ["m"], "system_b": ["b"], "verdict": ["m better"]})
+    assert gate_verdicts(pairs, table)["verdict"].tolist() == ["m better"]

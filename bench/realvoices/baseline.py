@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.trials import Trials
-from bench.results import CONFIG_FILE, EVAL_DIR, METRICS_FILE, SCORES_FILE
+from bench.results import CONFIG_FILE, EVAL_DIR, METRICS_FILE, NON_LEARNED, SCORES_FILE
 
 BASELINE_LOSS = "mfcc-baseline"
-TRAIN_CORPUS = "non-learned"
+TRAIN_CORPUS = NON_LEARNED
 
 
 def _trial_cells(corpus: Path) -> tuple[Trials, list[str]]:
