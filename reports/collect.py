@@ -99,6 +99,9 @@ class System:
     key: tuple[str, str, str, str]
     runs: list[Run]
     label: str = ""
+    # set when runs of this key come from several experiments (another corpus folder, another
+    # recipe): each experiment is then its own system, labelled with its name
+    experiment: str = ""
 
     @property
     def loss(self) -> str:
@@ -339,15 +342,22 @@ def group_systems(runs: list[Run]) -> dict[str, list[System]]:
         systems: dict[tuple[str, str, str, str], list[Run]] = {}
         for r in rs:
             systems.setdefault(r.system_key, []).append(r)
+        # One key from several experiments (e.g. the same loss trained on two synthetic corpora, both
+        # named "synthetic") is one system per experiment: an experiment is one config.
+        split: dict[tuple[tuple[str, str, str, str], str], list[Run]] = {}
+        for key, members in systems.items():
+            several = len({m.experiment for m in members}) > 1
+            for m in members:
+                split.setdefault((key, m.experiment if several else ""), []).append(m)
         group = []
-        for key, members in sorted(systems.items()):
+        for (key, experiment), members in sorted(split.items()):
             seeds = [m.seed for m in members]
             if len(set(seeds)) != len(seeds):
                 dup = sorted({s for s in seeds if seeds.count(s) > 1})
                 paths = ", ".join(str(m.path) for m in members if m.seed in dup)
                 raise BenchError(f"system {'/'.join(key)} has more than one run with seed {dup[0]}: {paths}")
             _same_settings(key, members)
-            group.append(System(key=key, runs=sorted(members, key=lambda m: m.seed)))
+            group.append(System(key=key, runs=sorted(members, key=lambda m: m.seed), experiment=experiment))
         _label(group)
         out[corpus] = group
     return out
@@ -376,6 +386,8 @@ def _label(systems: list[System]) -> None:
         s.label = " / ".join(s.key[i] if i == 0 else f"{names[i]}={s.key[i]}" for i in varying)
         if s.train_corpus != s.eval_corpus:
             s.label += f" ({s.train_corpus} -> {s.eval_corpus})"
+        if s.experiment:
+            s.label += f" [{s.experiment}]"
 
 
 def trials_fingerprint(scores_path: Path) -> str:

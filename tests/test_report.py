@@ -451,3 +451,23 @@ def test_holm_adjusted_p_values_match_the_step_down_procedure():
         adjusted = holm(p)
         assert np.array_equal(adjusted <= alpha, rejected)
         assert np.all(adjusted >= p) and np.all(adjusted <= 1)
+
+
+def test_one_loss_from_two_experiments_is_two_systems_named_by_experiment(tmp_path):
+    """The same loss trained on two corpora of one kind (both "synthetic") or with two recipes, each in
+    its own experiment, must not be pooled as one system (nor refused as duplicate seeds)."""
+    from reports.collect import group_systems
+
+    trials = make_trials()
+    tpath = write_trials(tmp_path, *trials)
+    for exp, sep in (("demo", 1.0), ("demo-transfer", 3.0)):
+        for seed in (0, 1):
+            write_run(tmp_path, "aam", seed, draw_scores(trials[2], sep, seed), trials, tpath, experiment=exp)
+    runs = load_runs([tmp_path / "demo", tmp_path / "demo-transfer"])
+    (systems,) = group_systems(runs).values()
+    assert sorted(s.label for s in systems) == ["aam [demo-transfer]", "aam [demo]"]
+    assert all(len(s.runs) == 2 and len({r.experiment for r in s.runs}) == 1 for s in systems)
+    # within one experiment a repeated seed is still refused
+    write_run(tmp_path / "copy", "aam", 0, draw_scores(trials[2], 1.0, 0), trials, tpath, experiment="demo")
+    with pytest.raises(BenchError, match="more than one run with seed 0"):
+        group_systems(load_runs([tmp_path / "demo", tmp_path / "copy"]))
