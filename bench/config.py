@@ -39,7 +39,8 @@ class DataConfig:
 
     corpus: str = "synthetic"  # synthetic | cnceleb | voxceleb | kaldi
     root: str = "data/synth-demo100"  # the embedded corpus, generated on first use (bench/data/prepare.py)
-    train_lists: list[str] = field(default_factory=list)  # extra corpus-specific list files
+    # cnceleb12 only: the two corpus roots [CN-Celeb1, CN-Celeb2] it trains on (other readers ignore it)
+    train_lists: list[str] = field(default_factory=list)
     eval_root: str = ""  # defaults to root
     trials: str = ""  # trial list file; defaults to the corpus' own (eval/lists/trials.lst, veri_test2.txt, trials)
     musan: str = ""  # MUSAN-layout noise folder; defaults to <root>/musan when present

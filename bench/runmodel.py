@@ -23,7 +23,7 @@ import pandas as pd
 from bench.config import DataConfig, EvalConfig, ExperimentConfig
 from bench.data.corpus import Corpus
 from bench.errors import BenchError
-from bench.results import BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+from bench.results import BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
 from bench.scoring import Embeddings
 
 # progress(description, total) -> advance(n): one bar per embedding pass
@@ -64,14 +64,31 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     return config_from_mapping(ExperimentConfig, read_toml(path), where=str(path))
 
 
-def checkpoint_path(run_dir: str | Path, which: str | None) -> tuple[Path, str]:
-    """(file, label) of ``which``: ``best``, ``last``, a path, or None (best, else last).
+def scored_checkpoint(run_dir: str | Path) -> str | None:
+    """``best`` or ``last``: the checkpoint the run itself scored, as its ``metrics.json`` records it
+    (``last`` when it finished its schedule, ``best`` under early stopping); None when unrecorded."""
+    import json
 
-    Without validation a run may have no ``best.pt`` for long; None then falls back to ``last``,
-    while an explicit ``best`` that is missing is an error.
+    try:
+        name = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8")).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if name in CHECKPOINT_CHOICES else None
+
+
+def checkpoint_path(run_dir: str | Path, which: str | None) -> tuple[Path, str]:
+    """(file, label) of ``which``: ``best``, ``last``, a path, or None.
+
+    None is the checkpoint the run scored itself (:func:`scored_checkpoint`), so a cross-corpus
+    result ("synthetic -> real") is of the same weights as the run's own result; without that
+    record, ``best``, else ``last`` (without validation a run may have no ``best.pt`` for long).
+    An explicit ``best`` that is missing is an error.
     """
     ck = Path(run_dir) / CHECKPOINT_DIR
     if which is None:
+        scored = scored_checkpoint(run_dir)
+        if scored is not None and (ck / f"{scored}.pt").exists():
+            return ck / f"{scored}.pt", scored
         best = ck / BEST_CHECKPOINT
         return (best, "best") if best.exists() else (ck / LAST_CHECKPOINT, "last")
     if which in CHECKPOINT_CHOICES:

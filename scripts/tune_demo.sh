@@ -3,7 +3,9 @@
 #
 #   scripts/tune_demo.sh [demo|cpu] [TRIALS]        (defaults: demo, 20 trials per loss)
 #
-# What it does, per demo preset (bench/presets/demo.toml, bench/presets/demo-cpu.toml):
+# What it does, per demo preset (bench/presets/demo.toml, bench/presets/demo-cpu.toml), for the losses
+# that preset's `bench demo` compares which have parameters (demo: aam, aamsupcon; cpu: aam, supcon,
+# aamsupcon):
 #   1. generates the preset's synthetic corpus if missing (the same one `bench demo --preset P` uses);
 #   2. runs one Optuna study per loss with `bench tune` (seeded TPE, median pruning, each trial a normal
 #      training run with the preset's early stopping). The objective is the validation EER on the
@@ -20,17 +22,17 @@
 # (Adam, lr 0.005, cosine) is shared by all losses and not searched: `bench tune` searches loss
 # parameters only.
 #
-# Cost (estimated from 0.12 s per training step on 2 cores, not measured as a whole): demo, a trial
-# is at most 300 steps (under a minute): 3 studies x 20 trials, about 1 hour; cpu, a trial is at most
-# 2,100 steps (about 5 min): use TRIALS=12, about 3 hours, less where trials are pruned or stop early.
+# Cost on 2 cores: demo, a trial is 700 steps (about 1.5 min; pruned trials less): `tune_demo.sh demo 6`
+# took 16 min (2026-11-29); cpu, a trial is at most 2,100 steps (about 5 min, estimated): use TRIALS=12, about
+# 3 hours, less where trials are pruned or stop early.
 set -euo pipefail
 
 preset=${1:-demo}
 trials=${2:-20}
 bench=${BENCH:-python -m bench}
 case "$preset" in
-  demo) config=demo; synth=(--preset demo --speakers 100); data=data/synth-demo100 ;;
-  cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300 ;;
+  demo) config=demo; synth=(--preset demo --speakers 100); data=data/synth-demo100; losses=(aam aamsupcon) ;;
+  cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300; losses=(aam supcon aamsupcon) ;;
   *) echo "usage: $0 [demo|cpu] [TRIALS]" >&2; exit 2 ;;
 esac
 
@@ -41,12 +43,12 @@ declare -A space=(
   [supcon]="--param temperature=0.03:0.3:log"
   [aamsupcon]="--param scale=4:32:log --param margin=0.05:0.4 --param temperature=0.03:0.3:log --param weight=0.25:4:log"
 )
-for loss in aam supcon aamsupcon; do
+for loss in "${losses[@]}"; do
   # shellcheck disable=SC2086  # the space is a list of options
   $bench tune --preset "$config" --loss "$loss" ${space[$loss]} --trials "$trials" \
     --study "$config-$loss" --seed 0 --pruner median --quiet
 done
-for loss in aam supcon aamsupcon; do
+for loss in "${losses[@]}"; do
   echo "== $loss: put the best parameters under [loss.per_loss.$loss] in bench/presets/$config.toml"
   $bench tune --show "$config-$loss" --no-plots
 done

@@ -104,7 +104,9 @@ def test_embed_file_scores_like_numpy_and_bench_score(world, tmp_path):
     z = np.load(npz)
     assert z["embeddings"].dtype == np.float32
     # 3 enrolment files + 3 x 2 enrolment-map utterances + 3 x 2 test utterances
-    assert info["utterances"] == len(z["ids"]) == 15 and info["dim"] == 16 and info["checkpoint"] == "best"
+    assert info["utterances"] == len(z["ids"]) == 15 and info["dim"] == 16
+    # the weights the run scored itself (it finished its schedule: last), not whichever is lowest
+    assert info["checkpoint"] == json.loads((Path(run) / "metrics.json").read_text())["checkpoint"] == "last"
     trials = other / "eval" / "lists" / "trials.lst"
     ref, labels = cosine_reference(npz, trials)
 
@@ -224,13 +226,13 @@ def test_missing_and_truncated_checkpoints_name_the_file(world, tmp_path):
     other = world[2]
     res = invoke("embed", run, "--corpus", other, "--checkpoint", tmp_path / "none.pt", "-o", tmp_path / "a.npz")
     assert res.exit_code == 2 and "none.pt" in res.output and "not found" in res.output
-    best = run / "checkpoints" / "best.pt"
-    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    last = run / "checkpoints" / "last.pt"  # the one the run scored, so the default
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     res = invoke("eval", run, "--corpus", other)
-    assert res.exit_code == 2 and "best.pt" in res.output and "unreadable checkpoint" in res.output
+    assert res.exit_code == 2 and "last.pt" in res.output and "unreadable checkpoint" in res.output
     assert not (run / "eval" / "cnceleb").exists()
-    (run / "checkpoints" / "last.pt").unlink()
-    best.unlink()
+    last.unlink()
+    (run / "checkpoints" / "best.pt").unlink()
     res = invoke("embed", run, "--corpus", other, "-o", tmp_path / "b.npz")
     assert res.exit_code == 2 and "last.pt" in res.output
     assert not (tmp_path / "a.npz").exists() and not (tmp_path / "b.npz").exists()
@@ -278,3 +280,26 @@ def test_eval_refuses_unfinished_run_and_detects_layouts(world, tmp_path):
     assert crosseval.detect_corpus_type(write_voxceleb(tmp_path / "v")) == "voxceleb"
     cfg = crosseval.eval_data_config(crosseval.read_run_config(run), tmp_path / "v", None, None)
     assert isinstance(cfg, DataConfig) and cfg.corpus == "voxceleb" and cfg.train_lists == []
+
+
+def test_default_checkpoint_is_the_one_the_run_scored(world, tmp_path):
+    """A cross-corpus result must be of the weights behind the run's own result: metrics.json's
+    ``checkpoint`` when recorded, else best, else last."""
+    import shutil
+
+    from bench.runmodel import checkpoint_path
+
+    run = tmp_path / "run"
+    shutil.copytree(world[0], run)
+    ck = run / "checkpoints"
+    assert (ck / "best.pt").exists() and (ck / "last.pt").exists()
+    for recorded, expected in (("last", "last"), ("best", "best"), (None, "best"), ("junk", "best")):
+        m = json.loads((run / "metrics.json").read_text())
+        m["checkpoint"] = recorded
+        (run / "metrics.json").write_text(json.dumps(m))
+        assert checkpoint_path(run, None) == (ck / f"{expected}.pt", expected), recorded
+    (run / "metrics.json").write_text("{not json")
+    assert checkpoint_path(run, None)[1] == "best"
+    (ck / "best.pt").unlink()
+    assert checkpoint_path(run, None)[1] == "last"
+    assert checkpoint_path(run, "best") == (ck / "best.pt", "best")  # explicit: loading it is the error

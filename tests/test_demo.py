@@ -70,6 +70,7 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     # A second call through the CLI trains nothing and leaves the report as it was.
     cli = runner.invoke(app, ["demo", "--data", str(data), "--out", str(runs), "--report", str(report),
                               "--losses", "softmax,aam", "--seeds", "0", "--epochs", "1", "--json",
+                              "--real", str(tmp_path / "no-real-voices"),  # as the first call: none
                               *[a for o in TINY_RUN for a in ("--set", o)]])  # fmt: skip
     assert cli.exit_code == 0, cli.output
     again = json.loads(cli.stdout)
@@ -81,14 +82,19 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
 # --- presets: sizes, budgets, seeds ---------------------------------------------------------------
 
 
-def test_demo_presets_are_consistent_and_stop_at_the_plateau():
+def test_demo_presets_are_consistent_and_judge_the_plateau():
     from bench.commands.demo import DEMO_PRESETS, corpus_config
     from bench.config import load_config, resolve
+    from losses import LOSSES
 
     for name, spec in DEMO_PRESETS.items():
         cfg = resolve(load_config(preset=spec.config))
         assert cfg.data.root == str(spec.data)  # `bench run --preset` finds the corpus `bench demo` made
-        assert cfg.train.early_stop and cfg.train.validate_every == 1 and cfg.train.patience >= 2
+        assert cfg.train.validate_every == 1 and cfg.train.patience >= 2 and cfg.train.min_delta > 0
+        # Without early stopping the plateau is judged at the end of the budget: the learning rate
+        # must have annealed by then, or "converged" would only mean "the budget ran out".
+        assert cfg.train.early_stop or cfg.optim.scheduler == "cosine"
+        assert set(spec.losses) <= set(LOSSES.names()) and {"aam", "aamsupcon"} <= set(spec.losses)
         assert corpus_config(name).train_speakers == spec.speakers
         # Apart from size and budget, the two demos train the same recipe (so their results are comparable).
         other = resolve(load_config(preset=DEMO_PRESETS["demo"].config))
@@ -97,7 +103,8 @@ def test_demo_presets_are_consistent_and_stop_at_the_plateau():
     assert DEMO_PRESETS["cpu"].speakers >= 200 and DEMO_PRESETS["demo"].minutes == 10
     steps = {n: (lambda c: c.train.epochs * c.train.steps_per_epoch)(load_config(preset=s.config))
              for n, s in DEMO_PRESETS.items()}  # fmt: skip
-    assert steps == {"demo": 300, "cpu": 2100}
+    assert steps == {"demo": 700, "cpu": 2100}
+    assert DEMO_PRESETS["cpu"].losses == ("softmax", "aam", "supcon", "aamsupcon")
 
 
 def test_stale_corpus_in_the_presets_folder_is_refused(tmp_path):
@@ -134,6 +141,11 @@ def test_run_demo_trains_every_seed_with_the_chosen_preset(tmp_path, monkeypatch
     assert seen["seeds"] == [0, 1, 2] and len(res.runs) == 6 and res.seeds == [0, 1, 2]
     assert seen["cfg"].experiment == "demo-cpu" and seen["cfg"].data.root == "data/synth-cpu300"
     assert res.preset == "cpu" and "300 training speakers" in seen["title"]
+    # Without --losses each preset compares its own list.
+    for preset, spec in demo.DEMO_PRESETS.items():
+        demo.run_demo(tmp_path / preset, preset=preset, report_dir=tmp_path / f"rep-{preset}",
+                      overrides=["train.device=cpu"])  # fmt: skip
+        assert tuple(seen["losses"]) == spec.losses
 
 
 @pytest.mark.parametrize(

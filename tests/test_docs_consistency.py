@@ -32,6 +32,8 @@ def test_readme_states_the_demo_corpus_seeds_and_budget_the_code_uses():
     assert tuple(int(x) for x in m.groups()) == (cc.train_speakers, cc.val_speakers, cc.eval_speakers)
     assert f"`{DEMO_PRESETS['demo'].data}`" in README
     assert int(_one(r"with (\d+) seeds each").group(1)) == len(DEMO_SEEDS)
+    trains = _one(r"trains ((?:`\w+`(?:, | and )?)+) with \d+ seeds each").group(1)
+    assert tuple(re.findall(r"`(\w+)`", trains)) == DEMO_PRESETS["demo"].losses
     cfg = load_config(preset=DEMO_PRESETS["demo"].config)
     m = _one(r"at most (\d+) epochs of (\d+) steps")
     assert (int(m.group(1)), int(m.group(2))) == (cfg.train.epochs, cfg.train.steps_per_epoch)

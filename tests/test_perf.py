@@ -159,3 +159,38 @@ def test_gpu_script_runs_its_code_on_the_cpu_at_tiny_size(tmp_path):
     md, js = write(result, tmp_path / "G.md", "bench perf --gpu")
     assert "## CN-Celeb1 evaluation size: embed and score" in md.read_text()
     assert json.loads(js.read_text())["sections"]["gpu_train"]["raw"]["fp32"]["batch"] == 2
+
+
+def test_the_hour_long_demo_benchmark_runs_only_when_named():
+    from bench.perf.base import OPT_IN, default_names
+    from bench.perf.suite import BENCHMARKS
+
+    assert "demo" in default_names() and "demo_cpu" in BENCHMARKS and "demo_cpu" not in default_names()
+    assert OPT_IN == {"demo_cpu"}
+
+
+def test_demo_row_compares_the_wall_time_with_the_preset_target(monkeypatch):
+    from bench.perf import demo_wall
+    from bench.perf.base import Context
+
+    fake = {"wall_seconds": 540.0, "seconds": {"corpus": 20.0, "train_and_score": 500.0, "report": 15.0, "total": 538.0},
+            "runs": [{"converged": True}] * 5 + [{"converged": False}],
+            "table": [{"system": "aam", "eer": {"mean": 4.5}, "mindcf@0.01": {"mean": 0.66}},
+                      {"system": "aamsupcon", "eer": {"mean": 5.0}, "mindcf@0.01": {"mean": 0.7}}],
+            "pairwise": [], "real": {"scored": 6}}  # fmt: skip
+    monkeypatch.setattr(demo_wall, "time_demo", lambda preset, quick=False: fake)
+    sec = demo_wall.bench_demo(Context())
+    (r,) = sec["rows"]
+    assert r["ours"] == 540.0 and r["peer"] == 600.0 and r["ratio"] == pytest.approx(0.9)
+    assert "6 runs (5 converged)" in r["note"] and "best aam EER 4.50 %" in r["note"] and "0.660" in r["note"]
+    sec = demo_wall.bench_demo_cpu(Context())
+    assert sec["rows"][0]["peer"] == 3600.0
+
+
+@pytest.mark.slow
+def test_demo_benchmark_times_a_real_bench_demo_process(tmp_path):
+    from bench.perf import demo_wall
+
+    res = demo_wall.time_demo("demo", quick=True)
+    assert res["wall_seconds"] > res["seconds"]["total"] > 0
+    assert [r["loss"] for r in res["runs"]] == ["aam"] and res["runs"][0]["action"] == "trained"

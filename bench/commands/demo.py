@@ -1,11 +1,11 @@
 """`bench demo`: the whole product on the embedded synthetic corpus, in one command.
 
-Generate the demo corpus (skipped when one is there), train softmax, aam, supcon and aamsupcon with
-3 seeds each, every run to its validation plateau within a maximum budget (GPU when present), score
-the evaluation trials, build the report (tables with intervals, converged column, paired tests, DET
-curves, plots) and print a summary. Two sizes (:data:`DEMO_PRESETS`): ``demo`` (100 training
-speakers, the default, aimed at 10 minutes on 2 CPU cores) and ``cpu`` (300 training speakers,
-aimed at an hour).
+Generate the demo corpus (skipped when one is there), train the preset's losses with 3 seeds each,
+every run to its validation plateau within a maximum budget (GPU when present), score the evaluation
+trials, build the report (tables with intervals, converged column, paired tests, DET curves, plots)
+and print a summary. Two sizes (:data:`DEMO_PRESETS`): ``demo`` (100 training speakers, aam vs
+aamsupcon, the default, aimed at 10 minutes on 2 CPU cores) and ``cpu`` (300 training speakers,
+softmax, aam, supcon and aamsupcon, aimed at an hour).
 
 Every stage reuses what a previous call finished: finished runs are skipped unless ``--force``, and
 the report is rebuilt only when a run changed (or the report is missing).
@@ -25,11 +25,12 @@ from rich.text import Text
 from bench.commands.common import console, err_console, fail, handle_errors, print_json
 from bench.commands.run import Threads
 
-DEMO_LOSSES = ("softmax", "aam", "supcon", "aamsupcon")
 DEMO_SEEDS = (0, 1, 2)
 
 
 from bench.data.prepare import DEMO_PRESETS, DemoPreset, corpus_config  # noqa: E402,F401
+
+DEMO_LOSSES = DEMO_PRESETS["demo"].losses
 
 DEFAULT_DATA = DEMO_PRESETS["demo"].data
 DEFAULT_REPORT = DEMO_PRESETS["demo"].report
@@ -75,7 +76,7 @@ def run_demo(
     preset: str = "demo",
     data: Path | None = None,
     report_dir: Path | None = None,
-    losses: tuple[str, ...] = DEMO_LOSSES,
+    losses: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] = DEMO_SEEDS,
     epochs: int | None = None,
     force: bool = False,
@@ -90,7 +91,7 @@ def run_demo(
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
     ``overrides`` are extra ``section.key=value`` config settings on top of the demo preset (tests
-    use them to shrink the run); ``epochs`` is the maximum budget. ``data`` and ``report_dir``
+    use them to shrink the run); ``epochs`` is the maximum budget; ``losses`` default to the preset's. ``data`` and ``report_dir``
     default to the preset's folders. A failed run does not stop the others; the caller decides.
     With ``real`` (a ``bench data real`` corpus), every finished run is also scored on it
     (``<run>/eval/real/``) and the MFCC baseline on both trial lists, so the report shows
@@ -107,6 +108,7 @@ def run_demo(
     if not seeds:
         raise BenchError("--seeds is empty")
     spec = DEMO_PRESETS[preset]
+    losses = losses or spec.losses
     data = data or spec.data
     report_dir = report_dir or spec.report
     t0 = time.perf_counter()
@@ -198,7 +200,17 @@ def demo(
     report_dir: Annotated[
         Optional[Path], typer.Option("--report", help="Report folder (default: the preset's).")
     ] = None,
-    losses: Annotated[str, typer.Option("--losses", help="Comma-separated losses to compare.")] = ",".join(DEMO_LOSSES),
+    losses: Annotated[
+        Optional[str],
+        typer.Option(
+            "--losses",
+            help="Comma-separated losses to compare (default: demo: "
+            + ",".join(DEMO_PRESETS["demo"].losses)
+            + "; cpu: "
+            + ",".join(DEMO_PRESETS["cpu"].losses)
+            + ").",
+        ),
+    ] = None,
     sets: Annotated[
         Optional[list[str]], typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a demo-preset setting.")
     ] = None,
@@ -208,7 +220,7 @@ def demo(
         Path, typer.Option("--real", help="Real-voice corpus (bench data real); every run is scored on it if present.")
     ] = DEFAULT_REAL,
 ) -> None:
-    """Generate the demo corpus, train four losses, score the trials and write the report.
+    """Generate the demo corpus, train and compare losses, score the trials and write the report.
 
     Runs on the GPU when there is one, else the CPU (minutes on 2 cores). A second call reuses the
     corpus, the finished runs and the report; --force retrains.
@@ -220,8 +232,8 @@ def demo(
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
 
-    names = tuple(n.strip() for n in losses.split(",") if n.strip())
-    if not names:
+    names = tuple(n.strip() for n in (losses if losses is not None else "").split(",") if n.strip()) or None
+    if losses is not None and not names:
         fail("--losses is empty")
     try:
         seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())

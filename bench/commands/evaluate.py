@@ -18,7 +18,7 @@ CorpusType = Annotated[
 ]
 Checkpoint = Annotated[
     Optional[str],
-    typer.Option("--checkpoint", help="best | last | a checkpoint file (default: best, else last)."),
+    typer.Option("--checkpoint", help="best | last | a checkpoint file (default: the one the run scored, else best, else last)."),
 ]
 Crops = Annotated[
     Optional[int], typer.Option("--crops", help="0: full utterances; N: mean of N crops (default: the run's).")

@@ -45,7 +45,12 @@ def perf(
         typer.Option("--repeats", min=1, help="Repeats per measurement (median) [default: 3, --quick: 1]."),
     ] = None,
     only: Annotated[
-        str, typer.Option("--only", help="Comma-separated benchmarks: metrics,ecapa,losses,loader,synth,concurrency (default: all).")
+        str,
+        typer.Option(
+            "--only",
+            help="Comma-separated benchmarks: metrics,ecapa,losses,loader,synth,concurrency,demo (default: "
+            "these); demo_cpu (about an hour) runs only when named.",
+        ),
     ] = "",
     gpu: Annotated[
         bool, typer.Option("--gpu", help="The GPU script: ECAPA C=1024 by precision + CN-Celeb-sized embed/score.")
@@ -59,7 +64,8 @@ def perf(
 
     Each benchmark is measured beside its peer in the same process and given as a ratio: metrics vs
     scikit-learn and SpeechBrain, ECAPA C=512 vs SpeechBrain's ECAPA_TDNN, each loss vs the backbone
-    step, the data loader vs the training step's demand, synthetic corpus generation vs real time.
+    step, the data loader vs the training step's demand, synthetic corpus generation vs real time,
+    `bench demo` vs its 10-minute target (and, with --only demo_cpu, `--preset cpu` vs 60 minutes).
     Peers come from `nox -s perf` (.venv-perf); elsewhere their rows say "peer not installed".
 
     Example: nox -s perf   |   bench perf --quick --only metrics --out /tmp/B.md
@@ -68,6 +74,7 @@ def perf(
 
     from bench.errors import BenchError
     from bench.perf import BENCHMARKS, run_suite, write
+    from bench.perf.base import default_names
 
     if threads:
         torch.set_num_threads(threads)
@@ -88,7 +95,7 @@ def perf(
         with console.status("GPU benchmarks (a few minutes)…") if not json_out else _Null():
             result = run_gpu(sizes, quick=quick)
     else:
-        names = [n.strip() for n in only.split(",") if n.strip()] or list(BENCHMARKS)
+        names = [n.strip() for n in only.split(",") if n.strip()] or default_names()
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
             raise BenchError(f"--only: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")

@@ -40,11 +40,20 @@ def row(
 
 
 BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {}
+# Benchmarks too long for a routine suite run (an hour): run only when named with --only.
+OPT_IN: set[str] = set()
 
 
-def benchmark(name: str) -> Callable:
+def benchmark(name: str, *, opt_in: bool = False) -> Callable:
     def deco(fn: Callable[[Context], dict[str, Any]]) -> Callable[[Context], dict[str, Any]]:
         BENCHMARKS[name] = fn
+        if opt_in:
+            OPT_IN.add(name)
         return fn
 
     return deco
+
+
+def default_names() -> list[str]:
+    """What ``bench perf`` runs without --only: every benchmark but the opt-in ones, in suite order."""
+    return [n for n in BENCHMARKS if n not in OPT_IN]

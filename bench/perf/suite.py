@@ -28,7 +28,7 @@ SB_METRICS_CAP = 10_000
 SB_METRICS_CAP_QUICK = 2_000
 
 
-from bench.perf.base import BENCHMARKS, Context, benchmark, row  # noqa: F401,E402
+from bench.perf.base import BENCHMARKS, Context, benchmark, default_names, row  # noqa: F401,E402
 
 # --------------------------------------------------------------------------------------------
 # metrics: EER + minDCF on the CN-Celeb1 trial count
@@ -408,10 +408,11 @@ def run_suite(
     repeats: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the named benchmarks (default all, in suite order); returns machine info and one section each."""
+    """Run the named benchmarks (default all but the opt-in ones, in suite order); returns machine info
+    and one section each."""
     from bench.perf.timing import machine_info
 
-    names = list(names or BENCHMARKS)
+    names = list(names or default_names())
     ctx = Context(quick=quick, repeats=repeats if repeats is not None else (1 if quick else 3))
     result: dict[str, Any] = {"machine": machine_info(), "quick": quick, "repeats": ctx.repeats, "sections": {}}
     t_start = time.perf_counter()
@@ -431,3 +432,4 @@ def run_suite(
 
 # benchmarks defined in their own modules register themselves on import
 from bench.perf import concurrency as _concurrency  # noqa: E402,F401
+from bench.perf import demo_wall as _demo_wall  # noqa: E402,F401
