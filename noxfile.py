@@ -55,9 +55,10 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff check over the whole tree."""
+    """ruff check and ruff format --check over the whole tree, and the lock check."""
     _setup(session)
     session.run(str(VENV / "bin" / "ruff"), "check", ".", external=True)
+    session.run(str(VENV / "bin" / "ruff"), "format", "--check", ".", external=True)
     session.run(str(VENV / "bin" / "uv"), "lock", "--check", external=True)
 
 

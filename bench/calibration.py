@@ -62,7 +62,10 @@ QUALITY_MEASURES: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, np.nda
     ),
     "norm": (
         ("norm_enroll", "norm_test"),
-        lambda s: {"norm_enroll": np.asarray(s["norm_enroll"], np.float64), "norm_test": np.asarray(s["norm_test"], np.float64)},
+        lambda s: {
+            "norm_enroll": np.asarray(s["norm_enroll"], np.float64),
+            "norm_test": np.asarray(s["norm_test"], np.float64),
+        },
     ),
 }
 
@@ -151,7 +154,9 @@ def fit_logistic(
         return value, grad
 
     theta0 = np.zeros(x.shape[1] + 1)
-    res = minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-12, "ftol": 1e-15})
+    res = minimize(
+        objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-12, "ftol": 1e-15}
+    )
     v, b = res.x[:-1], float(res.x[-1])
     w = v / sd
     return w, b - float(w @ mu)

@@ -31,7 +31,6 @@ data_app.command("check", context_settings=LOOSE)(check.check)
 data_app.command("real")(real.real)
 
 
-
 def _version(value: bool) -> None:
     if value:
         from bench.versions import version_line
@@ -43,7 +42,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print bench, torch, torchaudio, CUDA, numpy versions."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print bench, torch, torchaudio, CUDA, numpy versions.",
     ),
 ) -> None:
     """Benchmark speaker-verification training objectives: train, score, compare, tune."""

@@ -59,7 +59,9 @@ class DataConfig:
     # shortest audio accepted anywhere (training, validation, enrolment, test, embed, eval); shorter
     # files are bad audio. 0.1 s gives 8 frames of 25 ms / 10 ms
     min_seconds: float = 0.1
-    augment_on: str = "loader"  # loader | device: where the views' reverb/noise arithmetic runs (bench/data/ondevice.py)
+    augment_on: str = (
+        "loader"  # loader | device: where the views' reverb/noise arithmetic runs (bench/data/ondevice.py)
+    )
 
     def validate(self) -> None:
         check_section("data", self)  # ranges: bench/config_checks.py

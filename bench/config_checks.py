@@ -73,8 +73,12 @@ def text(*, nonempty: bool = False, pattern: str | None = None, what: str = "") 
     rx = re.compile(pattern) if pattern else None
 
     def ok(v: Any) -> bool:
-        return (isinstance(v, str) and (bool(v) or not nonempty) and not _CONTROL.search(v)
-                and (rx is None or not v or bool(rx.fullmatch(v))))
+        return (
+            isinstance(v, str)
+            and (bool(v) or not nonempty)
+            and not _CONTROL.search(v)
+            and (rx is None or not v or bool(rx.fullmatch(v)))
+        )
 
     default = ("be a non-empty string" if nonempty else "be a string") + " without control characters"
     return Rule(ok, what or default, '""' if nonempty else '"a\\nb"')
@@ -84,10 +88,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def strings(*, nonempty: bool = False) -> Rule:
-    return Rule(lambda v: isinstance(v, list) and all(isinstance(x, str) and x and not _CONTROL.search(x) for x in v)
-                and (bool(v) or not nonempty),
-                "be a non-empty list of names" if nonempty else "be a list of non-empty strings",
-                "[]" if nonempty else '[""]')
+    return Rule(
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(x, str) and x and not _CONTROL.search(x) for x in v)
+            and (bool(v) or not nonempty)
+        ),
+        "be a non-empty list of names" if nonempty else "be a list of non-empty strings",
+        "[]" if nonempty else '[""]',
+    )
 
 
 def table() -> Rule:
@@ -96,8 +105,11 @@ def table() -> Rule:
 
 
 def probabilities() -> Rule:
-    return Rule(lambda v: isinstance(v, list) and bool(v) and all(_num(x) and 0 < x < 1 for x in v),
-                "be a non-empty list of numbers in (0, 1)", "[0.0]")
+    return Rule(
+        lambda v: isinstance(v, list) and bool(v) and all(_num(x) and 0 < x < 1 for x in v),
+        "be a non-empty list of numbers in (0, 1)",
+        "[0.0]",
+    )
 
 
 def _optimizers() -> list[str]:
@@ -196,7 +208,8 @@ RANGES: dict[str, Rule] = {
     "eval.calibration.method": one_of(("none", "linear", "qmf"), "be none, linear or qmf"),
     "eval.calibration.quality": Rule(
         lambda v: isinstance(v, list) and all(x in ("duration", "norm") for x in v),
-        "be a list of duration, norm", '["loudness"]',
+        "be a list of duration, norm",
+        '["loudness"]',
     ),
     "eval.calibration.prior": Rule(
         lambda v: _num(v) and (v == 0 or 0 < v < 1), "be in (0, 1) (or 0: the first p_target)", "1"
@@ -279,18 +292,23 @@ def check_config(cfg: Any) -> None:
     # same embedding, so the shortest accepted clip must give at least two frames
     two_frames = (fe.win_ms + fe.hop_ms) / 1000.0
     if data.min_seconds < two_frames:
-        raise BenchError(f"data.min_seconds must be >= {two_frames:g} s (two analysis frames of "
-                         f"{fe.win_ms:g} ms every {fe.hop_ms:g} ms), got {data.min_seconds!r}")
+        raise BenchError(
+            f"data.min_seconds must be >= {two_frames:g} s (two analysis frames of "
+            f"{fe.win_ms:g} ms every {fe.hop_ms:g} ms), got {data.min_seconds!r}"
+        )
     # every length the toolkit cuts audio to must itself be analysable
     ev = cfg.eval
-    for key, seconds, active in (("data.crop_seconds", data.crop_seconds, True),
-                                 ("eval.crop_seconds", ev.crop_seconds, ev.crops > 0),
-                                 ("eval.max_seconds", ev.max_seconds, ev.max_seconds > 0)):
+    for key, seconds, active in (
+        ("data.crop_seconds", data.crop_seconds, True),
+        ("eval.crop_seconds", ev.crop_seconds, ev.crops > 0),
+        ("eval.max_seconds", ev.max_seconds, ev.max_seconds > 0),
+    ):
         if active and seconds < data.min_seconds:
             raise BenchError(f"{key} must be >= data.min_seconds ({data.min_seconds:g} s), got {seconds!r}")
     if fe.freq_mask_width >= fe.n_mels:
-        raise BenchError(f"model.frontend.freq_mask_width must be < model.frontend.n_mels ({fe.n_mels}), "
-                         f"got {fe.freq_mask_width}")
+        raise BenchError(
+            f"model.frontend.freq_mask_width must be < model.frontend.n_mels ({fe.n_mels}), got {fe.freq_mask_width}"
+        )
     if cfg.optim.min_lr > cfg.optim.lr:
         raise BenchError(f"optim.min_lr must be <= optim.lr ({cfg.optim.lr!r}), got {cfg.optim.min_lr!r}")
 
@@ -299,8 +317,9 @@ def check_tune(tune: Any) -> None:
     """``bench tune``'s options (TuneConfig), with the relation between the heartbeat and its grace."""
     check_section("tune", tune)
     if tune.grace_seconds <= tune.heartbeat_seconds:
-        raise BenchError(f"--grace-seconds must be > --heartbeat-seconds ({tune.heartbeat_seconds}), "
-                         f"got {tune.grace_seconds}")
+        raise BenchError(
+            f"--grace-seconds must be > --heartbeat-seconds ({tune.heartbeat_seconds}), got {tune.grace_seconds}"
+        )
 
 
 def check_batch_positives(cfg: Any) -> None:
@@ -311,5 +330,7 @@ def check_batch_positives(cfg: Any) -> None:
     cls = LOSSES.get(cfg.loss.name).cls
     m, v = cfg.data.utts_per_speaker, cfg.data.views
     if getattr(cls, "needs_positives", False) and m * v < 2:
-        raise BenchError(f"loss '{cfg.loss.name}' needs positive pairs in every batch, but data.utts_per_speaker={m} "
-                         f"and data.views={v} give none: set data.utts_per_speaker >= 2 or data.views >= 2")
+        raise BenchError(
+            f"loss '{cfg.loss.name}' needs positive pairs in every batch, but data.utts_per_speaker={m} "
+            f"and data.views={v} give none: set data.utts_per_speaker >= 2 or data.views >= 2"
+        )

@@ -225,7 +225,11 @@ def _provenance(rm: RunModel, root: str | Path, kind: str, eval_cfg: EvalConfig,
 
 
 def _write_atomically(
-    final: Path, scores: TrialScores, record: MetricsRecord, emb: Embeddings, prov: dict[str, Any],
+    final: Path,
+    scores: TrialScores,
+    record: MetricsRecord,
+    emb: Embeddings,
+    prov: dict[str, Any],
     label_style: str = "binary",
 ) -> None:
     """Write the result folder beside ``final`` and rename it into place (old one removed after)."""

@@ -179,8 +179,10 @@ def _write_ark(path: Path, ids: list[str], mat: np.ndarray, scp: Path | None = N
     if scp is not None:
         final = str(path.resolve())
         # kaldiio wrote 'key <tmp>:<offset>'; the offsets stand, the ark has its final name now
-        lines = [f"{key} {final}:{loc.rpartition(':')[2]}\n"
-                 for key, loc in (ln.split(" ", 1) for ln in listing.getvalue().splitlines())]
+        lines = [
+            f"{key} {final}:{loc.rpartition(':')[2]}\n"
+            for key, loc in (ln.split(" ", 1) for ln in listing.getvalue().splitlines())
+        ]
         atomic_write(scp, "".join(lines))
 
 
@@ -207,8 +209,7 @@ def embedding_format(path: str | Path) -> str:
     """The :data:`EMBEDDING_FORMATS` key of ``path``; other endings are a :class:`BenchError`."""
     suffix = Path(path).suffix.lower()
     if suffix not in EMBEDDING_FORMATS:
-        raise BenchError(f"unknown embedding file format '{suffix or Path(path).name}'; accepted: {accepted()}",
-                         path)
+        raise BenchError(f"unknown embedding file format '{suffix or Path(path).name}'; accepted: {accepted()}", path)
     return suffix
 
 

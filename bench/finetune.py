@@ -104,7 +104,12 @@ class LargeMargin:
             data=dataclasses.replace(cfg.data, crop_seconds=c.crop_seconds),
             loss=dataclasses.replace(cfg.loss, params=params, margin_warmup_epochs=0),
             optim=dataclasses.replace(
-                cfg.optim, lr=c.lr, scheduler="exponential", gamma=gamma, min_lr=c.final_lr, warmup_epochs=c.warmup_epochs
+                cfg.optim,
+                lr=c.lr,
+                scheduler="exponential",
+                gamma=gamma,
+                min_lr=c.final_lr,
+                warmup_epochs=c.warmup_epochs,
             ),
             train=dataclasses.replace(cfg.train, epochs=c.epochs),
         )

@@ -61,7 +61,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, to_json(obj) + "\n")
 
 
-def to_json(obj: Any, *, indent: int | None = 2, sort_keys: bool = True, default: Callable[[Any], Any] | None = None) -> str:
+def to_json(
+    obj: Any, *, indent: int | None = 2, sort_keys: bool = True, default: Callable[[Any], Any] | None = None
+) -> str:
     """Strict RFC 8259 JSON text of ``obj``: the one serialiser of every JSON the toolkit writes.
 
     Non-finite numbers (NaN, +inf, -inf, e.g. the EER of a one-class genre or Cllr of infinite
@@ -69,8 +71,9 @@ def to_json(obj: Any, *, indent: int | None = 2, sort_keys: bool = True, default
     numbers and lists, paths become strings. ``default`` converts any other type (``str`` for
     console output); without it such a value is a TypeError.
     """
-    return json.dumps(finite(obj), indent=indent, sort_keys=sort_keys, allow_nan=False,
-                      default=default or _json_default)
+    return json.dumps(
+        finite(obj), indent=indent, sort_keys=sort_keys, allow_nan=False, default=default or _json_default
+    )
 
 
 def finite(obj: Any) -> Any:
@@ -125,7 +128,11 @@ def git_revision(root: Path = REPO_ROOT) -> dict[str, Any]:
         if rev.returncode != 0:
             return {"commit": "unknown", "dirty": None}
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return {"commit": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):

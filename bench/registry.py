@@ -113,8 +113,7 @@ class Registry:
         """The entry for ``name``; an unknown name raises BenchError suggesting the closest one."""
         if name not in self._entries:
             raise BenchError(
-                f"unknown {self.kind} '{name}'{suggest(name, self.names())}; "
-                f"known: {', '.join(self.names())}"
+                f"unknown {self.kind} '{name}'{suggest(name, self.names())}; known: {', '.join(self.names())}"
             )
         return self._entries[name]
 
@@ -211,9 +210,7 @@ def config_from_mapping(cls: type, data: dict[str, Any], where: str = "config") 
     unknown = [k for k in data if k not in names]
     if unknown:
         k = unknown[0]
-        raise BenchError(
-            f"{where}: unknown parameter '{k}'{suggest(k, names)}; valid: {', '.join(names)}"
-        )
+        raise BenchError(f"{where}: unknown parameter '{k}'{suggest(k, names)}; valid: {', '.join(names)}")
     kwargs = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

@@ -179,10 +179,15 @@ class MetricsRecord:
             out["cohort_speakers"] = sc.cohort_speakers
         if self.cross is not None:
             c = self.cross
-            out.update(eval_corpus=c.eval_corpus, train_corpus=c.train_corpus, eval_corpus_root=c.eval_corpus_root,
-                       cross_corpus=True)
-            _put(out, eval_corpus_type=c.eval_corpus_type, train_corpus_root=c.train_corpus_root,
-                 checkpoint=c.checkpoint)
+            out.update(
+                eval_corpus=c.eval_corpus,
+                train_corpus=c.train_corpus,
+                eval_corpus_root=c.eval_corpus_root,
+                cross_corpus=True,
+            )
+            _put(
+                out, eval_corpus_type=c.eval_corpus_type, train_corpus_root=c.train_corpus_root, checkpoint=c.checkpoint
+            )
         if self.training is not None:
             t = self.training
             out["untrained"] = t.untrained
@@ -231,8 +236,14 @@ def _put(out: dict[str, Any], **values: Any) -> None:
 
 
 _SCORING_KEYS = tuple(f.name for f in dataclasses.fields(Scoring))
-_CROSS_KEYS = ("eval_corpus", "train_corpus", "eval_corpus_root", "eval_corpus_type", "train_corpus_root",
-               "cross_corpus")
+_CROSS_KEYS = (
+    "eval_corpus",
+    "train_corpus",
+    "eval_corpus_root",
+    "eval_corpus_type",
+    "train_corpus_root",
+    "cross_corpus",
+)
 _TRAINING_KEYS = ("untrained", "calibration", "parent", "finetune", *BUDGET_KEYS)
 
 
@@ -256,8 +267,11 @@ def _parse(m: dict[str, Any], path: str | Path | None) -> MetricsRecord:
         if not isinstance(trials_raw, dict):
             raise BenchError(f"{METRICS_FILE}: 'trials' should be an object with path and sha256", path=path)
         n = trials_raw.get("n")
-        trials = TrialsRef(path=str(trials_raw.get("path") or ""), sha256=trials_raw.get("sha256") or None,
-                           n=int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None)
+        trials = TrialsRef(
+            path=str(trials_raw.get("path") or ""),
+            sha256=trials_raw.get("sha256") or None,
+            n=int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None,
+        )
     rec = MetricsRecord(overall=overall, per_genre=per_genre, trials=trials)
     rec.corpus = take("corpus", str, "a corpus name")
     rec.enroll_mode = take("enroll_mode", str, "an enrolment mode")

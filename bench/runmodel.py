@@ -123,7 +123,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     if recorded != cfg.model:
         old, new = {"model": to_dict(recorded)}, {"model": to_dict(cfg.model)}
         shown = "; ".join(
-            f"{k}: checkpoint {value_at(old, k)!r} vs config.toml {value_at(new, k)!r}" for k in config_diff(old, new)[:3]
+            f"{k}: checkpoint {value_at(old, k)!r} vs config.toml {value_at(new, k)!r}"
+            for k in config_diff(old, new)[:3]
         )
         raise BenchError(
             f"checkpoint was trained with another model than this run's config.toml ({shown}); "
@@ -134,9 +135,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     return RunModel(d, cfg, path, label, model, dev, amp)
 
 
-def embedder(
-    rm: RunModel, eval_cfg: EvalConfig, workers: int = 0, progress: ProgressFactory | None = None
-) -> Embedder:
+def embedder(rm: RunModel, eval_cfg: EvalConfig, workers: int = 0, progress: ProgressFactory | None = None) -> Embedder:
     """``embed(index, what) -> Embeddings`` with the run's model: :func:`bench.runner.evaluate.embed_utterances`."""
     from bench.runner.evaluate import embed_utterances
     from bench.runner.optim import amp_mode, autocast
@@ -283,15 +282,20 @@ def _refuse_unusable(rows: list[dict[str, Any]], lf: Path, min_seconds: float) -
     problems = []
     for r in rows:
         if r["duration"] < min_seconds:
-            problems.append(f"line {r['line']}: {r['path']} ({r['duration']:.3f} s, shorter than "
-                            f"data.min_seconds={min_seconds:g} s)")
+            problems.append(
+                f"line {r['line']}: {r['path']} ({r['duration']:.3f} s, shorter than "
+                f"data.min_seconds={min_seconds:g} s)"
+            )
         elif np.ptp(read_audio(r["path"], int(r["sample_rate"]), resample=True)) <= SILENCE_PEAK_TO_PEAK:
             problems.append(f"line {r['line']}: {r['path']} (silent: every sample equal)")
     for r in rows:
         del r["line"]
     if problems:
-        raise BenchError(f"{len(problems)} audio file(s) cannot be embedded: " + "; ".join(problems), path=lf,
-                         line=int(problems[0].split(":")[0].split()[1]))
+        raise BenchError(
+            f"{len(problems)} audio file(s) cannot be embedded: " + "; ".join(problems),
+            path=lf,
+            line=int(problems[0].split(":")[0].split()[1]),
+        )
 
 
 # ---------------------------------------------------------------------------------------- bench embed
@@ -360,13 +364,23 @@ def embed_to_file(
     emb = embedder(rm, eval_cfg, _workers(rm, workers), progress)(index, f"{len(index)} utterances")
     write_embeddings(out, emb.ids, emb.matrix)
     return EmbedResult(
-        out, len(emb.ids), int(emb.matrix.shape[1]), rm.checkpoint_name, source, str(rm.device), time.time() - t0,
+        out,
+        len(emb.ids),
+        int(emb.matrix.shape[1]),
+        rm.checkpoint_name,
+        source,
+        str(rm.device),
+        time.time() - t0,
         note,
     )
 
 
 def _eval_cfg(
-    cfg: ExperimentConfig, *, crops: int | None = None, enroll_mode: str | None = None, asnorm: bool | None = None,
+    cfg: ExperimentConfig,
+    *,
+    crops: int | None = None,
+    enroll_mode: str | None = None,
+    asnorm: bool | None = None,
     label_style: str | None = None,
 ) -> EvalConfig:
     """The run's evaluation settings with the command-line choices applied."""

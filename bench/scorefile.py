@@ -57,8 +57,22 @@ LABEL_STYLES: dict[str, tuple[str, str]] = {"binary": ("1", "0"), "target": ("ta
 
 # header names (lower case) -> role; other toolkits' spellings included
 _HEADER_NAMES = {
-    **dict.fromkeys(("enroll", "enrol", "enrollment", "enrolment", "model", "enroll_id", "enrol_id", "spk",
-                     "speaker", "utt1", "enroll_utt"), "enroll"),
+    **dict.fromkeys(
+        (
+            "enroll",
+            "enrol",
+            "enrollment",
+            "enrolment",
+            "model",
+            "enroll_id",
+            "enrol_id",
+            "spk",
+            "speaker",
+            "utt1",
+            "enroll_utt",
+        ),
+        "enroll",
+    ),
     **dict.fromkeys(("test", "test_id", "test_utt", "utt", "utt2", "segment", "trial", "probe"), "test"),
     **dict.fromkeys(("score", "scores", "llr", "similarity", "cosine", "cos"), "score"),
     **dict.fromkeys(("label", "labels", "target", "key", "lab", "is_target", "trial_type", "truth"), "label"),
@@ -249,7 +263,9 @@ def detect_layout(lines, path=None, layout: str | None = None, *, complete: bool
         if len(tok) != ncols:
             if len(tok) in (3, 4) and ncols in (3, 4):
                 raise BenchError(f"{len(tok)} fields where earlier lines have {ncols}", path, n)
-            raise BenchError(f"expected 'enroll test score [label]' (or another layout), got {len(tok)} fields", path, n)
+            raise BenchError(
+                f"expected 'enroll test score [label]' (or another layout), got {len(tok)} fields", path, n
+            )
         for c in [c for c in alive if c not in failures]:
             why = _check(tok, LAYOUTS[c])
             if why is not None:
@@ -257,8 +273,9 @@ def detect_layout(lines, path=None, layout: str | None = None, *, complete: bool
         if len(failures) == len(alive):
             break
     if not alive:
-        raise BenchError(f"expected 'enroll test score [label]' (or another layout), got {ncols} fields", path,
-                         rows[0][0])
+        raise BenchError(
+            f"expected 'enroll test score [label]' (or another layout), got {ncols} fields", path, rows[0][0]
+        )
     fits = [c for c in alive if c not in failures]
     if not fits:
         # the layout that fitted longest is the one the file was meant to be in
@@ -269,8 +286,11 @@ def detect_layout(lines, path=None, layout: str | None = None, *, complete: bool
         if not complete:
             return Detected("", sep, header_line), rows
         raise BenchError(
-            "ambiguous score file: it reads as " + " or ".join(f"'{c}'" for c in fits)
-            + "; pick one with --score-layout", path)
+            "ambiguous score file: it reads as "
+            + " or ".join(f"'{c}'" for c in fits)
+            + "; pick one with --score-layout",
+            path,
+        )
     roles = LAYOUTS[fits[0]]
     words: list[str] = []
     if "label" in roles:
@@ -288,8 +308,16 @@ def detect_layout(lines, path=None, layout: str | None = None, *, complete: bool
 def read_scores(path: str | Path, layout: str | None = None) -> ScoreFile:
     """Parse a score file (see the module docstring); errors name the file and line."""
     cols = read_score_columns(path, layout)
-    return ScoreFile(_values(cols.enroll), _values(cols.test), cols.scores, cols.labels, cols.lines, cols.path,
-                     cols.layout, cols.description)
+    return ScoreFile(
+        _values(cols.enroll),
+        _values(cols.test),
+        cols.scores,
+        cols.labels,
+        cols.lines,
+        cols.path,
+        cols.layout,
+        cols.description,
+    )
 
 
 def _values(cat) -> list[str]:
@@ -314,8 +342,9 @@ def read_score_columns(path: str | Path, layout: str | None = None) -> ScoreColu
         return ScoreColumns(enroll, test, scores, labels, lines, path, det.layout, det.describe())
     text = decode(data, path)
     enroll, test, vals, labs, nums, det = _parse_text(text, path, layout)
-    return ScoreColumns(pd.Categorical(enroll), pd.Categorical(test), vals, labs, nums, path, det.layout,
-                        det.describe())
+    return ScoreColumns(
+        pd.Categorical(enroll), pd.Categorical(test), vals, labs, nums, path, det.layout, det.describe()
+    )
 
 
 def _parse_text(text: str, path, layout: str | None = None):
@@ -347,7 +376,7 @@ def _parse_fast(data: bytes, layout: str | None = None):
     import pandas as pd
 
     if data.startswith(BOM):
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     if not data or not data.isascii() or any(b in data for b in _SLOW_BYTES):
         return None
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
@@ -365,8 +394,9 @@ def _parse_fast(data: bytes, layout: str | None = None):
     roles = LAYOUTS[det.layout]
     if det.separator == "comma" and (b" ," in data or b"\t," in data):
         return None  # blanks before a comma: the line reader strips them, pandas would keep them
-    dtypes = {k: {"enroll": "category", "test": "category", "score": np.float64, "label": str}[r]
-              for k, r in enumerate(roles)}
+    dtypes = {
+        k: {"enroll": "category", "test": "category", "score": np.float64, "label": str}[r] for k, r in enumerate(roles)
+    }
     skip = [det.header_line - 1] if det.header_line else None
     try:
         df = pd.read_csv(
@@ -395,8 +425,7 @@ def _parse_fast(data: bytes, layout: str | None = None):
         if "" in names or cat.codes.min() < 0:
             return None
         stripped, inv = np.unique(np.array([strip_ext(x) for x in names], dtype=object), return_inverse=True)
-        ids[role] = pd.Categorical.from_codes(inv.reshape(-1)[cat.codes],
-                                              categories=pd.Index(stripped, dtype=object))
+        ids[role] = pd.Categorical.from_codes(inv.reshape(-1)[cat.codes], categories=pd.Index(stripped, dtype=object))
     scores = pd.to_numeric(df[roles.index("score")], errors="coerce").to_numpy(np.float64)
     if np.isnan(scores).any():
         return None
@@ -416,8 +445,9 @@ def _parse_fast(data: bytes, layout: str | None = None):
     if n_lines == len(df) and not det.header_line:
         lines = np.arange(1, len(df) + 1, dtype=np.int64)
     else:  # blank lines or a header: number the lines that hold fields
-        lines = np.asarray([n for n, line in enumerate(data.split(b"\n"), 1)
-                            if line.strip() and n != det.header_line], dtype=np.int64)
+        lines = np.asarray(
+            [n for n, line in enumerate(data.split(b"\n"), 1) if line.strip() and n != det.header_line], dtype=np.int64
+        )
         if lines.size != len(df):
             return None
     return ids["enroll"], ids["test"], scores, labels, lines, det

@@ -46,6 +46,7 @@ from bench.scorefile import (  # noqa: F401
 # Embeddings
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Embeddings:
     """One embedding per utterance (or enrolment model): ``matrix[i]`` is the embedding of ``ids[i]``.
@@ -333,7 +334,9 @@ def asnorm(
         flat = np.flatnonzero(sd < MIN_COHORT_SPREAD)
         if len(flat):
             who = [str(ids[int(np.flatnonzero(inv == flat[0])[0])])]
-            raise BenchError(f"AS-norm: the top-{top_k} cohort scores of '{who[0]}' (and {len(flat) - 1} more) have "
-                             "no spread (identical cohort embeddings?); the normalised scores would be meaningless")
+            raise BenchError(
+                f"AS-norm: the top-{top_k} cohort scores of '{who[0]}' (and {len(flat) - 1} more) have "
+                "no spread (identical cohort embeddings?); the normalised scores would be meaningless"
+            )
         out += (s - mu[inv]) / sd[inv]
     return 0.5 * out

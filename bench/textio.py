@@ -29,7 +29,7 @@ def decode(data: bytes, path: str | Path | None = None) -> str:
     Raises:
         BenchError: ``path:line: not UTF-8 text`` naming the line of the first undecodable byte.
     """
-    body = data[len(BOM):] if data.startswith(BOM) else data
+    body = data[len(BOM) :] if data.startswith(BOM) else data
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -114,9 +114,7 @@ class SoftmaxConfig:
     bias: bool = True
 
 
-@LOSSES.register(
-    "softmax", SoftmaxConfig, "linear classifier + cross-entropy over all views", family="classification"
-)
+@LOSSES.register("softmax", SoftmaxConfig, "linear classifier + cross-entropy over all views", family="classification")
 class SoftmaxLoss(SpeakerLoss):
     """Linear classifier + cross-entropy; ``parts = {"ce"}``.
 
@@ -168,7 +166,11 @@ class _ScheduledMargin(SpeakerLoss):
 
 
 def margin_softmax(
-    x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, scale: float, target_fn: Callable[[torch.Tensor], torch.Tensor]
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    y: torch.Tensor,
+    scale: float,
+    target_fn: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``scale * cos(x, W)`` with ``target_fn`` applied to the target cosine only.
 

@@ -75,9 +75,7 @@ def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None) -> No
     if (out / MARKER).exists():
         if force or (inputs is not None and _recorded_inputs(out / MARKER) == inputs):
             return
-        raise BenchError(
-            "a report of other runs is already here; pass --force to replace it or choose --out", path=out
-        )
+        raise BenchError("a report of other runs is already here; pass --force to replace it or choose --out", path=out)
     if any(out.iterdir()) and not force:
         raise BenchError("output folder is not empty and holds no report; pass --force or choose --out", path=out)
 

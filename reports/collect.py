@@ -369,11 +369,14 @@ def _same_settings(key: tuple[str, ...], members: list[Run]) -> None:
     for r in members[1:]:
         diff = sorted(k for k in set(first) | set(r.eval_settings) if first.get(k) != r.eval_settings.get(k))
         if diff:
-            shown = "; ".join(f"{k}: {first.get(k)!r} in {members[0].path} vs {r.eval_settings.get(k)!r} in {r.path}"
-                              for k in diff)
-            raise BenchError(f"system {'/'.join(key)}: its runs were evaluated with different settings ({shown}); "
-                             "their scores cannot be pooled. Re-evaluate them alike or report them separately",
-                             path=r.path)
+            shown = "; ".join(
+                f"{k}: {first.get(k)!r} in {members[0].path} vs {r.eval_settings.get(k)!r} in {r.path}" for k in diff
+            )
+            raise BenchError(
+                f"system {'/'.join(key)}: its runs were evaluated with different settings ({shown}); "
+                "their scores cannot be pooled. Re-evaluate them alike or report them separately",
+                path=r.path,
+            )
 
 
 def _label(systems: list[System]) -> None:

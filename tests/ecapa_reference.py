@@ -16,9 +16,7 @@ def pool_forward(pool, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     """``models.ecapa.AttentiveStatsPool.forward`` before the context was folded into a bias."""
     t = x.shape[-1]
     mean, std = weighted_stats(x, uniform_weights(mask, x))
-    ctx = torch.cat(
-        [x, mean[..., None].expand(-1, -1, t).to(x.dtype), std[..., None].expand(-1, -1, t).to(x.dtype)], 1
-    )
+    ctx = torch.cat([x, mean[..., None].expand(-1, -1, t).to(x.dtype), std[..., None].expand(-1, -1, t).to(x.dtype)], 1)
     logits = pool.conv(torch.tanh(pool.tdnn(ctx, mask))).float()
     if mask is not None:
         logits = logits.masked_fill(~mask[:, None, :], torch.finfo(torch.float32).min)

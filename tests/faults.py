@@ -28,8 +28,12 @@ from typing import Any
 
 import pytest
 
-LEDGER: dict[str, Counter] = {"bad_inputs": Counter(), "faults": Counter(), "results_checked": Counter(),
-                              "results_lost": Counter()}
+LEDGER: dict[str, Counter] = {
+    "bad_inputs": Counter(),
+    "faults": Counter(),
+    "results_checked": Counter(),
+    "results_lost": Counter(),
+}
 CATEGORIES = ("bad audio", "bad lists and configs", "faults", "concurrency", "reproducibility")
 
 
@@ -81,14 +85,17 @@ def write_ledger() -> None:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = ["| category | bad inputs tried | faults injected | results checked | results lost |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| category | bad inputs tried | faults injected | results checked | results lost |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, r in [*data["categories"].items(), ("**total**", data["total"])]:
         lines.append(f"| {name} | {r['bad_inputs']} | {r['faults']} | {r['results_checked']} | {r['results_lost']} |")
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------- injected faults
+
 
 class FailingWriter:
     """A file wrapper that raises ``OSError(err)`` once ``limit`` bytes have been written (disk full)."""
@@ -99,7 +106,7 @@ class FailingWriter:
     def write(self, data: Any) -> int:
         room = self.limit - self.written
         if len(data) > room:
-            self.fh.write(data[:max(room, 0)])
+            self.fh.write(data[: max(room, 0)])
             self.written = self.limit
             raise OSError(self.err, os.strerror(self.err))
         self.written += len(data)

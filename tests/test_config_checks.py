@@ -108,8 +108,24 @@ def test_bench_run_refuses_asnorm_top_before_any_work(tmp_path, fault_case):
     fault_case("bad lists and configs").bad_input()
     out = tmp_path / "runs"
     (tmp_path / "corpus").mkdir()  # an empty folder: reading any data would fail differently
-    res = CliRunner().invoke(app, ["run", "--losses", "aam", "--out", str(out), "--set", "data.corpus=cnceleb",
-                                   "--set", f'data.root="{tmp_path / "corpus"}"', "--set", "eval.asnorm=true", "--set", "eval.asnorm_top=0"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--losses",
+            "aam",
+            "--out",
+            str(out),
+            "--set",
+            "data.corpus=cnceleb",
+            "--set",
+            f'data.root="{tmp_path / "corpus"}"',
+            "--set",
+            "eval.asnorm=true",
+            "--set",
+            "eval.asnorm_top=0",
+        ],
+    )
     assert res.exit_code == 2 and "eval.asnorm_top must be >= 2" in res.output and "Traceback" not in res.output
     assert not out.exists()
 
@@ -135,16 +151,28 @@ def test_asnorm_scores_of_a_run_equal_a_hand_computation():
 
     def row(uid: str, spk: str, genre: str = "") -> dict:
         vec[uid] = rng.standard_normal(dim)
-        return {"utt_id": uid, "path": f"/x/{uid}.flac", "speaker": spk, "genre": genre, "duration": 1.0,
-                "sample_rate": 16000}
+        return {
+            "utt_id": uid,
+            "path": f"/x/{uid}.flac",
+            "speaker": spk,
+            "genre": genre,
+            "duration": 1.0,
+            "sample_rate": 16000,
+        }
 
     train = pd.DataFrame([row(f"c{s}/u{u}", f"c{s}") for s in range(7) for u in range(4)])
     enroll = pd.DataFrame([row(f"e{i}-enroll", f"e{i}") for i in range(3)])
     test = pd.DataFrame([row(f"test/t{i}", f"e{i % 3}", "speech") for i in range(5)])
     pairs = [(f"e{i}-enroll", f"test/t{j}") for i in range(3) for j in range(5)]
     labels = np.array([i == j % 3 for i in range(3) for j in range(5)])
-    trials = Trials([p[0] for p in pairs], [p[1] for p in pairs], labels, path="", format="cnceleb",
-                    lines=list(range(1, len(pairs) + 1)))
+    trials = Trials(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        labels,
+        path="",
+        format="cnceleb",
+        lines=list(range(1, len(pairs) + 1)),
+    )
 
     class C:
         name = "toy"
@@ -175,9 +203,15 @@ def test_asnorm_scores_of_a_run_equal_a_hand_computation():
         s = _cos(vec[e], vec[t])
         (me, se), (mt, st) = stats(vec[e]), stats(vec[t])
         assert ts.scores[k] == pytest.approx(0.5 * ((s - me) / se + (s - mt) / st), rel=1e-5, abs=1e-5)
-    assert metrics["eval_settings"] == {"enroll_mode": "concat", "crops": 0, "crop_seconds": None,
-                                        "max_seconds": 0.0, "score_norm": "asnorm", "asnorm_top": 4,
-                                        "cohort_size": 7}
+    assert metrics["eval_settings"] == {
+        "enroll_mode": "concat",
+        "crops": 0,
+        "crop_seconds": None,
+        "max_seconds": 0.0,
+        "score_norm": "asnorm",
+        "asnorm_top": 4,
+        "cohort_size": 7,
+    }
     assert metrics["cohort_speakers"] == 7
 
 
@@ -207,8 +241,12 @@ def test_report_refuses_to_pool_runs_scored_with_different_settings(tmp_path, fa
         d.mkdir(parents=True)
         (d / "config.toml").write_text(f'experiment = "exp"\n[loss]\nname = "aam"\n[train]\nseed = {seed}\n')
         (d / "run.json").write_text('{"status": "finished"}\n')
-        m = {"overall": {"eer": 10.0}, "trials": {"path": "t.lst", "sha256": "ab" * 32}, "corpus": "c",
-             "eval_settings": score_settings(ev)}
+        m = {
+            "overall": {"eer": 10.0},
+            "trials": {"path": "t.lst", "sha256": "ab" * 32},
+            "corpus": "c",
+            "eval_settings": score_settings(ev),
+        }
         (d / "metrics.json").write_text(json.dumps(m))
 
     write(0, EvalConfig(asnorm=True, asnorm_top=100))
@@ -227,8 +265,11 @@ def test_score_settings_of_old_metrics_come_from_config(tmp_path):
 
     d = tmp_path / "r"
     d.mkdir()
-    (d / "config.toml").write_text('[eval]\nasnorm = true\nasnorm_top = 50\ncohort_size = 200\n')
-    (d / "metrics.json").write_text(json.dumps({"overall": {"eer": 1.0}, "trials": {"sha256": "x"},
-                                                "asnorm": True, "crops": 0, "enroll_mode": "mean"}))
+    (d / "config.toml").write_text("[eval]\nasnorm = true\nasnorm_top = 50\ncohort_size = 200\n")
+    (d / "metrics.json").write_text(
+        json.dumps(
+            {"overall": {"eer": 1.0}, "trials": {"sha256": "x"}, "asnorm": True, "crops": 0, "enroll_mode": "mean"}
+        )
+    )
     s = load_run(d).eval_settings
     assert (s["score_norm"], s["asnorm_top"], s["cohort_size"], s["enroll_mode"]) == ("asnorm", 50, 200, "mean")

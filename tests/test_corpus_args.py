@@ -27,8 +27,9 @@ def test_every_reader_carries_its_detector(tmp_path):
     assert all(callable(e.detect) and e.summary for e in CORPORA.values())
     roots = {
         "cnceleb": fixtures.write_cnceleb1(tmp_path / "cn1", train_speakers=2, utts=1, eval_speakers=1),
-        "synthetic": fixtures.write_cnceleb1(tmp_path / "syn", train_speakers=2, utts=2, eval_speakers=1,
-                                             val_speakers=2),
+        "synthetic": fixtures.write_cnceleb1(
+            tmp_path / "syn", train_speakers=2, utts=2, eval_speakers=1, val_speakers=2
+        ),
         "cnceleb2": fixtures.write_cnceleb2(tmp_path / "cn2", speakers=2, utts=1),
         "kaldi": fixtures.write_kaldi(tmp_path / "kal", speakers=2, utts=2),
         "voxceleb": fixtures.write_voxceleb(tmp_path / "vox", train_speakers=1, test_speakers=2, videos=1),
@@ -36,7 +37,7 @@ def test_every_reader_carries_its_detector(tmp_path):
     for kind, root in roots.items():
         # the winner is the entry that scores highest, and the others score strictly less
         scores = {k: e.detect(root) for k, e in CORPORA.items()}
-        assert max(scores, key=scores.get) == kind and detect(root) .kind == kind
+        assert max(scores, key=scores.get) == kind and detect(root).kind == kind
         assert sorted(scores.values())[-2] < scores[kind]
 
 
@@ -87,10 +88,12 @@ def test_kind_dir_everywhere_and_run_detects_kaldi(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("args")
-    train_root = fixtures.write_cnceleb1(base / "demo", train_speakers=4, utts=3, eval_speakers=2, test_utts=2,
-                                         val_speakers=2, seed=0)
-    full = fixtures.write_cnceleb1(base / "CN-full", train_speakers=3, utts=2, eval_speakers=3, test_utts=2,
-                                   genres=("vlog", "drama"), seed=7)
+    train_root = fixtures.write_cnceleb1(
+        base / "demo", train_speakers=4, utts=3, eval_speakers=2, test_utts=2, val_speakers=2, seed=0
+    )
+    full = fixtures.write_cnceleb1(
+        base / "CN-full", train_speakers=3, utts=2, eval_speakers=3, test_utts=2, genres=("vlog", "drama"), seed=7
+    )
     evalonly = base / "CN-evalonly"
     shutil.copytree(full / "eval", evalonly / "eval")  # eval/enroll, eval/test, eval/lists; no data/
     # the run writes scores.txt with target/nontarget labels (eval.label_style), read back by the report
@@ -118,8 +121,9 @@ def test_evaluation_only_corpus_is_enough_for_eval_embed_and_check(trained, tmp_
     assert not (evalonly / "data").exists() and detect(evalonly).kind == "cnceleb"
     a = invoke("eval", run, "--corpus", full, "--name", "full", "--json", "--enroll-mode", "concat")
     assert a.exit_code == 0, a.output
-    b = invoke("eval", run, "--corpus", f"cnceleb:{evalonly}", "--name", "evalonly", "--json",
-               "--enroll-mode", "concat")
+    b = invoke(
+        "eval", run, "--corpus", f"cnceleb:{evalonly}", "--name", "evalonly", "--json", "--enroll-mode", "concat"
+    )
     assert b.exit_code == 0, b.output
     ma, mb = json.loads(a.stdout), json.loads(b.stdout)
     assert ma["overall"] == mb["overall"] and set(mb["per_genre"]) == {"vlog", "drama"}
@@ -163,5 +167,6 @@ def test_kaldi_eval_has_no_genre_rows_and_ark_scores_like_npz(trained, tmp_path)
     assert got["npz"]["eer"] == pytest.approx(m["overall"]["eer"])
     res = invoke("embed", run, "--corpus", kal, "-o", tmp_path / "E.h5")
     assert res.exit_code == 2 and "accepted" in res.output
-    np.testing.assert_array_equal(np.load(tmp_path / "E.npy").shape[0],
-                                  len((tmp_path / "E.ids.txt").read_text().split()))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "E.npy").shape[0], len((tmp_path / "E.ids.txt").read_text().split())
+    )

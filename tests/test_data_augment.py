@@ -117,8 +117,9 @@ def test_missing_folders_fail_at_construction(tmp_path):
         MultiViewAugmenter(DataConfig(root=str(tmp_path), views=2, view_types=["noise", "clean"]))
     assert e.value.path == str(tmp_path / "musan")
     with pytest.raises(BenchError, match="RIR folder not found") as e:
-        MultiViewAugmenter(DataConfig(root=str(tmp_path), views=1, view_types=["reverb"],
-                                      rirs=str(tmp_path / "elsewhere")))
+        MultiViewAugmenter(
+            DataConfig(root=str(tmp_path), views=1, view_types=["reverb"], rirs=str(tmp_path / "elsewhere"))
+        )
     assert e.value.path == str(tmp_path / "elsewhere")
     (tmp_path / "musan" / "noise").mkdir(parents=True)
     with pytest.raises(BenchError, match="no audio files"):
@@ -210,11 +211,19 @@ def test_add_at_snr_batch_matches_per_utterance_and_keeps_silent_rows():
 
 @pytest.fixture(scope="module")
 def corpus_cfg(banks_root):
-    root = fixtures.write_cnceleb1(banks_root / "corpus", train_speakers=4, utts=3, eval_speakers=1,
-                                   seconds=(0.3, 0.9))
-    cfg = DataConfig(corpus="cnceleb", root=str(root), musan=str(banks_root / "musan"), rirs=str(banks_root / "rirs"),
-                     crop_seconds=0.5, views=5, view_types=ALL_VIEWS, speakers_per_batch=2, utts_per_speaker=2,
-                     workers=0)
+    root = fixtures.write_cnceleb1(banks_root / "corpus", train_speakers=4, utts=3, eval_speakers=1, seconds=(0.3, 0.9))
+    cfg = DataConfig(
+        corpus="cnceleb",
+        root=str(root),
+        musan=str(banks_root / "musan"),
+        rirs=str(banks_root / "rirs"),
+        crop_seconds=0.5,
+        views=5,
+        view_types=ALL_VIEWS,
+        speakers_per_batch=2,
+        utts_per_speaker=2,
+        workers=0,
+    )
     return load_corpus(cfg), cfg
 
 
@@ -250,10 +259,19 @@ def test_training_with_device_augmentation_follows_the_loader_path(tmp_path):
     fixtures.write_musan_rirs(tmp_path / "cn1", files=2, seconds=1.0)
     results = {}
     for where in ("loader", "device"):
-        cfg = tiny_config(**{"data.root": f'"{tmp_path / "cn1"}"', "data.corpus": "cnceleb", "data.workers": 0,
-                             "data.crop_seconds": 0.25, "data.view_types": '["reverb", "noise"]',
-                             "data.augment_on": where, "train.epochs": 1, "train.steps_per_epoch": 2,
-                             "train.validate_every": 0})
+        cfg = tiny_config(
+            **{
+                "data.root": f'"{tmp_path / "cn1"}"',
+                "data.corpus": "cnceleb",
+                "data.workers": 0,
+                "data.crop_seconds": 0.25,
+                "data.view_types": '["reverb", "noise"]',
+                "data.augment_on": where,
+                "train.epochs": 1,
+                "train.steps_per_epoch": 2,
+                "train.validate_every": 0,
+            }
+        )
         cfg = experiment.run_config(cfg, "softmax", 0)
         results[where] = train(cfg, corpus, None)
 
@@ -264,4 +282,5 @@ def test_training_with_device_augmentation_follows_the_loader_path(tmp_path):
     assert (a - flat(build_components(cfg, len(corpus.speakers))[0])).abs().max() > 1e-3  # the steps moved it
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     assert results["device"].state.history[0]["train_loss"] == pytest.approx(
-        results["loader"].state.history[0]["train_loss"], rel=1e-4)
+        results["loader"].state.history[0]["train_loss"], rel=1e-4
+    )

@@ -26,8 +26,14 @@ def test_check_good_cnceleb_corpus_json(tmp_path):
     assert report["splits"]["test"]["utterances"] == 4
     assert report["genres"]["singing"]["train_utts"] == 3 and report["genres"]["speech"]["test_utts"] == 2
     assert report["trials"]["eval"] == {"trials": 8, "target": 4, "nontarget": 4}
-    hours = sum(sf.info(str(p)).duration for p in (root / "data").rglob("*.flac")
-                if p.parent.name in {"id00000", "id00001", "id00002"}) / 3600
+    hours = (
+        sum(
+            sf.info(str(p)).duration
+            for p in (root / "data").rglob("*.flac")
+            if p.parent.name in {"id00000", "id00001", "id00002"}
+        )
+        / 3600
+    )
     assert abs(report["splits"]["train"]["hours"] - hours) < 1e-9
 
 

@@ -67,12 +67,15 @@ def test_read_audio_bad_files_name_the_file(tmp_path, kind):
 
 
 def test_read_trials_three_formats_agree(tmp_path):
-    (tmp_path / "cn.lst").write_text("id00800-enroll test/id00800-singing-01-005.wav 1\n"
-                                     "id00800-enroll test/id00801-speech-01-001.wav 0\n")
-    (tmp_path / "vox.txt").write_text("1 id00800-enroll test/id00800-singing-01-005.wav\n"
-                                      "0 id00800-enroll.flac test/id00801-speech-01-001.flac\n")
-    (tmp_path / "trials").write_text("id00800-enroll test/id00800-singing-01-005 target\n"
-                                     "id00800-enroll test/id00801-speech-01-001 nontarget\n")
+    (tmp_path / "cn.lst").write_text(
+        "id00800-enroll test/id00800-singing-01-005.wav 1\nid00800-enroll test/id00801-speech-01-001.wav 0\n"
+    )
+    (tmp_path / "vox.txt").write_text(
+        "1 id00800-enroll test/id00800-singing-01-005.wav\n0 id00800-enroll.flac test/id00801-speech-01-001.flac\n"
+    )
+    (tmp_path / "trials").write_text(
+        "id00800-enroll test/id00800-singing-01-005 target\nid00800-enroll test/id00801-speech-01-001 nontarget\n"
+    )
     parsed = [read_trials(tmp_path / n) for n in ("cn.lst", "vox.txt", "trials")]
     assert [t.format for t in parsed] == ["cnceleb", "voxceleb", "kaldi"]
     for t in parsed:
@@ -136,8 +139,9 @@ def test_cnceleb1_reader_resolves_wav_names_to_flac(cn1):
     assert set(c.trials.test) == set(c.test["utt_id"])
     assert all(p.endswith(".flac") for p in c.test["path"]) and all(p.endswith(".flac") for p in c.enroll["path"])
     assert c.test.loc[c.test["utt_id"] == "test/id00004-singing-02-001", "genre"].item() == "singing"
-    assert c.enroll_map["id00004-enroll"] == [f"id00004/{g}-01-00{i}" for i, g in
-                                              ((1, "singing"), (2, "speech"), (3, "singing"))]
+    assert c.enroll_map["id00004-enroll"] == [
+        f"id00004/{g}-01-00{i}" for i, g in ((1, "singing"), (2, "speech"), (3, "singing"))
+    ]
     assert set(c.enroll_utts["utt_id"]) == {u for us in c.enroll_map.values() for u in us}
     assert c.val_trials is None and len(c.val) == 0
     labels = c.train_labels()
@@ -167,8 +171,12 @@ def test_val_speakers_holdout_is_deterministic_and_balanced(cn1):
 def test_make_val_trials_caps_targets():
     import pandas as pd
 
-    idx = pd.DataFrame({"utt_id": [f"s{s}/u{u}" for s in range(3) for u in range(10)],
-                        "speaker": [f"s{s}" for s in range(3) for _ in range(10)]})
+    idx = pd.DataFrame(
+        {
+            "utt_id": [f"s{s}/u{u}" for s in range(3) for u in range(10)],
+            "speaker": [f"s{s}" for s in range(3) for _ in range(10)],
+        }
+    )
     t = make_val_trials(idx, max_targets=20)
     assert t.n_target == t.n_nontarget == 20
     with pytest.raises(BenchError, match="val_speakers"):
@@ -221,7 +229,9 @@ def test_cnceleb2_and_cnceleb12(tmp_path):
     c12 = load_corpus(DataConfig(corpus="cnceleb12", root=str(tmp_path)))
     assert c12.speakers == ["id00000", "id00001", "id10000", "id10001", "id10002"]
     assert len(c12.train) == 2 * 2 + 3 * 2 and len(c12.trials) == 2
-    listed = load_corpus(DataConfig(corpus="cnceleb12", root="/", train_lists=[str(cn1), str(tmp_path / "CN-Celeb2_flac")]))
+    listed = load_corpus(
+        DataConfig(corpus="cnceleb12", root="/", train_lists=[str(cn1), str(tmp_path / "CN-Celeb2_flac")])
+    )
     assert listed.speakers == c12.speakers
     with pytest.raises(BenchError, match="CN-Celeb2_flac"):
         load_corpus(DataConfig(corpus="cnceleb12", root=str(cn1)))

@@ -80,11 +80,20 @@ def test_sampler_rejects_impossible_shapes():
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    root = fixtures.write_cnceleb1(tmp_path_factory.mktemp("loader"), train_speakers=4, utts=3, eval_speakers=1,
-                                   seconds=(0.3, 0.9))
+    root = fixtures.write_cnceleb1(
+        tmp_path_factory.mktemp("loader"), train_speakers=4, utts=3, eval_speakers=1, seconds=(0.3, 0.9)
+    )
     fixtures.write_musan_rirs(root, files=2, seconds=1.0)
-    cfg = DataConfig(corpus="cnceleb", root=str(root), crop_seconds=0.5, views=3,
-                     view_types=["noise", "reverb", "clean"], speakers_per_batch=2, utts_per_speaker=2, workers=0)
+    cfg = DataConfig(
+        corpus="cnceleb",
+        root=str(root),
+        crop_seconds=0.5,
+        views=3,
+        view_types=["noise", "reverb", "clean"],
+        speakers_per_batch=2,
+        utts_per_speaker=2,
+        workers=0,
+    )
     return load_corpus(cfg), cfg
 
 
@@ -145,8 +154,16 @@ def test_file_going_bad_mid_epoch_errors_or_is_substituted(tmp_path):
     import warnings
 
     root = fixtures.write_cnceleb1(tmp_path, train_speakers=2, utts=3, eval_speakers=1)
-    cfg = DataConfig(corpus="cnceleb", root=str(root), crop_seconds=0.25, views=1, view_types=["clean"],
-                     speakers_per_batch=2, utts_per_speaker=3, workers=0)
+    cfg = DataConfig(
+        corpus="cnceleb",
+        root=str(root),
+        crop_seconds=0.25,
+        views=1,
+        view_types=["clean"],
+        speakers_per_batch=2,
+        utts_per_speaker=3,
+        workers=0,
+    )
     corpus = load_corpus(cfg)
     victim = root / "data" / "id00000" / "speech-01-002.flac"
     victim.write_bytes(b"garbage")  # header was fine at indexing time
@@ -162,6 +179,7 @@ def test_file_going_bad_mid_epoch_errors_or_is_substituted(tmp_path):
 
 # ------------------------------------------------------------------ batches that cannot be filled as asked
 
+
 def _check_batches(labels: np.ndarray, n: int, m: int, batches: list[list[int]]) -> None:
     """The defined behaviour (bench/data/sampler.py docstring), checked item by item."""
     counts = np.bincount(labels)
@@ -169,7 +187,7 @@ def _check_batches(labels: np.ndarray, n: int, m: int, batches: list[list[int]])
         spk = labels[batch].reshape(n, m)
         assert (spk == spk[:, :1]).all() and len(set(spk[:, 0])) == n
         for k in range(n):
-            utts = batch[k * m:(k + 1) * m]
+            utts = batch[k * m : (k + 1) * m]
             have = counts[spk[k, 0]]
             if have >= m:
                 assert len(set(utts)) == m, f"a speaker with {have} >= {m} utterances repeated one"
@@ -187,7 +205,7 @@ def test_a_speaker_with_fewer_utterances_than_m_gives_all_of_them_then_repeats(f
     batches = rows(s)
     _check_batches(labels, 2, 4, batches)
     one = [b for b in batches if 0 in labels[b]]
-    assert one and all(b[(list(labels[b]).index(0)):][:4] == [0, 0, 0, 0] for b in one)
+    assert one and all(b[(list(labels[b]).index(0)) :][:4] == [0, 0, 0, 0] for b in one)
 
 
 def test_fewer_speakers_than_a_batch_needs_is_refused_naming_the_setting(fault_case):
@@ -220,8 +238,12 @@ def test_sampler_defined_for_any_speaker_sizes():
     from hypothesis import strategies as st
 
     @settings(max_examples=60, deadline=None)
-    @given(st.lists(st.integers(1, 30), min_size=1, max_size=25), st.integers(1, 6), st.integers(1, 5),
-           st.integers(0, 2**16))
+    @given(
+        st.lists(st.integers(1, 30), min_size=1, max_size=25),
+        st.integers(1, 6),
+        st.integers(1, 5),
+        st.integers(0, 2**16),
+    )
     def check(sizes, n, m, seed):
         labels = np.repeat(np.arange(len(sizes)), sizes)
         if n > len(sizes):
@@ -236,8 +258,16 @@ def test_sampler_defined_for_any_speaker_sizes():
     check()
 
 
-@pytest.mark.parametrize("loss, m, views, ok", [("supcon", 1, 1, False), ("aamsupcon", 1, 1, False),
-                                                 ("supcon", 1, 2, True), ("supcon", 2, 1, True), ("aam", 1, 1, True)])
+@pytest.mark.parametrize(
+    "loss, m, views, ok",
+    [
+        ("supcon", 1, 1, False),
+        ("aamsupcon", 1, 1, False),
+        ("supcon", 1, 2, True),
+        ("supcon", 2, 1, True),
+        ("aam", 1, 1, True),
+    ],
+)
 def test_a_loss_needing_positives_refuses_batches_without_any(loss, m, views, ok, fault_case):
     from bench.config import load_config, resolve
 

@@ -39,7 +39,7 @@ def test_lm_recipe_changes_crops_margin_and_schedule_only():
     assert tuned.loss.params["margin"] == 0.5 and base.loss.params["margin"] == preset_margin
     assert tuned.loss.margin_warmup_epochs == 0 and base.loss.margin_warmup_epochs == 2
     assert tuned.optim.lr == 5e-4 and tuned.optim.scheduler == "exponential" and tuned.optim.min_lr == 2e-4
-    assert tuned.optim.gamma ** tuned.train.epochs == pytest.approx(2e-4 / 5e-4)
+    assert tuned.optim.gamma**tuned.train.epochs == pytest.approx(2e-4 / 5e-4)
     assert tuned.finetune.parent == "runs/demo/aamsupcon/seed3" and system_name(tuned) == "aamsupcon+lm"
     # everything else is the parent's
     assert tuned.model == base.model and tuned.eval == base.eval and tuned.train.seed == 3
@@ -104,7 +104,9 @@ def test_finetune_starts_from_the_parents_best_checkpoint_in_its_own_folder(pare
     out, corpus = parent_run
     # a vanishing learning rate: the fine-tuned weights must then be the parent's best weights
     sets = TINY_SETS + ["eval.untrained=false", *FT, "finetune.params.lr=1e-12", "finetune.params.final_lr=1e-12"]
-    (o,) = experiment.run_experiment(load_config(overrides=sets), ["aam"], [0], out, corpus=corpus, loader_fn=fake_loader)
+    (o,) = experiment.run_experiment(
+        load_config(overrides=sets), ["aam"], [0], out, corpus=corpus, loader_fn=fake_loader
+    )
     parent = Path(out) / "default" / "aam" / "seed0"
     rd = Path(out) / "default" / "aam+lm" / "seed0"
     assert (o.loss, o.action, Path(o.run_dir)) == ("aam+lm", "trained", rd)

@@ -20,8 +20,12 @@ from bench.errors import BenchError
 
 runner = CliRunner()
 
-ISSUE_TRIALS = ["id1-enroll test/a.wav 1", "id1-enroll test/b.wav 0", "id2-enroll test/a.wav 0",
-                "id2-enroll test/b.wav 1"]
+ISSUE_TRIALS = [
+    "id1-enroll test/a.wav 1",
+    "id1-enroll test/b.wav 0",
+    "id2-enroll test/a.wav 0",
+    "id2-enroll test/b.wav 1",
+]
 ISSUE_SCORES = "id1-enroll test/a 0.9\nid1-enroll test/b 0.1\nid2-enroll test/a 0.3\nid2-enroll test/b 0.8\n"
 BOM = b"\xef\xbb\xbf"
 
@@ -257,8 +261,19 @@ def test_score_command_saves_target_labels(tmp_path, trial_set):
     emb = np.random.default_rng(1).standard_normal((len(ids), 8)).astype(np.float32)
     write_embeddings(tmp_path / "e.npz", ids, emb)
     out = tmp_path / "saved.txt"
-    got = _json(_score("--trials", tmp_path / "trials.lst", "--embeddings", tmp_path / "e.npz", "--save-scores", out,
-                       "--label-style", "target", "--json"))
+    got = _json(
+        _score(
+            "--trials",
+            tmp_path / "trials.lst",
+            "--embeddings",
+            tmp_path / "e.npz",
+            "--save-scores",
+            out,
+            "--label-style",
+            "target",
+            "--json",
+        )
+    )
     assert {ln.split()[-1] for ln in out.read_text().splitlines()} == {"target", "nontarget"}
     assert _json(_score("--scores", out, "--json"))["eer"] == pytest.approx(got["eer"])
 
@@ -294,13 +309,20 @@ def test_kaldi_xvector_scp_scores_like_npz(tmp_path, emb):
     d = tmp_path / "exp" / "xvectors"
     d.mkdir(parents=True)
     # kaldiio (not our writer) builds the files, with the ark path relative to exp/xvectors/
-    kaldiio.save_ark(str(d / "xvector.1.ark"), {i: mat[k][None, :] for k, i in enumerate(ids)},
-                     scp=str(d / "xvector.scp"))
+    kaldiio.save_ark(
+        str(d / "xvector.1.ark"), {i: mat[k][None, :] for k, i in enumerate(ids)}, scp=str(d / "xvector.scp")
+    )
     scp = (d / "xvector.scp").read_text().replace(str(d / "xvector.1.ark"), "xvector.1.ark")
     (d / "xvector.scp").write_text(scp)
     write_embeddings(tmp_path / "E.npz", ids, mat)
-    (tmp_path / "t.lst").write_text("".join(f"id{i:05d}-enroll test/id{j:05d}-x-{k}.wav {int(i == j)}\n"
-                                            for i in range(4) for j in range(4) for k in range(3)))
+    (tmp_path / "t.lst").write_text(
+        "".join(
+            f"id{i:05d}-enroll test/id{j:05d}-x-{k}.wav {int(i == j)}\n"
+            for i in range(4)
+            for j in range(4)
+            for k in range(3)
+        )
+    )
     a = _json(_score("--trials", tmp_path / "t.lst", "--embeddings", tmp_path / "E.npz", "--json"))
     b = _json(_score("--trials", tmp_path / "t.lst", "--embeddings", d / "xvector.scp", "--json"))
     assert a == b
@@ -362,7 +384,9 @@ def test_bom_crlf_and_trailing_blanks_read_like_plain_text(tmp_path, kind):
     import soundfile
 
     name, first, reader = READERS[kind]
-    soundfile.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(1600, dtype=np.float32) * 0.3), 16000)  # a signal: silent audio is refused
+    soundfile.write(
+        tmp_path / "a.wav", 0.1 * np.sin(np.arange(1600, dtype=np.float32) * 0.3), 16000
+    )  # a signal: silent audio is refused
     plain, odd = tmp_path / "plain", tmp_path / "odd"
     plain.mkdir()
     odd.mkdir()

@@ -73,7 +73,9 @@ def test_register_twice_is_an_error():
 
 
 def test_config_overrides_and_presets():
-    cfg = load_config(preset="demo", overrides=["train.epochs=7", "loss.params.margin=0.25", "data.view_types=[\"clean\"]"])
+    cfg = load_config(
+        preset="demo", overrides=["train.epochs=7", "loss.params.margin=0.25", 'data.view_types=["clean"]']
+    )
     assert cfg.train.epochs == 7
     assert cfg.loss.params["margin"] == 0.25  # beside the preset's own loss.params
     assert cfg.data.view_types == ["clean"]

@@ -130,7 +130,9 @@ def test_cli_lists_every_loss_as_json():
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert set(ALL) == set(rows)
-    assert rows["subcenter_aam"]["family"] == "classification" and "Sub-center ArcFace" in rows["subcenter_aam"]["paper"]
+    assert (
+        rows["subcenter_aam"]["family"] == "classification" and "Sub-center ArcFace" in rows["subcenter_aam"]["paper"]
+    )
     assert {p["name"] for p in rows["marginsupcon"]["parameters"]} >= {
         "scale",
         "margin",

@@ -25,7 +25,11 @@ from bench.runner.rundir import RunDir, decide
 
 ROOT = Path(__file__).resolve().parents[1]
 # distribution name -> module imported for it, where the two differ
-MODULE_OF = {"espeakng-loader": "espeakng_loader", "scikit-learn": "sklearn", "pytorch-metric-learning": "pytorch_metric_learning"}
+MODULE_OF = {
+    "espeakng-loader": "espeakng_loader",
+    "scikit-learn": "sklearn",
+    "pytorch-metric-learning": "pytorch_metric_learning",
+}
 
 
 def _requirement_names(reqs: list[str]) -> list[str]:
@@ -51,7 +55,9 @@ def test_every_runtime_dependency_imports_and_torchaudio_compiled_ops_run():
     assert feats[:, :20].mean() > feats[:, -20:].mean() + 5
     # lfilter runs the C++ kernel of libtorchaudio: a one-pole filter equals its recursion
     x = torch.randn(1, 64, dtype=torch.float64)
-    y = lfilter(x, torch.tensor([1.0, -0.5], dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False)
+    y = lfilter(
+        x, torch.tensor([1.0, -0.5], dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False
+    )
     ref = np.zeros(64)
     for i in range(64):
         ref[i] = x[0, i].item() + (0.5 * ref[i - 1] if i else 0.0)
@@ -74,7 +80,9 @@ def test_a_torch_torchaudio_mismatch_is_one_line_with_the_fix(monkeypatch):
 
     real = metadata.version
     monkeypatch.setattr(versions.metadata, "version", lambda d: "2.11.1" if d == "torchaudio" else real(d))
-    with pytest.raises(BenchError, match=r"torch .* and torchaudio 2\.11\.1 are not a matching pair.*scripts/setup\.sh"):
+    with pytest.raises(
+        BenchError, match=r"torch .* and torchaudio 2\.11\.1 are not a matching pair.*scripts/setup\.sh"
+    ):
         versions.check_torch_pair()
     res = CliRunner().invoke(app, ["list", "losses"])
     assert res.exit_code == 2
@@ -84,7 +92,13 @@ def test_a_torch_torchaudio_mismatch_is_one_line_with_the_fix(monkeypatch):
 def test_version_names_bench_torch_torchaudio_cuda_numpy():
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0, res.output
-    for part in ("bench 0.", f"torch {torch.__version__.split('+')[0]}", "torchaudio ", "CUDA ", f"numpy {np.__version__}"):
+    for part in (
+        "bench 0.",
+        f"torch {torch.__version__.split('+')[0]}",
+        "torchaudio ",
+        "CUDA ",
+        f"numpy {np.__version__}",
+    ):
         assert part in res.output
 
 
@@ -115,7 +129,9 @@ def test_missing_synthetic_corpus_is_generated_once_and_then_reused(tmp_path, mo
 
 
 def test_missing_real_corpus_names_the_folder_and_the_kind_dir_form(tmp_path):
-    res = CliRunner().invoke(app, ["run", "--losses", "aam", "--set", "data.corpus=cnceleb", "--set", f'data.root="{tmp_path}/nope"'])
+    res = CliRunner().invoke(
+        app, ["run", "--losses", "aam", "--set", "data.corpus=cnceleb", "--set", f'data.root="{tmp_path}/nope"']
+    )
     assert res.exit_code == 2
     assert f"{tmp_path}/nope" in res.output and "--corpus cnceleb:DIR" in res.output
     assert "Traceback" not in res.output
@@ -184,7 +200,9 @@ def test_reporter_labels_bars_by_loss_and_seed_and_prints_plain_lines_off_a_term
         rep.start_run(loss, 1)
         rep.start_epoch(0, 3, 5, 0)
         rep.step({"loss": 1.0, "accuracy": 0.5, "lr": 0.01, "samples_per_s": 100.0})
-        rep.end_epoch({"train_loss": 1.25, "train_acc": 0.5 if loss == "aam" else None, "val_eer": 12.5, "samples_per_s": 321.0})
+        rep.end_epoch(
+            {"train_loss": 1.25, "train_acc": 0.5 if loss == "aam" else None, "val_eer": 12.5, "samples_per_s": 321.0}
+        )
     rep.close()
     lines = buf.getvalue().splitlines()
     assert lines[0] == "experiment demo"
@@ -367,8 +385,9 @@ def test_an_output_path_that_is_a_folder_is_a_one_line_error(tmp_path):
     (tmp_path / "t.lst").write_text("a x 1\na y 0\nb x 0\nb y 1\n")
     (tmp_path / "s.txt").write_text("a x 0.9\na y 0.1\nb x 0.2\nb y 0.8\n")
     (tmp_path / "folder").mkdir()
-    res = CliRunner().invoke(app, ["score", "-t", str(tmp_path / "t.lst"), "-s", str(tmp_path / "s.txt"),
-                                   "-o", str(tmp_path / "folder")])
+    res = CliRunner().invoke(
+        app, ["score", "-t", str(tmp_path / "t.lst"), "-s", str(tmp_path / "s.txt"), "-o", str(tmp_path / "folder")]
+    )
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "folder" in res.output and "directory" in res.output.lower()
 
@@ -386,7 +405,9 @@ def test_skipping_bad_audio_never_excuses_an_unknown_trial_id(tmp_path):
     (lists / "test.lst").write_text((lists / "test.lst").read_text() + "test/id99999-short.wav\n")
     first_enroll = (lists / "trials.lst").read_text().split()[0]
     trials = (lists / "trials.lst").read_text()
-    (lists / "trials.lst").write_text(trials + f"{first_enroll} test/id99999-short.wav 0\n{first_enroll} test/nowhere.wav 0\n")
+    (lists / "trials.lst").write_text(
+        trials + f"{first_enroll} test/id99999-short.wav 0\n{first_enroll} test/nowhere.wav 0\n"
+    )
     with pytest.raises(BenchError, match="unknown test utterance 'test/nowhere'"):
         load_corpus(DataConfig(corpus="cnceleb", root=str(root), skip_bad=True))
 

@@ -164,7 +164,7 @@ def test_short_clip_is_repeat_padded_to_the_crop(pristine, fault_case):
     x = ds.crop(0, np.random.default_rng(0))
     src = read_audio(corpus.train["path"][0])
     assert len(src) < 48000 and x.shape == (48000,)
-    assert np.array_equal(x[: len(src)], src) and np.array_equal(x[len(src): 2 * len(src)], src)
+    assert np.array_equal(x[: len(src)], src) and np.array_equal(x[len(src) : 2 * len(src)], src)
 
 
 def test_silence_gives_finite_features_and_embeddings(fault_case):
@@ -226,14 +226,16 @@ def test_bench_run_skip_bad_lists_counts_and_goes_on(corpus_copy, tmp_path, faul
     with pytest.warns(UserWarning):
         res = bench_run(corpus_copy, out, "--skip-bad")
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
     assert summary["bad_files"] == len(bad) and summary["runs"][0]["action"] == "trained"
     for listing in (out / "e" / "bad_files.txt", run_dir(out) / "bad_files.txt"):
         lines = listing.read_text().splitlines()
         assert sorted(Path(line.split("\t")[0]).stem for line in lines) == sorted(p.stem for p in bad.values())
     metrics = json.loads((run_dir(out) / "metrics.json").read_text())
-    assert np.isfinite(metrics["overall"]["eer"]) and metrics["overall"]["n_target"] + metrics["overall"][
-        "n_nontarget"] == 6  # the 2 trials of the missing test file were dropped
+    assert (
+        np.isfinite(metrics["overall"]["eer"])
+        and metrics["overall"]["n_target"] + metrics["overall"]["n_nontarget"] == 6
+    )  # the 2 trials of the missing test file were dropped
     assert json.loads((run_dir(out) / "run.json").read_text())["status"] == "finished"
 
 
@@ -254,8 +256,11 @@ UNUSABLE = {  # the issue's clips: two voices of 20 ms, 5 ms, one sample, and di
 def test_audio_too_short_to_analyse_stops_bench_run_naming_each_file(corpus_copy, tmp_path, fault_case):
     fault_case("bad audio").bad_input(3)
     data = corpus_copy / "data"
-    short = [data / "id00000" / "singing-01-001.flac", data / "id00001" / "speech-01-002.flac",
-             data / "id00002" / "singing-01-003.flac"]
+    short = [
+        data / "id00000" / "singing-01-001.flac",
+        data / "id00001" / "speech-01-002.flac",
+        data / "id00002" / "singing-01-003.flac",
+    ]
     for p, name in zip(short, ["voice110-20ms", "clip-5ms", "one-sample"]):
         sf.write(str(p), UNUSABLE[name], 16000)
     res = bench_run(corpus_copy, tmp_path / "runs")
@@ -278,8 +283,7 @@ def test_silent_evaluation_audio_stops_bench_run_naming_the_file(corpus_copy, tm
     assert all(str(p) in text for p in silent)
 
 
-def test_skip_bad_lists_short_and_silent_files_drops_their_trials_and_counts_them(corpus_copy, tmp_path,
-                                                                                  fault_case):
+def test_skip_bad_lists_short_and_silent_files_drops_their_trials_and_counts_them(corpus_copy, tmp_path, fault_case):
     fault_case("bad audio").bad_input(3)
     short = corpus_copy / "data" / "id00001" / "speech-01-002.flac"
     sf.write(str(short), UNUSABLE["clip-5ms"], 16000)
@@ -334,12 +338,16 @@ def test_embed_refuses_clips_too_short_to_analyse_naming_each(trained_run, tmp_p
 
 # ------------------------------------------------------------------------------- bad lists and configs
 
+
 @pytest.mark.parametrize(
     "where, edit, expect",
     [
         ("eval/lists/trials.lst", lambda t: t.replace(" 0\n", " maybe\n", 1), r"trials\.lst:\d+: malformed"),
-        ("eval/lists/trials.lst", lambda t: t + "id00004-enroll test/nobody-x-01-001.wav 1\n",
-         r"trials\.lst:9: unknown test utterance 'test/nobody-x-01-001'"),
+        (
+            "eval/lists/trials.lst",
+            lambda t: t + "id00004-enroll test/nobody-x-01-001.wav 1\n",
+            r"trials\.lst:9: unknown test utterance 'test/nobody-x-01-001'",
+        ),
         ("eval/lists/trials.lst", lambda t: t + "id00004-enroll\n", r"trials\.lst:9: malformed"),
         ("eval/lists/trials.lst", lambda t: t + t.splitlines()[0] + "\n", r"trials\.lst:9: duplicate trial"),
         ("eval/lists/test.lst", lambda t: t + t.splitlines()[0] + "\n", r"test\.lst:5: utterance id .* appears twice"),
@@ -415,6 +423,7 @@ def test_empty_training_set_and_oversized_batch(corpus_copy, tmp_path, fault_cas
 
 # ------------------------------------------------------------------------------- disk full, NaN losses
 
+
 def test_disk_full_leaves_previous_result_files_intact(tmp_path, monkeypatch, fault_case):
     import bench.io
     import bench.scorefile
@@ -457,8 +466,9 @@ def test_failing_writer_counts_bytes():
     assert w.fh.getvalue() == b"abcde"
 
 
-def test_disk_full_while_scoring_fails_the_run_cleanly_and_resume_completes(pristine, tmp_path, monkeypatch,
-                                                                            fault_case):
+def test_disk_full_while_scoring_fails_the_run_cleanly_and_resume_completes(
+    pristine, tmp_path, monkeypatch, fault_case
+):
     import bench.scorefile
 
     case = fault_case("faults")
@@ -519,8 +529,9 @@ def test_nan_losses_are_skipped_counted_then_stop_the_run(pristine, tmp_path, fa
     sets = [*SETS, "train.steps_per_epoch=4", "train.log_every=1"]
     case.fault(1)
     out = tmp_path / "ok"
-    res = bench_run(pristine, out, "--set", "loss.params.nan_steps=[1]", "--set", "train.max_bad_steps=1",
-                    losses=name, sets=sets)
+    res = bench_run(
+        pristine, out, "--set", "loss.params.nan_steps=[1]", "--set", "train.max_bad_steps=1", losses=name, sets=sets
+    )
     assert res.exit_code == 0, res.output
     epochs = (run_dir(out, name) / "epochs.csv").read_text().splitlines()
     assert epochs[0].split(",")[5] == "bad_steps" and epochs[1].split(",")[5] == "1"
@@ -528,8 +539,9 @@ def test_nan_losses_are_skipped_counted_then_stop_the_run(pristine, tmp_path, fa
 
     case.fault(2)
     out = tmp_path / "stop"
-    res = bench_run(pristine, out, "--set", "loss.params.nan_steps=[0,2]", "--set", "train.max_bad_steps=1",
-                    losses=name, sets=sets)
+    res = bench_run(
+        pristine, out, "--set", "loss.params.nan_steps=[0,2]", "--set", "train.max_bad_steps=1", losses=name, sets=sets
+    )
     assert res.exit_code == 1
     text = res.output.replace("\n", "")
     assert "2 steps had a NaN/inf loss" in text and "train.max_bad_steps=1" in text and "Traceback" not in text
@@ -540,6 +552,7 @@ def test_nan_losses_are_skipped_counted_then_stop_the_run(pristine, tmp_path, fa
 
 # ------------------------------------------------------------------------------- concurrency
 
+
 def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristine, tmp_path, fault_case):
     case = fault_case("concurrency")
     case.fault()
@@ -548,12 +561,17 @@ def test_a_second_process_on_a_locked_run_is_refused_and_touches_nothing(pristin
     (rd / "run.json").write_text('{"status": "running"}\n')
     before = {p.name: p.read_bytes() for p in rd.iterdir()}
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('locked', flush=True); "
-         "time.sleep(60)",
-         str(rd / ".lock")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('locked', flush=True); "
+            "time.sleep(60)",
+            str(rd / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         res = bench_run(pristine, tmp_path / "runs", "--resume")
@@ -589,15 +607,17 @@ def test_a_forked_child_never_holds_the_run_lock_after_its_parent_is_killed(tmp_
 
     fault_case("concurrency").fault()
     rd = RunDir(tmp_path / "run")
-    code = ("import os, signal, sys, time\n"
-            "from bench.runner.rundir import RunDir\n"
-            "from pathlib import Path\n"
-            "with RunDir(Path(sys.argv[1])).lock():\n"
-            "    child = os.fork()\n"
-            "    if child == 0:\n"
-            "        time.sleep(30); os._exit(0)\n"
-            "    print(child, flush=True)\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys, time\n"
+        "from bench.runner.rundir import RunDir\n"
+        "from pathlib import Path\n"
+        "with RunDir(Path(sys.argv[1])).lock():\n"
+        "    child = os.fork()\n"
+        "    if child == 0:\n"
+        "        time.sleep(30); os._exit(0)\n"
+        "    print(child, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     # output to files, not pipes: the orphan would keep a pipe open and make run() wait for it
     out, err = tmp_path / "out", tmp_path / "err"
     with out.open("w") as fo, err.open("w") as fe:
@@ -621,21 +641,24 @@ def test_loader_workers_die_with_their_parent(tmp_path, fault_case):
 
     fault_case("concurrency").fault()
     pid_file = tmp_path / "worker.pid"
-    code = ("import functools, os, signal, sys, time, torch\n"
-            "from bench.data.loader import _worker_init\n"
-            "class D(torch.utils.data.Dataset):\n"
-            "    def __len__(self): return 100\n"
-            "    def __getitem__(self, i):\n"
-            "        open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30); return i\n"
-            "dl = torch.utils.data.DataLoader(D(), num_workers=1,\n"
-            "                                 worker_init_fn=functools.partial(_worker_init, os.getpid()))\n"
-            "it = iter(dl)\n"
-            "while not os.path.exists(sys.argv[1]) or not open(sys.argv[1]).read(): time.sleep(0.05)\n"
-            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import functools, os, signal, sys, time, torch\n"
+        "from bench.data.loader import _worker_init\n"
+        "class D(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 100\n"
+        "    def __getitem__(self, i):\n"
+        "        open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30); return i\n"
+        "dl = torch.utils.data.DataLoader(D(), num_workers=1,\n"
+        "                                 worker_init_fn=functools.partial(_worker_init, os.getpid()))\n"
+        "it = iter(dl)\n"
+        "while not os.path.exists(sys.argv[1]) or not open(sys.argv[1]).read(): time.sleep(0.05)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     err = tmp_path / "err"
     with err.open("w") as fe:  # a file, not a pipe the worker would keep open
-        res = subprocess.run([sys.executable, "-c", code, str(pid_file)], stdout=subprocess.DEVNULL, stderr=fe,
-                             timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(pid_file)], stdout=subprocess.DEVNULL, stderr=fe, timeout=120
+        )
     assert res.returncode == -signal.SIGKILL, err.read_text()
     worker = int(pid_file.read_text())
     alive = not _wait_gone(worker)
@@ -655,11 +678,18 @@ def test_a_lock_whose_owner_is_dead_is_taken_over_with_a_note(tmp_path, fault_ca
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     holder = subprocess.Popen(  # a process left behind by dead_pid, still holding its lock
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, sys.argv[2].encode()); print('locked', flush=True); "
-         "time.sleep(60)", str(rd.lock_file), str(dead_pid)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, sys.argv[2].encode()); print('locked', flush=True); "
+            "time.sleep(60)",
+            str(rd.lock_file),
+            str(dead_pid),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.warns(UserWarning, match=rf"taking over the lock of bench process {dead_pid}"):
@@ -681,9 +711,11 @@ def test_sigkill_mid_write_keeps_the_old_file_and_the_run_lock_sweeps_the_orphan
     rd.path.mkdir()
     rd.metrics.write_text('{"overall": {"eer": 1.0}}\n')
     before = rd.metrics.read_bytes()
-    code = ("import os, signal, sys; from bench.io import atomic_open\n"
-            "with atomic_open(sys.argv[1]) as fh:\n"
-            "    fh.write('{\"overall\": {\"eer\"'); fh.flush(); os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys; from bench.io import atomic_open\n"
+        "with atomic_open(sys.argv[1]) as fh:\n"
+        '    fh.write(\'{"overall": {"eer"\'); fh.flush(); os.kill(os.getpid(), signal.SIGKILL)\n'
+    )
     res = subprocess.run([sys.executable, "-c", code, str(rd.metrics)], capture_output=True)
     assert res.returncode == -9
     assert case.intact(rd.metrics, before)

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_SETS = [s for s in SETS if not s.startswith("train.steps_per_epoch")] + [
-    "train.steps_per_epoch=3", "train.checkpoint_every=1"]
+    "train.steps_per_epoch=3",
+    "train.checkpoint_every=1",
+]
 
 
 def bench(root: Path, out: Path, *extra: str, arm: str | None = None) -> subprocess.CompletedProcess:
@@ -30,8 +32,14 @@ def bench(root: Path, out: Path, *extra: str, arm: str | None = None) -> subproc
     for s in RUN_SETS:
         argv += ["--set", s]
     head = ["-m", "tests.faults", "arm", arm, "--"] if arm else ["-m", "bench"]
-    return subprocess.run([sys.executable, *head, *argv, *extra], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return subprocess.run(
+        [sys.executable, *head, *argv, *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
 
 
 def rd(out: Path) -> Path:
@@ -124,8 +132,17 @@ def test_two_processes_on_one_experiment_and_same_seed_same_metrics(corpus, clea
     for s in RUN_SETS:
         argv += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench", *argv],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
     actions = []
     for code, stdout, stderr in results:

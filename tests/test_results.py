@@ -30,37 +30,110 @@ from bench.results import (
     TrialsRef,
 )
 
-OVERALL = {"eer": 12.5, "eer_threshold": 0.31, "mindcf@0.01": 0.8, "mindcf@0.05": 0.6, "cllr": 0.9,
-           "min_cllr": 0.5, "n_target": 10, "n_nontarget": 90}
+OVERALL = {
+    "eer": 12.5,
+    "eer_threshold": 0.31,
+    "mindcf@0.01": 0.8,
+    "mindcf@0.05": 0.6,
+    "cllr": 0.9,
+    "min_cllr": 0.5,
+    "n_target": 10,
+    "n_nontarget": 90,
+}
 PER_GENRE = {"speech": dict(OVERALL), "singing": {"eer": None, "n_target": 3, "n_nontarget": 0}}
-SETTINGS = {"enroll_mode": "concat", "crops": 0, "crop_seconds": None, "max_seconds": 0.0, "score_norm": "none",
-            "asnorm_top": None, "cohort_size": None}
+SETTINGS = {
+    "enroll_mode": "concat",
+    "crops": 0,
+    "crop_seconds": None,
+    "max_seconds": 0.0,
+    "score_norm": "none",
+    "asnorm_top": None,
+    "cohort_size": None,
+}
 TRIALS = {"path": "/data/eval/lists/trials.lst", "sha256": "ab" * 32, "n": 100}
-BUDGET = {"converged": False, "stopped_early": False, "epochs": 2, "max_epochs": 2, "steps": 8, "samples_seen": 256,
-          "best_epoch": None, "best_val_eer": None, "patience": 3, "min_delta": 0.0}
+BUDGET = {
+    "converged": False,
+    "stopped_early": False,
+    "epochs": 2,
+    "max_epochs": 2,
+    "steps": 8,
+    "samples_seen": 256,
+    "best_epoch": None,
+    "best_val_eer": None,
+    "patience": 3,
+    "min_delta": 0.0,
+}
 
 # evaluate_corpus's keys, then what bench.runner.experiment added (no fine-tuning)
-OLD_TRAINING = {"overall": OVERALL, "per_genre": PER_GENRE, "corpus": "synthetic", "enroll_mode": "concat",
-                "asnorm": False, "crops": 0, "eval_settings": SETTINGS, "cohort_speakers": None, "trials": TRIALS,
-                "untrained": {"eer": 48.0}, "checkpoint": "last", **BUDGET, "loss": "aam", "seed": 1,
-                "calibration": {"method": "none"}}
+OLD_TRAINING = {
+    "overall": OVERALL,
+    "per_genre": PER_GENRE,
+    "corpus": "synthetic",
+    "enroll_mode": "concat",
+    "asnorm": False,
+    "crops": 0,
+    "eval_settings": SETTINGS,
+    "cohort_speakers": None,
+    "trials": TRIALS,
+    "untrained": {"eer": 48.0},
+    "checkpoint": "last",
+    **BUDGET,
+    "loss": "aam",
+    "seed": 1,
+    "calibration": {"method": "none"},
+}
 # a fine-tuning run: parent and the recipe; the untrained model is not scored (null)
-OLD_FINETUNE = {**OLD_TRAINING, "untrained": None, "parent": "runs/e/aam/seed1",
-                "finetune": {"recipe": "lm", "params": {"margin": 0.5}, "init": "best"}}
+OLD_FINETUNE = {
+    **OLD_TRAINING,
+    "untrained": None,
+    "parent": "runs/e/aam/seed1",
+    "finetune": {"recipe": "lm", "params": {"margin": 0.5}, "init": "best"},
+}
 # evaluate_corpus's keys, then what bench eval added
-OLD_CROSS = {"overall": OVERALL, "per_genre": {}, "corpus": "cnceleb", "enroll_mode": "mean", "asnorm": True,
-             "crops": 3, "eval_settings": {**SETTINGS, "score_norm": "asnorm"}, "cohort_speakers": 7,
-             "trials": {**TRIALS, "sha256": None}, "eval_corpus": "cnceleb", "eval_corpus_type": "cnceleb",
-             "eval_corpus_root": "/data/cn", "train_corpus": "synthetic", "train_corpus_root": "/data/syn",
-             "cross_corpus": True, "checkpoint": "best", "loss": "softmax", "seed": 0}
+OLD_CROSS = {
+    "overall": OVERALL,
+    "per_genre": {},
+    "corpus": "cnceleb",
+    "enroll_mode": "mean",
+    "asnorm": True,
+    "crops": 3,
+    "eval_settings": {**SETTINGS, "score_norm": "asnorm"},
+    "cohort_speakers": 7,
+    "trials": {**TRIALS, "sha256": None},
+    "eval_corpus": "cnceleb",
+    "eval_corpus_type": "cnceleb",
+    "eval_corpus_root": "/data/cn",
+    "train_corpus": "synthetic",
+    "train_corpus_root": "/data/syn",
+    "cross_corpus": True,
+    "checkpoint": "best",
+    "loss": "softmax",
+    "seed": 0,
+}
 # bench.realvoices.baseline
-OLD_BASELINE = {"overall": OVERALL, "per_genre": PER_GENRE, "corpus": "real", "eval_corpus": "real",
-                "train_corpus": "non-learned", "eval_corpus_root": "/data/real", "cross_corpus": True,
-                "enroll_mode": "concat", "loss": "mfcc-baseline", "seed": 0, "method": "mfcc-mean-cosine",
-                "trials": TRIALS}
+OLD_BASELINE = {
+    "overall": OVERALL,
+    "per_genre": PER_GENRE,
+    "corpus": "real",
+    "eval_corpus": "real",
+    "train_corpus": "non-learned",
+    "eval_corpus_root": "/data/real",
+    "cross_corpus": True,
+    "enroll_mode": "concat",
+    "loss": "mfcc-baseline",
+    "seed": 0,
+    "method": "mfcc-mean-cosine",
+    "trials": TRIALS,
+}
 # the oldest form the report reads: no loss, seed, eval_settings, checkpoint
-OLD_MINIMAL = {"overall": {"eer": 3.0}, "trials": {"path": "t.lst", "sha256": "x"}, "corpus": "synthetic",
-               "enroll_mode": "concat", "asnorm": False, "crops": 0}
+OLD_MINIMAL = {
+    "overall": {"eer": 3.0},
+    "trials": {"path": "t.lst", "sha256": "x"},
+    "corpus": "synthetic",
+    "enroll_mode": "concat",
+    "asnorm": False,
+    "crops": 0,
+}
 
 OLD_FILES = {"training": OLD_TRAINING, "finetune": OLD_FINETUNE, "cross": OLD_CROSS, "baseline": OLD_BASELINE}
 
@@ -118,8 +191,12 @@ def test_record_built_in_code_round_trips(tmp_path):
         corpus="synthetic",
         enroll_mode="concat",
         scoring=Scoring(asnorm=True, crops=2, eval_settings=dict(SETTINGS), cohort_speakers=9),
-        training=Training(untrained={"eer": 50.0}, checkpoint="best", budget=dict(BUDGET),
-                          calibration={"method": "linear", "weights": [1.5], "bias": -0.2}),
+        training=Training(
+            untrained={"eer": 50.0},
+            checkpoint="best",
+            budget=dict(BUDGET),
+            calibration={"method": "linear", "weights": [1.5], "bias": -0.2},
+        ),
         loss="aam",
         seed=4,
         extra={"from_a_newer_version": [1, 2]},
@@ -128,9 +205,18 @@ def test_record_built_in_code_round_trips(tmp_path):
     back = MetricsRecord.from_json(tmp_path / METRICS_FILE)
     assert back == rec
     assert back["from_a_newer_version"] == [1, 2]  # unknown keys survive a round trip
-    cross = dataclasses.replace(rec, training=None, extra={},
-                                cross=CrossCorpus(eval_corpus="vox", train_corpus="synthetic", eval_corpus_root="/v",
-                                                  eval_corpus_type="voxceleb", checkpoint="last"))
+    cross = dataclasses.replace(
+        rec,
+        training=None,
+        extra={},
+        cross=CrossCorpus(
+            eval_corpus="vox",
+            train_corpus="synthetic",
+            eval_corpus_root="/v",
+            eval_corpus_type="voxceleb",
+            checkpoint="last",
+        ),
+    )
     cross.write(tmp_path / "cross.json")
     assert MetricsRecord.from_json(tmp_path / "cross.json") == cross
     assert json.loads((tmp_path / "cross.json").read_text())["cross_corpus"] is True
@@ -194,8 +280,9 @@ def test_results_module_is_torch_free():
 # ------------------------------------------------------------------ what the report makes of them
 
 
-def _run_folder(root: Path, loss_dir: str, seed_dir: str, metrics: dict, run_json: dict | None = None,
-                config: str | None = None) -> Path:
+def _run_folder(
+    root: Path, loss_dir: str, seed_dir: str, metrics: dict, run_json: dict | None = None, config: str | None = None
+) -> Path:
     d = root / "exp" / loss_dir / seed_dir
     d.mkdir(parents=True)
     _write(d / METRICS_FILE, metrics)
@@ -214,8 +301,9 @@ def test_report_takes_loss_and_seed_from_the_records_not_folder_names(tmp_path):
     run = load_run(d)
     assert (run.loss, run.seed) == ("aam", 1)
     # an older metrics.json without loss/seed: run.json has them
-    d = _run_folder(tmp_path, "renamed2", "seed9", OLD_MINIMAL, run_json={"status": "finished", "loss": "circle",
-                                                                          "seed": 3})
+    d = _run_folder(
+        tmp_path, "renamed2", "seed9", OLD_MINIMAL, run_json={"status": "finished", "loss": "circle", "seed": 3}
+    )
     run = load_run(d)
     assert (run.loss, run.seed, run.status) == ("circle", 3, "finished")
     # the oldest folders record neither: config.toml, else the folder names, are the fallback
@@ -228,8 +316,7 @@ def test_report_takes_loss_and_seed_from_the_records_not_folder_names(tmp_path):
 def test_report_reads_cross_corpus_budget_from_the_training_run(tmp_path):
     from reports.collect import load_run
 
-    run = _run_folder(tmp_path, "aam", "seed1", OLD_TRAINING, run_json={"status": "finished", **BUDGET,
-                                                                        "epochs": 7})
+    run = _run_folder(tmp_path, "aam", "seed1", OLD_TRAINING, run_json={"status": "finished", **BUDGET, "epochs": 7})
     cross = run / "eval" / "cnceleb"
     cross.mkdir(parents=True)
     _write(cross / METRICS_FILE, {**OLD_CROSS, "loss": "aam", "seed": 1, "trials": TRIALS})
@@ -289,15 +376,24 @@ def test_scoring_takes_embeddings_and_trials_as_they_are():
     e = Embeddings(e_ids, rng.standard_normal((2, 5)).astype(np.float32))
     t = Embeddings(t_ids, rng.standard_normal((3, 5)).astype(np.float32))
     pairs = [(0, 0), (1, 2), (0, 1), (1, 0)]
-    trials = Trials([f"m{i}" for i, _ in pairs], [t_ids[j] for _, j in pairs],
-                    np.array([True, True, False, False]), path="t.lst", lines=[1, 2, 3, 4])
-    want = [float(e.matrix[i] @ t.matrix[j] / np.linalg.norm(e.matrix[i]) / np.linalg.norm(t.matrix[j]))
-            for i, j in pairs]
+    trials = Trials(
+        [f"m{i}" for i, _ in pairs],
+        [t_ids[j] for _, j in pairs],
+        np.array([True, True, False, False]),
+        path="t.lst",
+        lines=[1, 2, 3, 4],
+    )
+    want = [
+        float(e.matrix[i] @ t.matrix[j] / np.linalg.norm(e.matrix[i]) / np.linalg.norm(t.matrix[j])) for i, j in pairs
+    ]
     ts = score_trials(e, t, trials)
     np.testing.assert_allclose(ts.scores, want, rtol=1e-5)
     assert ts.enroll == trials.enroll  # scores keep the trial list's own ids
-    np.testing.assert_allclose(cosine_score((e.ids, e.matrix), (t.ids, t.matrix), trials,
-                                            enroll_ids=[f"enroll/{u}" for u in trials.enroll]), want, rtol=1e-5)
+    np.testing.assert_allclose(
+        cosine_score((e.ids, e.matrix), (t.ids, t.matrix), trials, enroll_ids=[f"enroll/{u}" for u in trials.enroll]),
+        want,
+        rtol=1e-5,
+    )
     with pytest.raises(BenchError, match="test id 'test/zz' has no embedding") as err:
         score_trials(e, t, dataclasses.replace(trials, test=["test/a", "test/zz", "test/a", "test/a"]))
     assert (err.value.path, err.value.line) == ("t.lst", 2)

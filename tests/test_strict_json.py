@@ -24,8 +24,16 @@ NASTY = {
     "nested": [{"x": (float("nan"), 2)}],
     "ok": 0.5,
 }
-WANT = {"nan": None, "inf": None, "neg": None, "np": None, "np32": None, "arr": [1.0, None, None],
-        "nested": [{"x": [None, 2]}], "ok": 0.5}
+WANT = {
+    "nan": None,
+    "inf": None,
+    "neg": None,
+    "np": None,
+    "np32": None,
+    "arr": [1.0, None, None],
+    "nested": [{"x": [None, 2]}],
+    "ok": 0.5,
+}
 
 
 def strict(text: str):
@@ -61,7 +69,8 @@ def test_run_metrics_with_non_finite_values_stay_strict(tmp_path):
     assert strict_json_problems(tmp_path) == []
     back = strict((tmp_path / "metrics.json").read_text())
     assert [k for k, v in m["overall"].items() if isinstance(v, float) and not math.isfinite(v)] == [
-        k for k, v in back["overall"].items() if v is None]
+        k for k, v in back["overall"].items() if v is None
+    ]
 
 
 def test_bench_score_json_output_is_strict(tmp_path):
@@ -72,5 +81,5 @@ def test_bench_score_json_output_is_strict(tmp_path):
     (tmp_path / "s.txt").write_text("a b inf 1\na c -inf 0\nd e 0.5 1\nd f 0.1 0\n")
     res = CliRunner().invoke(app, ["score", "--scores", str(tmp_path / "s.txt"), "--json"])
     assert res.exit_code == 0, res.output
-    out = strict(res.stdout[res.stdout.index("{"):])
+    out = strict(res.stdout[res.stdout.index("{") :])
     assert "eer" in json.dumps(out)

@@ -13,8 +13,13 @@ from bench.commands.common import console, err_console, handle_errors, print_jso
 @handle_errors
 def check(
     path: Annotated[str, typer.Argument(help="Corpus folder (layout detected) or KIND:FOLDER.")],
-    corpus: Annotated[Optional[str], typer.Option("--corpus", help="Reader: cnceleb | cnceleb2 | cnceleb12 | "
-                                                  "voxceleb | kaldi | synthetic (default: detected).")] = None,
+    corpus: Annotated[
+        Optional[str],
+        typer.Option(
+            "--corpus",
+            help="Reader: cnceleb | cnceleb2 | cnceleb12 | voxceleb | kaldi | synthetic (default: detected).",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     deep: Annotated[bool, typer.Option("--deep", help="Decode every file, not only headers (slow).")] = False,
     sample_rate: Annotated[int, typer.Option("--sample-rate", help="Expected sample rate.")] = 16000,
@@ -30,8 +35,14 @@ def check(
     choice = resolve(path, corpus)
     if choice.note:
         err_console.print(choice.note, highlight=False, markup=False, soft_wrap=True)
-    cfg = DataConfig(corpus=choice.kind, root=str(choice.root), eval_root=eval_root, trials=trials,
-                     sample_rate=sample_rate, val_speakers=val_speakers)
+    cfg = DataConfig(
+        corpus=choice.kind,
+        root=str(choice.root),
+        eval_root=eval_root,
+        trials=trials,
+        sample_rate=sample_rate,
+        val_speakers=val_speakers,
+    )
     report = check_corpus(cfg, deep=deep)
     if json_out:
         print_json(report.to_dict())
@@ -55,16 +66,24 @@ def _print(report) -> None:
         for col in ("genre", "train utts", "train hours", "test utts", "test hours"):
             g.add_column(col, justify="left" if col == "genre" else "right")
         for genre, d in report.genres.items():
-            g.add_row(genre, f"{d['train_utts']:,}", f"{d['train_hours']:.2f}", f"{d['test_utts']:,}",
-                      f"{d['test_hours']:.2f}")
+            g.add_row(
+                genre,
+                f"{d['train_utts']:,}",
+                f"{d['train_hours']:.2f}",
+                f"{d['test_utts']:,}",
+                f"{d['test_hours']:.2f}",
+            )
         console.print(g)
     for kind, d in report.trials.items():
-        console.print(f"{kind} trials: {d['trials']:,} ({d['target']:,} target, {d['nontarget']:,} non-target)",
-                      highlight=False)
+        console.print(
+            f"{kind} trials: {d['trials']:,} ({d['target']:,} target, {d['nontarget']:,} non-target)", highlight=False
+        )
     if report.durations:
         d = report.durations
-        console.print(f"training durations: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s",
-                      highlight=False)
+        console.print(
+            f"training durations: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s",
+            highlight=False,
+        )
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if report.problems:

@@ -249,7 +249,12 @@ def demo(
     if preset not in DEMO_PRESETS:
         fail(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
     data = data or DEMO_PRESETS[preset].data
-    columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     # All progress goes to stderr (and none under --json), so stdout carries only the summary.
     with Progress(*columns, console=err_console, transient=True, disable=json_out) as bar:
         synth_task = None

@@ -18,7 +18,9 @@ CorpusType = Annotated[
 ]
 Checkpoint = Annotated[
     Optional[str],
-    typer.Option("--checkpoint", help="best | last | a checkpoint file (default: the one the run scored, else best, else last)."),
+    typer.Option(
+        "--checkpoint", help="best | last | a checkpoint file (default: the one the run scored, else best, else last)."
+    ),
 ]
 Crops = Annotated[
     Optional[int], typer.Option("--crops", help="0: full utterances; N: mean of N crops (default: the run's).")
@@ -76,7 +78,9 @@ def embed(
     ],
     corpus: Annotated[
         Optional[str],
-        typer.Option("--corpus", help="Corpus folder (layout detected) or KIND:FOLDER: its enrolment + test utterances."),
+        typer.Option(
+            "--corpus", help="Corpus folder (layout detected) or KIND:FOLDER: its enrolment + test utterances."
+        ),
     ] = None,
     corpus_type: CorpusType = None,
     list_file: Annotated[

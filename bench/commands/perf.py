@@ -56,7 +56,8 @@ def perf(
         bool, typer.Option("--gpu", help="The GPU script: ECAPA C=1024 by precision + CN-Celeb-sized embed/score.")
     ] = False,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", callback=at_least(1), help="torch CPU threads, >= 1 [default: torch's own choice].")
+        Optional[int],
+        typer.Option("--threads", callback=at_least(1), help="torch CPU threads, >= 1 [default: torch's own choice]."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:

@@ -88,7 +88,9 @@ def report(
         return
     for sec in rep.sections:
         best = sec.table.loc[sec.table["eer_mean"].idxmin(), "system"]
-        console.print(Text.assemble((str(sec.corpus), "bold"), f": {len(sec.table)} systems, best EER: {best}"), highlight=False)
+        console.print(
+            Text.assemble((str(sec.corpus), "bold"), f": {len(sec.table)} systems, best EER: {best}"), highlight=False
+        )
         for row in sec.table.itertuples():
             console.print(f"  {row.system}: converged {row.converged_text}; {row.budget}".rstrip("; "), highlight=False)
         for p in sec.pairwise.itertuples():

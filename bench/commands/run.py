@@ -118,7 +118,8 @@ def run(
         ),
     ] = None,
     skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Leave out unreadable audio (listed in bad_files.txt) instead of stopping.")
+        bool,
+        typer.Option("--skip-bad", help="Leave out unreadable audio (listed in bad_files.txt) instead of stopping."),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary; no progress bars.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -194,7 +195,15 @@ def run(
             listing = _write_bad_files(out / cfg.experiment, corpus.bad_files)
             reporter.message(f"skipped {len(corpus.bad_files)} unusable audio files (data.skip_bad): see {listing}")
         outcomes = run_experiment(
-            cfg, names, seed_list, out, force=force, resume=resume, reporter=reporter, info=info, device=device,
+            cfg,
+            names,
+            seed_list,
+            out,
+            force=force,
+            resume=resume,
+            reporter=reporter,
+            info=info,
+            device=device,
             corpus=corpus,
         )
         if corpus.bad_files and info.is_main:

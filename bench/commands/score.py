@@ -57,7 +57,8 @@ def score(
     scores: Annotated[
         Optional[Path],
         typer.Option(
-            "--scores", "-s",
+            "--scores",
+            "-s",
             help="Score file: 'enroll test score [label]', 'enroll test label score' or 'label enroll test score' "
             "(detected; blanks or commas, optional header).",
         ),
@@ -81,7 +82,8 @@ def score(
         str, typer.Option("--label-style", help="Labels in --save-scores: binary (1/0) | target (target/nontarget).")
     ] = "binary",
     p_target: Annotated[
-        Optional[list[float]], typer.Option("--p-target", metavar="P", help="minDCF target prior (repeatable; default 0.01, 0.05).")
+        Optional[list[float]],
+        typer.Option("--p-target", metavar="P", help="minDCF target prior (repeatable; default 0.01, 0.05)."),
     ] = None,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Resamples for 95% confidence intervals of EER and minDCF (0 = none).")

@@ -116,6 +116,8 @@ def _print(result: dict) -> None:
     if "check" in result:
         ch = result["check"]
         console.print(
-            Text.assemble(f"baseline ({ch['method']}): EER ", (f"{ch['eer']:.2f} %", "bold"), f" on {ch['trials']:,} trials"),
+            Text.assemble(
+                f"baseline ({ch['method']}): EER ", (f"{ch['eer']:.2f} %", "bold"), f" on {ch['trials']:,} trials"
+            ),
             highlight=False,
         )

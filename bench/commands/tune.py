@@ -19,7 +19,9 @@ def tune(
     params: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--param", metavar="NAME=RANGE", help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses."
+            "--param",
+            metavar="NAME=RANGE",
+            help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses.",
         ),
     ] = None,
     trials: Annotated[

@@ -86,13 +86,21 @@ def bench_concurrency(ctx: Context) -> dict[str, Any]:
         row(f"one run alone ({alone['threads']} threads)", alone["samples_per_s"], "samples/s"),
         row(
             f"two concurrent runs, automatic plan ({auto2[0]['threads']} threads each), total",
-            total_auto, "samples/s", peer_name="one run alone", peer=alone["samples_per_s"],
-            ratio=total_auto / alone["samples_per_s"], ratio_label="of one run alone",
+            total_auto,
+            "samples/s",
+            peer_name="one run alone",
+            peer=alone["samples_per_s"],
+            ratio=total_auto / alone["samples_per_s"],
+            ratio_label="of one run alone",
         ),  # fmt: skip
         row(
             f"two concurrent runs, --threads {half} each, total",
-            total_split, "samples/s", peer_name="one run alone", peer=alone["samples_per_s"],
-            ratio=total_split / alone["samples_per_s"], ratio_label="of one run alone",
+            total_split,
+            "samples/s",
+            peer_name="one run alone",
+            peer=alone["samples_per_s"],
+            ratio=total_split / alone["samples_per_s"],
+            ratio_label="of one run alone",
         ),  # fmt: skip
     ]
     return {

@@ -62,14 +62,24 @@ def _section(preset: str, ctx: Context) -> dict[str, Any]:
             + ("; QUICK: 1 loss, 1 seed, 1 epoch" if ctx.quick else ""))  # fmt: skip
     return {
         "title": f"bench demo --preset {preset}: wall time against its target",
-        "what": (f"One `bench demo --preset {preset} --json` process from scratch in a temporary folder "
-                 f"({spec.summary}; {', '.join(spec.losses)} x 3 seeds): corpus generation, training, "
-                 "scoring (and real voices when data/real-eval exists), report. One repeat: the run is "
-                 f"its own median. Target: {spec.minutes} min on 2 CPU cores; ratio = time / target "
-                 "(at most 1 meets it)."),  # fmt: skip
+        "what": (
+            f"One `bench demo --preset {preset} --json` process from scratch in a temporary folder "
+            f"({spec.summary}; {', '.join(spec.losses)} x 3 seeds): corpus generation, training, "
+            "scoring (and real voices when data/real-eval exists), report. One repeat: the run is "
+            f"its own median. Target: {spec.minutes} min on 2 CPU cores; ratio = time / target "
+            "(at most 1 meets it)."
+        ),  # fmt: skip
         "rows": [
-            row(f"bench demo --preset {preset}, whole command", res["wall_seconds"], "s", "target",
-                target, res["wall_seconds"] / target, "of the target", note),  # fmt: skip
+            row(
+                f"bench demo --preset {preset}, whole command",
+                res["wall_seconds"],
+                "s",
+                "target",
+                target,
+                res["wall_seconds"] / target,
+                "of the target",
+                note,
+            ),  # fmt: skip
         ],
         "raw": {"summary": {k: res[k] for k in ("seconds", "runs", "table", "pairwise", "real") if k in res}},
     }

@@ -151,9 +151,15 @@ def bench_report_stats(ctx: Context) -> dict[str, Any]:
                 + (", ".join(f"{x:.1f}" for x in load) if load else "n/a"),
             ),
         ],
-        "raw": {"n_trials": n, "n_boot": n_boot, "ours": {k: v for k, v in ours.items() if k != "value"},
-                "reference": {k: v for k, v in ref.items() if k != "value"}, "ours_peak_mib": ours_peak,
-                "reference_peak_mib": ref_peak, "load_average": list(load) if load else None},  # fmt: skip
+        "raw": {
+            "n_trials": n,
+            "n_boot": n_boot,
+            "ours": {k: v for k, v in ours.items() if k != "value"},
+            "reference": {k: v for k, v in ref.items() if k != "value"},
+            "ours_peak_mib": ours_peak,
+            "reference_peak_mib": ref_peak,
+            "load_average": list(load) if load else None,
+        },  # fmt: skip
     }
 
 

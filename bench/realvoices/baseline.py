@@ -69,8 +69,9 @@ def write_baseline_run(corpus: str | Path, experiment_dir: str | Path, name: str
     trials, cells = _trial_cells(corpus)
     if len(trials) != len(res["scores"]):
         raise AssertionError("baseline and trial reader disagree on the number of trials")
-    ts = TrialScores(trials.enroll, trials.test, np.asarray(res["scores"], np.float64),
-                     np.asarray(res["labels"], bool), cells)
+    ts = TrialScores(
+        trials.enroll, trials.test, np.asarray(res["scores"], np.float64), np.asarray(res["labels"], bool), cells
+    )
     metrics = metrics_of(ts, p_targets)
     record = MetricsRecord(
         overall=metrics["overall"],

@@ -107,8 +107,9 @@ def embed_utterances(
     import os
 
     init = functools.partial(_decode_worker_init, os.getpid()) if workers > 0 else None
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers,
-                                         worker_init_fn=init)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers, worker_init_fn=init
+    )
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None

@@ -335,7 +335,10 @@ def _train_and_evaluate(
 
 
 def _calibrate(
-    embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, cfg: ExperimentConfig, scores: TrialScores,
+    embed: Callable[[pd.DataFrame], Embeddings],
+    corpus: Corpus,
+    cfg: ExperimentConfig,
+    scores: TrialScores,
     training: Training,
 ) -> np.ndarray | None:
     """Fit ``eval.calibration`` on the validation trials, set ``training.calibration``; the LLRs or None.
@@ -414,8 +417,7 @@ def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume"
     more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
     what = "--resume of a run started" if action == "resume" else "a finished run is here"
     raise BenchError(
-        f"{what} with another config ({shown}{more}); pass --force to replace it, "
-        "or --experiment NAME to keep both",
+        f"{what} with another config ({shown}{more}); pass --force to replace it, or --experiment NAME to keep both",
         path=rd.config,
     )
 

@@ -143,8 +143,11 @@ class RunDir:
                     ) from None
                 # the owner is dead but something it started still holds the lock: the old file is
                 # unlinked (its holder keeps an orphan inode) and a fresh one is locked
-                warnings.warn(f"{self.lock_file}: taking over the lock of bench process {holder}, which is no "
-                              "longer running (a process it left behind still held the lock)", stacklevel=4)
+                warnings.warn(
+                    f"{self.lock_file}: taking over the lock of bench process {holder}, which is no "
+                    "longer running (a process it left behind still held the lock)",
+                    stacklevel=4,
+                )
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.lock_file)
                 os.close(fd)

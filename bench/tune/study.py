@@ -138,8 +138,6 @@ def _check_definition(study: Any, want: dict[str, Any]) -> None:
         )
 
 
-
-
 def run_study(
     base: ExperimentConfig,
     tune: TuneConfig,
