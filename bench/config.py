@@ -413,7 +413,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
         loss=dataclasses.replace(cfg.loss, params=dataclasses.asdict(loss_cfg)),
     )
     if cfg.finetune.name:
-        from bench.finetune import FINETUNES
+        from bench.finetune_recipes import FINETUNES
 
         ft_cfg = FINETUNES.make_config(cfg.finetune.name, cfg.finetune.params)
         out = dataclasses.replace(out, finetune=dataclasses.replace(cfg.finetune, params=dataclasses.asdict(ft_cfg)))

@@ -17,15 +17,17 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench.config import OptimConfig
 from bench.errors import BenchError
 from bench.registry import suggest
 
-OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]
+if TYPE_CHECKING:  # annotations only: the config's checks import this module for its names
+    from bench.config import OptimConfig
+
+OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], "OptimConfig"], torch.optim.Optimizer]
 
 OPTIMIZERS: dict[str, OptimizerBuilder] = {
     "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
