@@ -140,7 +140,7 @@ def test_run_demo_trains_every_seed_with_the_chosen_preset(tmp_path, monkeypatch
                         overrides=["train.device=cpu"])  # fmt: skip
     assert seen["seeds"] == [0, 1, 2] and len(res.runs) == 6 and res.seeds == [0, 1, 2]
     assert seen["cfg"].experiment == "demo-cpu" and seen["cfg"].data.root == "data/synth-cpu300"
-    assert res.preset == "cpu" and "300 training speakers" in seen["title"]
+    assert res.preset == "cpu" and "300 training speakers, <= 2,100 steps a run" in seen["title"]
     # Without --losses each preset compares its own list.
     for preset, spec in demo.DEMO_PRESETS.items():
         demo.run_demo(tmp_path / preset, preset=preset, report_dir=tmp_path / f"rep-{preset}",
@@ -156,3 +156,28 @@ def test_bad_demo_options_are_user_errors(tmp_path, args, message):
     res = runner.invoke(app, ["demo", *args, "--out", str(tmp_path / "runs")])
     assert res.exit_code == 2 and message in res.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"losses": ("aam", "nosuchloss")}, "unknown loss 'nosuchloss'"),
+        ({"losses": ("aam", "aam")}, "--losses names aam more than once"),
+        ({"overrides": ["nosuch.key=1"]}, "nosuch"),
+    ],
+)
+def test_bad_demo_input_is_refused_before_the_corpus_is_generated(tmp_path, monkeypatch, kw, message):
+    from bench.commands import demo
+    from bench.errors import BenchError
+
+    def no_corpus(*a, **k):
+        raise AssertionError("the corpus was generated before the input was checked")
+
+    monkeypatch.setattr(demo, "ensure_corpus", no_corpus)
+    with pytest.raises(BenchError, match=message):
+        demo.run_demo(tmp_path / "runs", report_dir=tmp_path / "rep", **kw)
+
+
+def test_perf_only_empty_is_an_error(tmp_path):
+    res = runner.invoke(app, ["perf", "--only", " ", "--out", str(tmp_path / "B.md")])
+    assert res.exit_code == 2 and "--only is empty" in res.output and not (tmp_path / "B.md").exists()

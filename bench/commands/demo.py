@@ -111,14 +111,21 @@ def run_demo(
     losses = losses or spec.losses
     data = data or spec.data
     report_dir = report_dir or spec.report
-    t0 = time.perf_counter()
-    corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
-    t_corpus = time.perf_counter() - t0
-
+    # Everything the user typed is checked before the corpus is generated (tens of seconds to minutes).
+    dup = sorted({n for n in losses if list(losses).count(n) > 1})
+    if dup:
+        raise BenchError(f"--losses names {', '.join(dup)} more than once")
     sets = [f'data.root="{data}"', *(overrides or [])]
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset=spec.config, overrides=sets)
+    from losses import LOSSES
+
+    for name in losses:
+        LOSSES.get(name)  # an unknown name is a BenchError naming the closest
+    t0 = time.perf_counter()
+    corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
+    t_corpus = time.perf_counter() - t0
     from bench.threads import configure
 
     configure(cfg.data.workers, threads)
@@ -143,7 +150,10 @@ def run_demo(
     marker = report_dir / MARKER
     if changed or force or not marker.exists():
         # The report is derived from the runs: once they changed, the old one is stale, so replace it.
-        title = f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}"
+        steps = cfg.train.epochs * cfg.train.steps_per_epoch
+        title = (
+            f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}, <= {steps:,} steps a run"
+        )
         build([exp_dir], report_dir, Options(n_boot=n_boot, force=True, title=title),
               progress=report_progress)  # fmt: skip
         report_action = "built"

@@ -17,7 +17,9 @@ NO_GPU = (
 )
 
 
-def _command(gpu: bool, quick: bool, out: Path | None, repeats: int | None, only: str, threads: int | None) -> str:
+def _command(
+    gpu: bool, quick: bool, out: Path | None, repeats: int | None, only: str | None, threads: int | None
+) -> str:
     """The command that reproduces this run (`nox -s perf` when run from its environment)."""
     args = (["--gpu"] if gpu else []) + (["--quick"] if quick else [])
     args += ["--only", only] if only else []
@@ -45,13 +47,13 @@ def perf(
         typer.Option("--repeats", min=1, help="Repeats per measurement (median) [default: 3, --quick: 1]."),
     ] = None,
     only: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--only",
-            help="Comma-separated benchmarks: metrics,ecapa,losses,loader,synth,concurrency,demo (default: "
-            "these); demo_cpu (about an hour) runs only when named.",
+            help="Comma-separated benchmarks: metrics,report_stats,ecapa,losses,loader,synth,concurrency,demo "
+            "(default: these); demo_cpu (about an hour) runs only when named.",
         ),
-    ] = "",
+    ] = None,
     gpu: Annotated[
         bool, typer.Option("--gpu", help="The GPU script: ECAPA C=1024 by precision + CN-Celeb-sized embed/score.")
     ] = False,
@@ -96,7 +98,9 @@ def perf(
         with console.status("GPU benchmarks (a few minutes)…") if not json_out else _Null():
             result = run_gpu(sizes, quick=quick)
     else:
-        names = [n.strip() for n in only.split(",") if n.strip()] or default_names()
+        if only is not None and not only.strip(", "):
+            raise BenchError("--only is empty; leave it out to run the default benchmarks")
+        names = [n.strip() for n in (only or "").split(",") if n.strip()] or default_names()
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
             raise BenchError(f"--only: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")

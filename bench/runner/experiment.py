@@ -417,7 +417,8 @@ def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume"
     more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
     what = "--resume of a run started" if action == "resume" else "a finished run is here"
     raise BenchError(
-        f"{what} with another config ({shown}{more}); pass --force to replace it, or --experiment NAME to keep both",
+        f"{what} with another config ({shown}{more}); pass --force to replace it, or keep both with another "
+        "experiment name (bench run --experiment NAME) or runs folder (--out DIR)",
         path=rd.config,
     )
 
