@@ -298,6 +298,69 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in s.lower()).strip("-") or "corpus"
 
 
+@dataclass
+class FigureInputs:
+    """What a report figure may draw from, for one evaluation corpus."""
+
+    al: Aligned
+    table: pd.DataFrame
+    systems: list[System]
+    genre: pd.DataFrame
+    fig_dir: Path
+    corpus: str
+    slug: str
+    opts: Options
+    curves: list[dict[str, Any]]  # DET curves of every system (shared by the DET and score figures)
+
+
+def _det(f: FigureInputs) -> Any:
+    from reports import figures as figs
+
+    return figs.det_figure(f.curves, f.fig_dir, f"det-{f.slug}", f"DET curves — {f.corpus}")
+
+
+def _scores(f: FigureInputs) -> Any:
+    from reports import figures as figs
+
+    return figs.histogram_figure(f.curves, f.fig_dir, f"scores-{f.slug}", f"Score distributions — {f.corpus}")
+
+
+def _training(f: FigureInputs) -> Any:
+    from reports import figures as figs
+
+    curves = [{"label": s.label, "epochs": _epochs(s)} for s in f.systems]
+    return figs.training_figure(curves, f.fig_dir, f"training-{f.slug}", "Training curves")
+
+
+def _genre(f: FigureInputs) -> Any:
+    from reports import figures as figs
+
+    if f.genre is None or f.genre.empty or len(f.genre) < 2:
+        return None
+    return figs.genre_figure(f.genre, f.fig_dir, f"genre-eer-{f.slug}", f"EER per genre — {f.corpus}")
+
+
+def _embeddings(f: FigureInputs) -> Any:
+    from reports import figures as figs
+
+    pts = _embedding_points(f.systems, seed=f.opts.seed) if f.opts.embeddings else None
+    if pts is None:
+        return None
+    return figs.embedding_figure(pts, f.fig_dir, f"embeddings-{f.slug}", f"Embedding map — {f.corpus}")
+
+
+#: The report's figures, in page order: ``name -> builder(FigureInputs) -> Figure | None`` (None: not
+#: drawn for this corpus). A new figure is its drawing function in ``reports/figures.py`` plus one
+#: entry here.
+FIGURES: dict[str, Callable[[FigureInputs], Any]] = {
+    "det": _det,
+    "scores": _scores,
+    "training": _training,
+    "genre": _genre,
+    "embeddings": _embeddings,
+}
+
+
 def _figures(
     al: Aligned,
     table: pd.DataFrame,
@@ -308,31 +371,15 @@ def _figures(
     opts: Options,
     tick: Callable[[str, int], Callable[[], None]],
 ) -> list[Any]:
-    # Imported here so table-only builds (and --json) never pay for matplotlib and seaborn.
-    from reports import figures as figs
-
-    step = tick(f"figures ({corpus})", 5)
-    slug = _slug(corpus)
+    step = tick(f"figures ({corpus})", len(FIGURES))
     p = p_targets_of(list(opts.metrics))[0]
-    curves = _det_curves(al, table, p)
-    out = [figs.det_figure(curves, fig_dir, f"det-{slug}", f"DET curves — {corpus}")]
-    step()
-    out.append(figs.histogram_figure(curves, fig_dir, f"scores-{slug}", f"Score distributions — {corpus}"))
-    step()
-    training = figs.training_figure(
-        [{"label": s.label, "epochs": _epochs(s)} for s in systems], fig_dir, f"training-{slug}", "Training curves"
-    )
-    if training:
-        out.append(training)
-    step()
-    if genre is not None and not genre.empty and len(genre) > 1:
-        out.append(figs.genre_figure(genre, fig_dir, f"genre-eer-{slug}", f"EER per genre — {corpus}"))
-    step()
-    if opts.embeddings:
-        pts = _embedding_points(systems, seed=opts.seed)
-        if pts is not None:
-            out.append(figs.embedding_figure(pts, fig_dir, f"embeddings-{slug}", f"Embedding map — {corpus}"))
-    step()
+    inputs = FigureInputs(al, table, systems, genre, fig_dir, corpus, _slug(corpus), opts, _det_curves(al, table, p))
+    out = []
+    for build_figure in FIGURES.values():
+        fig = build_figure(inputs)
+        if fig is not None:
+            out.append(fig)
+        step()
     return out
 
 
