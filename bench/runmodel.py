@@ -23,7 +23,7 @@ import pandas as pd
 from bench.config import DataConfig, EvalConfig, ExperimentConfig
 from bench.data.corpus import Corpus
 from bench.errors import BenchError
-from bench.results import BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
+from bench.results import BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MetricsRecord
 from bench.scoring import Embeddings
 
 # progress(description, total) -> advance(n): one bar per embedding pass
@@ -66,12 +66,11 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
 
 def scored_checkpoint(run_dir: str | Path) -> str | None:
     """``best`` or ``last``: the checkpoint the run itself scored, as its ``metrics.json`` records it
-    (``last`` when it finished its schedule, ``best`` under early stopping); None when unrecorded."""
-    import json
-
+    (``last`` when it finished its schedule, ``best`` under early stopping); None when unrecorded or
+    the file is missing or unreadable (the caller then falls back)."""
     try:
-        name = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8")).get("checkpoint")
-    except (OSError, ValueError, AttributeError):
+        name = MetricsRecord.from_json(Path(run_dir) / METRICS_FILE).checkpoint
+    except (BenchError, OSError):
         return None
     return name if name in CHECKPOINT_CHOICES else None
 

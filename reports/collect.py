@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.results import (
+    BUDGET_KEYS,
     CHECKPOINT_DIR,
     CONFIG_FILE,
     EPOCHS_FILE,
@@ -30,17 +31,9 @@ from bench.results import (
 )
 from bench.textio import read_text
 
-# What the runner records about a run's training (bench.runner.convergence.Budget), read by reports/convergence.py.
-TRAINING_KEYS = (
-    "converged",
-    "stopped_early",
-    "epochs",
-    "max_epochs",
-    "steps",
-    "samples_seen",
-    "best_epoch",
-    "checkpoint",
-)
+# What the runner records about a run's training (its budget, bench.results.BUDGET_KEYS, and the
+# checkpoint it scored), read by reports/convergence.py.
+TRAINING_KEYS = (*BUDGET_KEYS, "checkpoint")
 
 
 @dataclass

@@ -80,28 +80,16 @@ def bench_concurrency(ctx: Context) -> dict[str, Any]:
     auto2 = _collect([_spawn(steps, None), _spawn(steps, None)])
     half = max(1, cpus // 2)
     split2 = _collect([_spawn(steps, half), _spawn(steps, half)])
-    total_auto = sum(r["samples_per_s"] for r in auto2)
-    total_split = sum(r["samples_per_s"] for r in split2)
+
+    def pair(label: str, runs: list[dict[str, float]]) -> dict[str, Any]:
+        total = sum(r["samples_per_s"] for r in runs)
+        base = alone["samples_per_s"]
+        return row(label, total, "samples/s", "one run alone", base, total / base, "of one run alone")
+
     rows = [
         row(f"one run alone ({alone['threads']} threads)", alone["samples_per_s"], "samples/s"),
-        row(
-            f"two concurrent runs, automatic plan ({auto2[0]['threads']} threads each), total",
-            total_auto,
-            "samples/s",
-            peer_name="one run alone",
-            peer=alone["samples_per_s"],
-            ratio=total_auto / alone["samples_per_s"],
-            ratio_label="of one run alone",
-        ),  # fmt: skip
-        row(
-            f"two concurrent runs, --threads {half} each, total",
-            total_split,
-            "samples/s",
-            peer_name="one run alone",
-            peer=alone["samples_per_s"],
-            ratio=total_split / alone["samples_per_s"],
-            ratio_label="of one run alone",
-        ),  # fmt: skip
+        pair(f"two concurrent runs, automatic plan ({auto2[0]['threads']} threads each), total", auto2),
+        pair(f"two concurrent runs, --threads {half} each, total", split2),
     ]
     return {
         "title": "Training throughput: two concurrent runs beside one alone",

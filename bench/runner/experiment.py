@@ -25,14 +25,12 @@ from bench.config import ExperimentConfig, config_diff, resolve, to_dict, to_tom
 from bench.data.corpus import Corpus, bad_file_counts
 from bench.errors import BenchError
 from bench.io import atomic_write, provenance
-from bench.results import MetricsRecord, Training
+from bench.results import BUDGET_KEYS, MetricsRecord, Training
 from bench.runner import ddp
-from bench.runner.convergence import Budget, budget_of
+from bench.runner.convergence import budget_of
 from bench.runner.evaluate import Embeddings, TrialScores, evaluate_corpus, write_scores
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
-
-BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
 
 
 @dataclass
