@@ -414,3 +414,13 @@ def test_espeak_overlay_folders_are_removed_by_every_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) >= 1  # the parent's engine exists while it runs
     assert list(tmp.glob("bench-espeak-*")) == []
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """A crash inside a worker (eSpeak is native code) must end generation with a clear error; with
+    multiprocessing.Pool the parent waited forever for the lost task."""
+    from bench.synth import corpus, generate, make_config
+
+    monkeypatch.setattr(corpus, "_run_task", lambda task: os._exit(11))  # forked workers inherit it
+    with pytest.raises(BenchError, match="worker died.*run the same command again"):
+        generate(make_config("demo", speakers=2, utts=2, min_seconds=1.0, max_seconds=1.2), tmp_path / "c", workers=2)

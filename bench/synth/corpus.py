@@ -366,16 +366,26 @@ def generate(
             if progress:
                 progress(done, total)
     else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
         init = (cfg, out, os.getpid())
-        with _pool_context().Pool(workers, initializer=_init_worker, initargs=init) as pool:
-            for t in pool.imap_unordered(_run_task_keyed, ordered):
-                done += units[t]
-                if progress:
-                    progress(done, total)
-            # Let the workers exit on their own (the context manager would terminate them) so that
-            # each removes its eSpeak overlay folder.
-            pool.close()
-            pool.join()
+        # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (a crash inside the eSpeak
+        # library) raises here instead of leaving the parent waiting forever; its shutdown lets the
+        # workers exit on their own, so each removes its eSpeak overlay folder.
+        with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker, initargs=init) as ex:
+            futures = [ex.submit(_run_task_keyed, t) for t in ordered]
+            try:
+                for fut in as_completed(futures):
+                    t = fut.result()
+                    done += units[t]
+                    if progress:
+                        progress(done, total)
+            except BrokenProcessPool as e:
+                raise BenchError(
+                    f"a corpus-generation worker died ({e}); run the same command again: the finished "
+                    "speakers are kept and generation resumes"
+                ) from e
     counts = {role: sum(sp.role == role for sp in speakers) for role in ROLES}
     counts.update(
         train_utts=sum(len(sp.utts) for sp in speakers if sp.role == "train"),
