@@ -101,9 +101,12 @@ class OptimConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    scheduler: str = "exponential"  # exponential | step | cosine | constant
-    gamma: float = 0.97  # per-epoch factor (exponential) or per-step_size factor (step)
+    scheduler: str = "exponential"  # exponential | step | cosine | constant | plateau
+    gamma: float = 0.97  # per-epoch factor (exponential), per-step_size factor (step) or per-cut factor (plateau)
     step_size: int = 10
+    # plateau: lr cuts (x gamma) at validation plateaus (train.patience, train.min_delta) before a
+    # plateau at the lowest lr counts as converged (bench/runner/convergence.py)
+    max_reductions: int = 2
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     grad_clip: float = 0.0  # 0 disables clipping

@@ -179,6 +179,7 @@ RANGES: dict[str, Rule] = {
     "optim.scheduler": one_of(_schedules),
     "optim.gamma": between(0, 1, lo_open=True, bad="0"),
     "optim.step_size": at_least(1),
+    "optim.max_reductions": at_least(0),
     "optim.warmup_epochs": at_least(0),
     "optim.min_lr": at_least(0),
     "optim.grad_clip": at_least(0),
@@ -309,6 +310,8 @@ def check_config(cfg: Any) -> None:
         raise BenchError(
             f"model.frontend.freq_mask_width must be < model.frontend.n_mels ({fe.n_mels}), got {fe.freq_mask_width}"
         )
+    if cfg.optim.scheduler == "plateau" and cfg.train.validate_every <= 0:
+        raise BenchError("optim.scheduler='plateau' cuts the lr at validation plateaus: set train.validate_every >= 1")
     if cfg.optim.min_lr > cfg.optim.lr:
         raise BenchError(f"optim.min_lr must be <= optim.lr ({cfg.optim.lr!r}), got {cfg.optim.min_lr!r}")
 

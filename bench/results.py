@@ -55,6 +55,7 @@ BUDGET_KEYS = (
     "best_val_eer",
     "patience",
     "min_delta",
+    "lr_reductions",
 )
 
 

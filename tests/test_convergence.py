@@ -92,6 +92,81 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("cn1"))
 
 
+# --- learning-rate cuts at plateaus (optim.scheduler = "plateau") ---------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0, 50, allow_nan=False).map(lambda x: round(x, 1)), min_size=1, max_size=25),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 0.25, 1.0]),
+    st.integers(0, 3),
+)
+def test_lr_cuts_follow_torch_reduce_lr_on_plateau(eers, patience, min_delta, cuts):
+    # Independent reference: torch's ReduceLROnPlateau in absolute-threshold mode. Its patience counts
+    # the bad epochs it tolerates (it cuts on the next one), ours the bad epochs that make a plateau,
+    # so ours = its + 1; a floor just below gamma**cuts stops it after `cuts` cuts.
+    gamma = 0.5
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=gamma, patience=patience - 1, threshold=min_delta, threshold_mode="abs",
+        min_lr=gamma**cuts * (1 - 1e-9),
+    )  # fmt: skip
+    p = Plateau(patience=patience, min_delta=min_delta, max_reductions=cuts)
+    for epoch, eer in enumerate(eers, start=1):
+        p.update(epoch, eer)
+        ref.step(eer)
+        assert opt.param_groups[0]["lr"] == pytest.approx(gamma**p.reductions)
+        assert p.reference == ref.best
+    # converged: a whole plateau after the last cut, i.e. the plain rule replayed from that cut on
+    assert p.plateaued == (p.reductions == cuts and p.waited >= patience)
+
+
+def test_a_plateau_run_cuts_the_lr_then_converges(corpus, tmp_path, monkeypatch):
+    # Scripted validation EERs, patience 1, two cuts allowed: epoch 2 is no better -> cut 1, epoch 3
+    # better, epoch 4 no better -> cut 2, epoch 5 no better -> converged, stopped (budget 8 epochs).
+    import importlib
+
+    train_mod = importlib.import_module("bench.runner.train")
+    script = iter([20.0, 21.0, 15.0, 15.1, 16.0, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(train_mod, "validation_eer", lambda *a, **k: next(script))
+    over = {
+        "optim.scheduler": "plateau", "optim.gamma": 0.1, "optim.max_reductions": 2, "optim.lr": 0.01,
+        "train.early_stop": "true", "train.patience": 1, "train.min_delta": 0, "train.epochs": 8,
+    }  # fmt: skip
+    cfg = experiment.run_config(tiny_config(**over), "softmax", 0)
+    res = train(cfg, corpus, RunDir(tmp_path / "p"), loader_fn=fake_loader)
+    lrs = [r["lr"] for r in res.state.history]
+    assert lrs == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4])  # the lr of each epoch's last step
+    assert len(res.state.history) == 5 and res.checkpoint == "best"
+    b = budget_of(res.state.history, steps=15, samples=0, max_epochs=8, patience=1, min_delta=0, max_reductions=2)
+    assert b.converged and b.stopped_early and b.lr_reductions == 2 and b.best_epoch == 3
+    # Without cuts left the same history would have converged at epoch 2 already.
+    assert assess([20.0, 21.0], 1, 0.0).plateaued and not assess([20.0, 21.0], 1, 0.0, 1).plateaued
+
+
+def test_a_plateau_schedule_needs_validation():
+    with pytest.raises(BenchError, match="optim.scheduler='plateau'.*validate_every"):
+        tiny_config(**{"optim.scheduler": "plateau", "train.validate_every": 0})
+
+
+def test_resume_keeps_the_lr_cuts(corpus, tmp_path):
+    over = {
+        "optim.scheduler": "plateau", "optim.gamma": 0.5, "optim.max_reductions": 3, "train.early_stop": "true",
+        "train.patience": 1, "train.min_delta": 100, "train.epochs": 6, "train.steps_per_epoch": 2,
+        "train.checkpoint_every": 1,
+    }  # fmt: skip
+    cfg = experiment.run_config(tiny_config(**over), "softmax", 0)
+    full = train(cfg, corpus, RunDir(tmp_path / "full"), loader_fn=fake_loader)
+    assert [r["lr"] for r in full.state.history] == pytest.approx([0.05, 0.05, 0.025, 0.0125, 0.00625])
+    rd = RunDir(tmp_path / "cut")
+    with pytest.raises(Crash):  # dies in epoch 4, after two cuts
+        train(cfg, corpus, rd, loader_fn=crashing_loader(after=7))
+    resumed = train(cfg, corpus, rd, resume=True, loader_fn=fake_loader)
+    assert [r["lr"] for r in resumed.state.history] == [r["lr"] for r in full.state.history]
+    assert torch.equal(_params(full.model), _params(resumed.model))
+
+
 def _params(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 

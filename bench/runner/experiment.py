@@ -29,6 +29,7 @@ from bench.results import BUDGET_KEYS, MetricsRecord, Training
 from bench.runner import ddp
 from bench.runner.convergence import budget_of
 from bench.runner.evaluate import Embeddings, TrialScores, evaluate_corpus, write_scores
+from bench.runner.optim import max_reductions
 from bench.runner.rundir import RunDir, decide
 from bench.runner.train import LoaderFn, Reporter, default_loader, train
 
@@ -302,6 +303,7 @@ def _train_and_evaluate(
         max_epochs=cfg.train.epochs,
         patience=cfg.train.patience,
         min_delta=cfg.train.min_delta,
+        max_reductions=max_reductions(cfg.optim),
     ).to_dict()
     outcome.budget, outcome.converged = budget, budget["converged"]
     if not info.is_main:

@@ -37,8 +37,11 @@ OPTIMIZERS: dict[str, OptimizerBuilder] = {
 
 # Each maps (epoch progress e in [0, epochs], config, total epochs) -> factor applied to optim.lr.
 # "exponential" decays once per whole epoch, as the reference recipe's x0.97 per epoch does.
+# "plateau" is constant here: its cuts (x optim.gamma each) come from the validation EER, counted
+# by bench.runner.convergence.Plateau and passed in through LRSchedule.reductions.
 SCHEDULES: dict[str, Callable[[float, OptimConfig, int], float]] = {
     "constant": lambda e, c, n: 1.0,
+    "plateau": lambda e, c, n: 1.0,
     "exponential": lambda e, c, n: c.gamma ** math.floor(e),
     "step": lambda e, c, n: c.gamma ** math.floor(e / max(c.step_size, 1)),
     "cosine": lambda e, c, n: 0.5 * (1.0 + math.cos(math.pi * min(e / max(n, 1), 1.0))),
@@ -61,8 +64,9 @@ class LRSchedule:
     """Multiplicative lr factor as a function of the global batch index.
 
     Linear warm-up over ``warmup_epochs`` (reaching 1 at the end of warm-up, never exactly 0),
-    then the named schedule; ``min_lr`` is a floor after warm-up. A callable object rather than a
-    closure so that ``LambdaLR.state_dict()`` can serialise it.
+    then the named schedule, times ``optim.gamma ** reductions`` (the learning-rate cuts made at
+    validation plateaus, scheduler "plateau" only); ``min_lr`` is a floor after warm-up. A callable
+    object rather than a closure so that ``LambdaLR.state_dict()`` can serialise it (cuts included).
     """
 
     def __init__(self, cfg: OptimConfig, epochs: int, steps_per_epoch: int):
@@ -70,14 +74,28 @@ class LRSchedule:
         self.cfg = cfg
         self.epochs = epochs
         self.steps_per_epoch = max(int(steps_per_epoch), 1)
+        self.reductions = 0
 
     def __call__(self, step: int) -> float:
         e = step / self.steps_per_epoch
-        factor = SCHEDULES[self.cfg.scheduler](e, self.cfg, self.epochs)
+        factor = SCHEDULES[self.cfg.scheduler](e, self.cfg, self.epochs) * self.cfg.gamma**self.reductions
         warm = self.cfg.warmup_epochs
         if warm > 0 and e < warm:
             return factor * min(1.0, (step + 1) / (warm * self.steps_per_epoch))
         return max(factor, self.cfg.min_lr / self.cfg.lr)
+
+
+def max_reductions(cfg: OptimConfig) -> int:
+    """Learning-rate cuts allowed at validation plateaus: ``optim.max_reductions`` under the
+    "plateau" scheduler, none under a fixed schedule."""
+    return cfg.max_reductions if cfg.scheduler == "plateau" else 0
+
+
+def set_reductions(scheduler: torch.optim.lr_scheduler.LambdaLR, reductions: int) -> None:
+    """Apply ``reductions`` plateau cuts from the next step on (the lr of a ``LambdaLR`` is recomputed
+    from its schedule at every step)."""
+    for fn in scheduler.lr_lambdas:
+        fn.reductions = reductions
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int, steps_per_epoch: int):

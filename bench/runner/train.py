@@ -28,7 +28,15 @@ from bench.runner import ddp
 from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.runner.convergence import Plateau
 from bench.runner.evaluate import Embeddings, embed_utterances, validation_eer
-from bench.runner.optim import amp_mode, autocast, build_optimizer, build_scheduler, make_scaler
+from bench.runner.optim import (
+    amp_mode,
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    make_scaler,
+    max_reductions,
+    set_reductions,
+)
 from bench.runner.rundir import RunDir
 from models.speed import prepare_for_training
 
@@ -390,7 +398,7 @@ def _start(
     run.train_loss = ddp.wrap(run.loss_mod, info, device)
     run.train_model.train()
     run.train_loss.train()
-    run.plateau = Plateau.from_state(run.state.plateau, tc.patience, tc.min_delta)
+    run.plateau = Plateau.from_state(run.state.plateau, tc.patience, tc.min_delta, max_reductions(cfg.optim))
 
 
 def _train_epoch(run: _Run, epoch: int) -> float:
@@ -505,8 +513,15 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
         state.best_val_eer = val
         if tc.early_stop:
             run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    cuts = plateau.reductions
     plateau.update(epoch + 1, val)
     state.plateau = plateau.state_dict()
+    if plateau.reductions > cuts:
+        set_reductions(run.scheduler, plateau.reductions)
+        run.rep.message(
+            f"validation EER plateaued (best {plateau.best:.2f} %): lr x {cfg.optim.gamma:g} "
+            f"(cut {plateau.reductions} of {plateau.max_reductions})"
+        )
     # without validation, "best" is simply the latest epoch
     run.checkpoint(best=improved or tc.validate_every <= 0)
     run.logs.epochs(state.history)
