@@ -44,6 +44,41 @@ def test_threads_below_one_is_one_error_line(command, value, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+        (["perf", "--repeats", "0"], "--repeats must be an integer >= 1, got 0"),
+        (["data", "synth", "--speakers", "1"], "--speakers must be an integer >= 2, got 1"),
+        (["data", "synth", "--utts", "-1"], "--utts must be an integer >= 2, got -1"),
+        (["data", "synth", "--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+    ],
+)
+def test_an_integer_option_below_its_minimum_is_one_error_line(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the check comes before any work: nothing is written here
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [f"error: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_option_uses_typers_range_check():
+    """Typer's min=/max= print a usage block; bench's options use callback=at_least(n) instead."""
+    import typer.main
+
+    def walk(cmd, path: str):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    params = [(path, p) for path, cmd in walk(typer.main.get_command(app), "bench") for p in cmd.params]
+    assert len(params) > 50 and all(
+        hasattr(p, "min") and hasattr(p, "max") for _, p in params
+    )  # where Typer keeps them
+    ranged = [f"{path} {max(p.opts, key=len)}" for path, p in params if p.min is not None or p.max is not None]
+    assert ranged == []
+
+
 # --- tables off a terminal keep their headers whole ---------------------------------------------
 
 

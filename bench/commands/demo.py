@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from bench.commands.common import console, err_console, fail, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, fail, handle_errors, print_json
 from bench.commands.run import Threads
 
 DEMO_SEEDS = (0, 1, 2)
@@ -195,7 +195,9 @@ def demo(
     epochs: Annotated[
         Optional[int],
         typer.Option(
-            "--epochs", min=1, help="Maximum epochs per run (default: the preset's; runs stop at their plateau)."
+            "--epochs",
+            callback=at_least(1),
+            help="Maximum epochs per run, >= 1 (default: the preset's; runs stop at their plateau).",
         ),
     ] = None,
     data: Annotated[
