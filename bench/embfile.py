@@ -1,8 +1,8 @@
 """Embedding files of this and other toolkits, chosen by the file name's ending.
 
 =====================  =======================================================================
-``E.npz``              ``ids`` (unicode array) + ``embeddings`` (float32 ``[N, D]``); ours, read
-                       without pickle
+``E.npz``              ``ids`` (unicode array, or bytes decoded as UTF-8) + ``embeddings``
+                       (float32 ``[N, D]``); ours, read without pickle (object arrays refused)
 ``E.npy``              the float32 ``[N, D]`` matrix; ids one per line in ``E.ids.txt`` beside it
 ``E.ark``              Kaldi binary archive of float vectors (``copy-vector``/x-vector style)
 ``E.scp``              Kaldi script file pointing into arks (``xvector.scp``); writing ``E.scp``
@@ -20,6 +20,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,20 +37,59 @@ Writer = Callable[[Path, list[str], np.ndarray], None]
 # ------------------------------------------------------------------------------------------ npz
 
 
+# a zip file starts with a local file header, an empty one with its end record
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPZ = "not an .npz archive (the zip of arrays 'ids' and 'embeddings' that numpy.savez writes)"
+
+
 def _read_npz(path: Path) -> tuple[list[str], np.ndarray]:
+    # look at the first bytes ourselves: on a file that is no zip numpy guesses a pickle and says so
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith(_ZIP_MAGIC):
+        if head == b"\x93NUMPY":
+            raise BenchError(f"{_NPZ}: a plain .npy array; .npy needs an .ids.txt beside it", path)
+        raise BenchError(f"{_NPZ}: {'the file is empty' if not head else 'it does not start like a zip file'}", path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise BenchError("not an .npz archive (a plain .npy array?); .npy needs an .ids.txt beside it", path)
             if "ids" not in z or "embeddings" not in z:
                 raise BenchError(f"embedding file needs arrays 'ids' and 'embeddings', has {sorted(z.files)}", path)
-            ids = [str(i) for i in z["ids"]]
-            mat = np.asarray(z["embeddings"], dtype=np.float32)
+            ids = _decode_ids(_array(z, "ids", path), path)
+            mat = np.asarray(_array(z, "embeddings", path), dtype=np.float32)
     except BenchError:
         raise
+    except zipfile.BadZipFile:  # starts like a zip but is cut short or damaged
+        raise BenchError(f"{_NPZ}: a damaged or truncated zip file", path) from None
     except (OSError, ValueError, EOFError) as e:
         raise BenchError(f"cannot read .npz embedding file: {_first_line(e)}", path) from None
     return ids, mat
+
+
+def _array(z, name: str, path: Path) -> np.ndarray:
+    try:
+        return z[name]
+    except ValueError as e:
+        # an object array is a pickle, and unpickling a file runs code from it: never done for input files
+        if "allow_pickle" in str(e):
+            raise BenchError(
+                f"array '{name}' holds Python objects (stored with pickle, which bench does not load); "
+                f"save it as a plain array, e.g. ids=np.asarray(ids, dtype=str)",
+                path,
+            ) from None
+        raise
+
+
+def _decode_ids(raw: np.ndarray, path: Path) -> list[str]:
+    """``ids`` as str: a unicode array as is, a bytes (``S``) array decoded as UTF-8."""
+    ids = []
+    for n, i in enumerate(raw, 1):
+        if isinstance(i, bytes):
+            try:
+                i = i.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BenchError(f"'ids' entry {n} is not UTF-8 text: {bytes(i)!r}", path) from None
+        ids.append(str(i))
+    return ids
 
 
 def _write_npz(path: Path, ids: list[str], mat: np.ndarray) -> None:
@@ -110,15 +151,20 @@ def _kaldi_rows(items, path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(rows)
 
 
+_VECTOR = "a binary ('\\0B' FV/DV/FM/DM) or text vector, as copy-vector or kaldiio.save_ark write"
+
+
 def _read_ark(path: Path) -> tuple[list[str], np.ndarray]:
     import kaldiio
 
+    items: list = []
     try:
-        return _kaldi_rows(kaldiio.load_ark(str(path)), path)
-    except BenchError:
-        raise
-    except Exception as e:  # kaldiio raises ValueError/TypeError/OSError on foreign bytes
-        raise BenchError(f"cannot read Kaldi ark: {_first_line(e)}", path) from None
+        items.extend(kaldiio.load_ark(str(path)))
+    except Exception as e:  # kaldiio raises ValueError/TypeError/OSError/UnicodeError on foreign bytes
+        if not items:  # not an ark at all: what kaldiio tripped on (a codec, a digit) says nothing useful
+            raise BenchError(f"not a Kaldi archive of vectors: expected entries '<id> ' + {_VECTOR}", path) from None
+        raise BenchError(f"cannot read Kaldi ark: entry {len(items) + 1}: {_first_line(e)}", path) from None
+    return _kaldi_rows(items, path)
 
 
 def _read_scp(path: Path) -> tuple[list[str], np.ndarray]:
@@ -129,6 +175,7 @@ def _read_scp(path: Path) -> tuple[list[str], np.ndarray]:
     # the scp is text like any other list: decode it our way (BOM, CRLF, line-numbered errors) and
     # let kaldiio resolve the 'ark:offset' locations
     out = []
+    where: dict[str, tuple[int, str]] = {}  # key -> (scp line, location), for errors
     for n, line in enumerate(read_lines(path, "Kaldi scp file"), 1):
         if not line.strip():
             continue
@@ -139,11 +186,23 @@ def _read_scp(path: Path) -> tuple[list[str], np.ndarray]:
         if loc.endswith("|") or loc.startswith("|"):
             raise BenchError("piped scp commands are not run; give ark:offset locations", path, n)
         out.append(f"{key} {_locate(loc, path.parent)}\n")
+        where[key] = (n, loc)
     try:
         loader = kaldiio.load_scp(io.StringIO("".join(out)))
-        items = [(k, loader[k]) for k in loader]
-    except Exception as e:  # kaldiio raises ValueError/OSError/KeyError on bad locations or bytes
+    except Exception as e:  # kaldiio raises ValueError/KeyError on bad locations
         raise BenchError(f"cannot read Kaldi scp: {_first_line(e)}", path) from None
+    items = []
+    for k in loader:
+        try:
+            with warnings.catch_warnings():  # kaldiio warns before it raises; the error below says it all
+                warnings.simplefilter("ignore")
+                items.append((k, loader[k]))
+        except OSError as e:
+            raise BenchError(f"cannot read {where[k][1]}: {e.strerror or _first_line(e)}", path, where[k][0]) from None
+        except Exception:  # ValueError/TypeError/UnicodeError: the bytes there are no Kaldi vector
+            raise BenchError(
+                f"{where[k][1]} points at no Kaldi vector (expected {_VECTOR})", path, where[k][0]
+            ) from None
     return _kaldi_rows(items, path)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -42,6 +43,41 @@ def test_threads_below_one_is_one_error_line(command, value, tmp_path, monkeypat
     assert res.exit_code == 2
     assert res.output.splitlines() == [f"error: --threads must be an integer >= 1, got {value}"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+        (["perf", "--repeats", "0"], "--repeats must be an integer >= 1, got 0"),
+        (["data", "synth", "--speakers", "1"], "--speakers must be an integer >= 2, got 1"),
+        (["data", "synth", "--utts", "-1"], "--utts must be an integer >= 2, got -1"),
+        (["data", "synth", "--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+    ],
+)
+def test_an_integer_option_below_its_minimum_is_one_error_line(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the check comes before any work: nothing is written here
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [f"error: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_option_uses_typers_range_check():
+    """Typer's min=/max= print a usage block; bench's options use callback=at_least(n) instead."""
+    import typer.main
+
+    def walk(cmd, path: str):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    params = [(path, p) for path, cmd in walk(typer.main.get_command(app), "bench") for p in cmd.params]
+    assert len(params) > 50 and all(
+        hasattr(p, "min") and hasattr(p, "max") for _, p in params
+    )  # where Typer keeps them
+    ranged = [f"{path} {max(p.opts, key=len)}" for path, p in params if p.min is not None or p.max is not None]
+    assert ranged == []
 
 
 # --- tables off a terminal keep their headers whole ---------------------------------------------
@@ -100,6 +136,53 @@ def test_bench_run_summary_piped_at_80_columns_has_whole_headers(monkeypatch, ca
     for col in ("minDCF 0.01", "untrained EER %", "best val EER %", "converged", "utt/s"):
         assert f" {col} " in header, header
     assert "…" not in out
+
+
+# --- messages off a terminal stay on one line each ------------------------------------------------
+
+LONG = "reused finished work (corpus, report, skipped runs); --force retrains " + "runs/" + "x" * 90
+
+
+def test_a_message_off_a_terminal_is_one_line_whatever_its_length():
+    from bench.commands.common import FitConsole
+
+    buf = io.StringIO()
+    console = FitConsole(file=buf, force_terminal=False, width=80, markup=False)
+    console.print(LONG, highlight=False)
+    console.print(Text.assemble(("HTML report: ", "bold"), LONG))
+    assert buf.getvalue().splitlines() == [LONG, f"HTML report: {LONG}"]
+
+
+def test_a_message_on_a_terminal_still_wraps_at_its_width():
+    from bench.commands.common import FitConsole
+
+    buf, ref = io.StringIO(), io.StringIO()
+    FitConsole(file=buf, force_terminal=True, width=80, markup=False, color_system=None).print(LONG)
+    Console(file=ref, force_terminal=True, width=80, markup=False, color_system=None).print(LONG)
+    assert buf.getvalue() == ref.getvalue() and len(buf.getvalue().splitlines()) > 1
+
+
+def test_print_config_piped_is_toml_that_reads_back_with_a_long_path(tmp_path):
+    import tomllib
+
+    root = tmp_path / ("corpus-" + "x" * 100)
+    res = CliRunner().invoke(app, ["run", "--preset", "demo", "--losses", "aam", "--print-config",
+                                   "--set", f'data.root="{root}"'])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert tomllib.loads(res.output)["data"]["root"] == str(root)
+
+
+def test_the_corpus_generation_notice_piped_is_one_line(tmp_path, monkeypatch, capsys):
+    import bench.data.prepare as prepare
+    from bench.config import load_config
+
+    monkeypatch.setattr(prepare, "ensure_synthetic", lambda root, **k: "generated")
+    root = tmp_path / ("synth-" + "x" * 100)
+    cfg = load_config(preset="demo", overrides=[f'data.root="{root}"'])
+    assert prepare.prepare_corpus(cfg.data) == "generated"
+    assert (
+        capsys.readouterr().err.splitlines()[0] == f"{root}: no synthetic corpus here yet; generating the embedded one"
+    )
 
 
 # --- bench tune off a terminal: a plain line per trial epoch ------------------------------------

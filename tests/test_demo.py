@@ -163,6 +163,7 @@ def test_bad_demo_options_are_user_errors(tmp_path, args, message):
     [
         ({"losses": ("aam", "nosuchloss")}, "unknown loss 'nosuchloss'"),
         ({"losses": ("aam", "aam")}, "--losses names aam more than once"),
+        ({"seeds": (0, 1, 0)}, "--seeds names 0 more than once"),
         ({"overrides": ["nosuch.key=1"]}, "nosuch"),
     ],
 )

@@ -356,6 +356,65 @@ def test_embedding_format_errors(tmp_path, emb):
     assert res.exit_code == 2 and "accepted" in res.output
 
 
+def test_npz_ids_stored_as_bytes_are_decoded_as_utf8(tmp_path, emb):
+    """Toolkits that write ids with h5py/Python 2 habits leave a bytes ('S') array: ids are UTF-8."""
+    ids, mat = emb
+    ids = [*ids[:-1], "test/zoë-ü-1.wav"]  # non-ASCII: decoded as UTF-8, extension stripped as everywhere
+    raw = np.array([i.encode("utf-8") for i in ids])
+    assert raw.dtype.kind == "S"
+    np.savez(tmp_path / "b.npz", ids=raw, embeddings=mat)
+    got_ids, got = read_embeddings(tmp_path / "b.npz")
+    assert got_ids == [*ids[:-1], "test/zoë-ü-1"] and got.tobytes() == mat.tobytes()
+    np.savez(tmp_path / "latin1.npz", ids=np.array([b"caf\xe9", b"b"]), embeddings=mat[:2])
+    with pytest.raises(BenchError, match=r"latin1.npz: 'ids' entry 1 is not UTF-8 text") as e:
+        read_embeddings(tmp_path / "latin1.npz")
+    assert "\n" not in str(e.value)
+    # an object array of bytes needs pickle to load, which an input file never gets: a clear refusal
+    np.savez(tmp_path / "obj.npz", ids=np.array([i.encode() for i in ids], dtype=object), embeddings=mat)
+    with pytest.raises(BenchError, match=r"obj.npz: array 'ids' holds Python objects .*dtype=str") as e:
+        read_embeddings(tmp_path / "obj.npz")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"",
+        bytes(range(256)) * 3,
+        b"enroll test 1\nthis is a text file\n",
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'",
+        b"PK\x03\x04\x14\x00",
+    ],
+    ids=["empty", "random", "text", "npy", "cut-zip"],
+)
+@pytest.mark.parametrize("suffix", [".npz", ".ark"])
+def test_a_junk_embedding_file_is_one_line_naming_the_file_and_the_format(tmp_path, junk, suffix):
+    p = tmp_path / f"E{suffix}"
+    p.write_bytes(junk)
+    with pytest.raises(BenchError) as e:
+        read_embeddings(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: ") and "\n" not in msg
+    if suffix == ".npz":
+        assert "not an .npz archive" in msg and "numpy.savez" in msg and "pickle" not in msg
+    elif junk:
+        assert "not a Kaldi archive of vectors" in msg and "copy-vector" in msg and "codec" not in msg
+        # the same bytes reached through an scp: the error names the scp line and where it points
+        (tmp_path / "E.scp").write_text(f"u0 {p}:0\n")
+        with pytest.raises(BenchError) as e:
+            read_embeddings(tmp_path / "E.scp")
+        assert str(e.value).startswith(f"{tmp_path / 'E.scp'}:1: {p}:0 points at no Kaldi vector (expected a binary")
+    else:
+        assert msg.endswith("Kaldi file holds no embeddings")
+
+
+def test_an_npz_without_the_arrays_names_those_it_has(tmp_path):
+    np.savez(tmp_path / "E.npz", keys=np.array(["a"]), vectors=np.ones((1, 3)))
+    with pytest.raises(BenchError, match=r"E.npz: embedding file needs arrays 'ids' and 'embeddings', "
+                                         r"has \['keys', 'vectors'\]$"):  # fmt: skip
+        read_embeddings(tmp_path / "E.npz")
+
+
 def _same(a, b):
     """Reader results compared field by field (dataclasses, frames, dicts, tuples)."""
     import dataclasses

@@ -76,6 +76,41 @@ def test_bad_seeds_and_corpus_are_user_errors(tmp_path):
     assert res.exit_code == 2 and "neither a corpus kind" in res.output
 
 
+@pytest.mark.parametrize(
+    ("losses", "seeds", "message"),
+    [(["aam", "softmax", "aam"], [0], "--losses names aam more than once"),
+     (["aam"], [1, 0, 1], "--seeds names 1 more than once")],
+)  # fmt: skip
+def test_plan_runs_refuses_a_repeated_loss_or_seed(tmp_path, losses, seeds, message):
+    from bench.config import load_config
+    from bench.errors import BenchError
+    from bench.runner.experiment import plan_runs
+
+    cfg = load_config(preset="demo")
+    with pytest.raises(BenchError, match=f"^{message}$"):
+        plan_runs(cfg, losses, seeds, tmp_path)
+    assert [(p.cfg.loss.name, p.cfg.train.seed) for p in plan_runs(cfg, ["aam", "softmax"], [1, 0], tmp_path)] == [
+        ("aam", 1), ("aam", 0), ("softmax", 1), ("softmax", 0)
+    ]  # fmt: skip
+
+
+def test_bench_run_refuses_a_repeated_loss_before_reading_data(tmp_path, monkeypatch):
+    import bench.data.corpus
+    import bench.data.prepare
+
+    def no_data(*a, **k):
+        raise AssertionError("the corpus was touched before the repeated loss was refused")
+
+    monkeypatch.setattr(bench.data.prepare, "prepare_corpus", no_data)
+    monkeypatch.setattr(bench.data.corpus, "load_corpus", no_data)
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["run", "--preset", "demo", "--losses", "aam,softmax,aam", "--out", str(out),
+                                   "--set", f'data.root="{tmp_path / "data"}"'])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert res.output.splitlines() == ["error: --losses names aam more than once"]
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
 def _invoke(argv: list[str]):
     return CliRunner().invoke(app, argv)
 

@@ -16,11 +16,14 @@ from bench.errors import BenchError
 
 
 class FitConsole(Console):
-    """A Console that, off a terminal (a pipe, a log file), prints each table at its natural width.
+    """A Console that, off a terminal (a pipe, a log file), prints each table at its natural width
+    and each message on one line.
 
     Rich lays out for 80 columns when it finds no terminal and squeezes a wider table by cutting its
-    headers ('minD…', 'conv…'); a log file has no right edge, so there the table gets the columns its
-    content needs. On a terminal nothing changes: the terminal's width rules.
+    headers ('minD…', 'conv…'), and breaks a longer message (a path, a hint, a TOML line) in two; a
+    log file has no right edge, so there the table gets the columns its content needs and a message
+    is soft-wrapped (left whole for the reader's viewer). On a terminal nothing changes: the
+    terminal's width rules.
     """
 
     _fit = 0  # width of the table being printed off a terminal; 0 = the console's own width
@@ -38,7 +41,11 @@ class FitConsole(Console):
         from rich.measure import Measurement
         from rich.table import Table
 
-        if self.is_terminal or not any(isinstance(o, Table) for o in objects):
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        if not any(isinstance(o, Table) for o in objects):
+            kwargs.setdefault("soft_wrap", True)
             super().print(*objects, **kwargs)
             return
         wide = self.options.update_width(10_000)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from bench.commands.common import console, err_console, fail, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, fail, handle_errors, print_json
 from bench.commands.run import Threads
 
 DEMO_SEEDS = (0, 1, 2)
@@ -100,7 +100,7 @@ def run_demo(
     from bench.config import load_config
     from bench.errors import BenchError
     from bench.runner import ddp
-    from bench.runner.experiment import run_config, run_experiment
+    from bench.runner.experiment import plan_runs, run_experiment
     from reports.build import MARKER, Options, build
 
     if preset not in DEMO_PRESETS:
@@ -112,15 +112,12 @@ def run_demo(
     data = data or spec.data
     report_dir = report_dir or spec.report
     # Everything the user typed is checked before the corpus is generated (tens of seconds to minutes).
-    dup = sorted({n for n in losses if list(losses).count(n) > 1})
-    if dup:
-        raise BenchError(f"--losses names {', '.join(dup)} more than once")
     sets = [f'data.root="{data}"', *(overrides or [])]
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset=spec.config, overrides=sets)
-    for name in losses:  # the runner's own check (unknown loss, a --set key no chosen loss has)
-        run_config(cfg, name, seeds[0], list(losses))
+    # the runner's own checks: a repeated loss or seed, an unknown loss, a --set key no chosen loss has
+    plan_runs(cfg, list(losses), list(seeds), out)
     t0 = time.perf_counter()
     corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
     t_corpus = time.perf_counter() - t0
@@ -198,7 +195,9 @@ def demo(
     epochs: Annotated[
         Optional[int],
         typer.Option(
-            "--epochs", min=1, help="Maximum epochs per run (default: the preset's; runs stop at their plateau)."
+            "--epochs",
+            callback=at_least(1),
+            help="Maximum epochs per run, >= 1 (default: the preset's; runs stop at their plateau).",
         ),
     ] = None,
     data: Annotated[

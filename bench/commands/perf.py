@@ -44,7 +44,9 @@ def perf(
     ] = None,
     repeats: Annotated[
         Optional[int],
-        typer.Option("--repeats", min=1, help="Repeats per measurement (median) [default: 3, --quick: 1]."),
+        typer.Option(
+            "--repeats", callback=at_least(1), help="Repeats per measurement (median), >= 1 [default: 3, --quick: 1]."
+        ),
     ] = None,
     only: Annotated[
         Optional[str],

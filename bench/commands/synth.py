@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from bench.commands.common import console, err_console, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, handle_errors, print_json
 
 
 @handle_errors
@@ -24,17 +24,24 @@ def synth(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: data/synth-<preset>).")] = None,
     speakers: Annotated[
         Optional[int],
-        typer.Option("--speakers", help="Training speakers (validation and evaluation speakers scale with it).", min=2),
+        typer.Option(
+            "--speakers",
+            callback=at_least(2),
+            help="Training speakers, >= 2 (validation and evaluation speakers scale with it).",
+        ),
     ] = None,
     utts: Annotated[
-        Optional[int], typer.Option("--utts", help="Utterances per training/validation speaker.", min=2)
+        Optional[int],
+        typer.Option("--utts", callback=at_least(2), help="Utterances per training/validation speaker, >= 2."),
     ] = None,
     min_seconds: Annotated[Optional[float], typer.Option("--min-seconds", help="Shortest utterance, seconds.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Longest utterance, seconds.")] = None,
     seed: Annotated[
         Optional[int], typer.Option("--seed", help="Random seed; the same seed gives identical files.")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes (default: CPU count).", min=0)] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", callback=at_least(0), help="Worker processes (default: CPU count).")
+    ] = 0,
     check: Annotated[
         bool, typer.Option("--check", help="Score the eval trials with a non-learned MFCC baseline and print its EER.")
     ] = False,

@@ -110,7 +110,9 @@ def prepare_corpus(data: Any, *, quiet: bool = False) -> str:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             console = Console(stderr=True, markup=False)
-            console.print(f"{root}: no synthetic corpus here yet; generating the embedded one", highlight=False)
+            console.print(  # soft_wrap: one line in a log file, whatever the path's length
+                f"{root}: no synthetic corpus here yet; generating the embedded one", highlight=False, soft_wrap=True
+            )
             with Progress(
                 TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 console=console, transient=True,

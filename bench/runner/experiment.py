@@ -109,8 +109,13 @@ def plan_runs(cfg: ExperimentConfig, losses: list[str], seeds: list[int], out: s
 
     With ``finetune.name`` set each run fine-tunes ``<out>/<experiment>/<loss>/seed<k>/`` into
     ``<loss>+<recipe>/seed<k>/``: losses the recipe refuses fail first, then any parent that is
-    missing, unfinished or trained with other settings (``bench.finetune``).
+    missing, unfinished or trained with other settings (``bench.finetune``). A loss or seed named
+    twice is a ``BenchError`` before anything else: it would train the same run folder twice.
     """
+    for option, items in (("--losses", list(losses)), ("--seeds", list(seeds))):
+        repeated = list(dict.fromkeys(str(x) for x in items if items.count(x) > 1))
+        if repeated:
+            raise BenchError(f"{option} names {', '.join(repeated)} more than once")
     configs = [run_config(cfg, loss, seed, losses) for loss in losses for seed in seeds]
     if not cfg.finetune.name:
         return [PlannedRun(c, RunDir.for_run(out, cfg.experiment, c.loss.name, c.train.seed)) for c in configs]
