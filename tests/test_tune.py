@@ -64,7 +64,7 @@ def test_space_rejects_duplicates_fixed_params_and_empty():
         parse_space(["temperature=0.1:0.2", "temperature=0.05:0.2"], "aamsupcon")
     with pytest.raises(BenchError, match="both searched .* and fixed"):
         parse_space(["temperature=0.1:0.2"], "aamsupcon", fixed={"temperature": 0.1})
-    with pytest.raises(BenchError, match="searchable for 'supcon': temperature"):
+    with pytest.raises(BenchError, match="searchable for 'supcon': temperature; recipe keys: optim.lr, "):
         parse_space([], "supcon")
     with pytest.raises(BenchError, match="unknown loss 'aamsupcn'"):
         parse_param("temperature=0.1:0.2", "aamsupcn")
@@ -108,6 +108,7 @@ def test_searchable_config_keys_are_typed_fields_of_the_config():
         ("optim.weight_decay=-1e-4:1e-4", r"optim.weight_decay=-0.0001 is not valid: optim.weight_decay must be >= 0"),
         ("optim.gamma=0.5:1.5", r"optim.gamma=1.5 is not valid: optim.gamma must be in \(0, 1\]"),
         ("optim.warmup_epochs=-1,1", r"optim.warmup_epochs=-1.0 is not valid: optim.warmup_epochs must be >= 0"),
+        ("lr=1e-3:1e-2", r"'lr' is not a parameter of loss 'aam' \(did you mean 'optim.lr'\?\); searchable: scale"),
     ],
 )  # fmt: skip
 def test_bad_config_key_specs_are_one_line_user_errors(text, message):

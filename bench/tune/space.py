@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.registry import coerce, suggest
-from bench.tune.keys import is_config_key, key_type, with_values
+from bench.tune.keys import CONFIG_KEYS, is_config_key, key_type, with_values
 
 KINDS = ("float", "int", "categorical")
 
@@ -131,10 +131,9 @@ def parse_param(text: str, loss: str, fixed: dict[str, Any] | None = None, base:
 
         all_names = [f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)]
         why = "cannot be searched (not a number, bool or string)" if name in all_names else "is not a parameter"
-        raise BenchError(
-            f"--param {text}: '{name}' {why} of loss '{loss}'{_closest(name, list(fields))}; "
-            f"searchable: {', '.join(fields)}"
-        )
+        recipe = [k for k in CONFIG_KEYS if k.rpartition(".")[2] == name]  # "lr" means "optim.lr"
+        hint = f" (did you mean '{recipe[0]}'?)" if recipe and name not in all_names else _closest(name, list(fields))
+        raise BenchError(f"--param {text}: '{name}' {why} of loss '{loss}'{hint}; searchable: {', '.join(fields)}")
     out, ends = _parse_spec(name, spec, fields[name], where)
     own = {k: v for k, v in (fixed or {}).items() if not is_config_key(k)}
     _check_values(loss, name, ends, own, where)
@@ -210,7 +209,8 @@ def parse_space(texts: list[str], loss: str, fixed: dict[str, Any] | None = None
     """
     if not texts:
         raise BenchError(
-            f"give at least one --param NAME=LOW:HIGH; searchable for '{loss}': {', '.join(searchable(loss))}"
+            f"give at least one --param NAME=LOW:HIGH; searchable for '{loss}': {', '.join(searchable(loss))}; "
+            f"recipe keys: {', '.join(CONFIG_KEYS)}"
         )
     specs = [parse_param(t, loss, fixed, base) for t in texts]
     names = [s.name for s in specs]
