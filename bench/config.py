@@ -314,7 +314,8 @@ def load_config(
         data = _merge(data, read_toml(file))
     from bench.per_loss import drop_overridden
 
-    data = apply_overrides(drop_overridden(data, overrides or []), overrides or [])
+    typed = [parse_override(o)[0] for o in overrides or []]
+    data = apply_overrides(drop_overridden(data, typed), overrides or [])
     cfg = config_from_mapping(ExperimentConfig, data, where="config")
     cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
     check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched

@@ -23,12 +23,13 @@ from typing import Any
 from bench.errors import BenchError
 
 
-def drop_overridden(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def drop_overridden(data: dict[str, Any], typed_keys: list[list[str]]) -> dict[str, Any]:
     """The preset/file mapping ``data`` without the per-loss optim values that a typed
-    ``--set optim.KEY=...`` replaces for every loss (applied before the overrides themselves)."""
-    from bench.config import parse_override
+    ``--set optim.KEY=...`` replaces for every loss (applied before the overrides themselves).
 
-    typed = {parts[1] for parts, _ in map(parse_override, overrides) if len(parts) == 2 and parts[0] == "optim"}
+    ``typed_keys``: the key paths of the ``--set`` overrides (``["optim", "lr"]``).
+    """
+    typed = {parts[1] for parts in typed_keys if len(parts) == 2 and parts[0] == "optim"}
     tables = data.get("optim", {}).get("per_loss") if isinstance(data.get("optim"), dict) else None
     if not typed or not isinstance(tables, dict):
         return data

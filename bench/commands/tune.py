@@ -57,7 +57,7 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     threads: Threads = None,
 ) -> None:
-    """Search loss hyper-parameters (and optim.lr & co.) with Optuna (seeded TPE, per-epoch pruning on the validation EER).
+    """Search loss hyper-parameters and optim.lr & co. with Optuna (seeded TPE, pruning on the validation EER).
 
     Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
     several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
