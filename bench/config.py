@@ -110,6 +110,9 @@ class OptimConfig:
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     grad_clip: float = 0.0  # 0 disables clipping
+    # Settings of one loss only, over the ones above (e.g. [optim.per_loss.aam] lr = 0.003): a learning
+    # rate tuned per loss (bench tune --param optim.lr=...). Applied by bench.per_loss.optim_for.
+    per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
         check_section("optim", self)
@@ -312,7 +315,10 @@ def load_config(
         data.setdefault("preset", preset)
     if file:
         data = _merge(data, read_toml(file))
-    data = apply_overrides(data, overrides or [])
+    from bench.per_loss import drop_overridden
+
+    typed = [parse_override(o)[0] for o in overrides or []]
+    data = apply_overrides(drop_overridden(data, typed), overrides or [])
     cfg = config_from_mapping(ExperimentConfig, data, where="config")
     cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
     check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched

@@ -183,6 +183,7 @@ RANGES: dict[str, Rule] = {
     "optim.warmup_epochs": at_least(0),
     "optim.min_lr": at_least(0),
     "optim.grad_clip": at_least(0),
+    "optim.per_loss": table(),  # each table's keys and values: bench.per_loss.optim_for
     # train
     "train.epochs": at_least(1),
     "train.steps_per_epoch": at_least(0),

@@ -19,8 +19,8 @@
 #
 # Search spaces: AAM scale (log 4-32) and margin; SupCon temperature (log 0.03-0.3); AAM-SupCon all
 # of these plus the AAM weight. softmax has no loss parameter to tune (bias only). The optimiser
-# (Adam, lr 0.005, cosine) is shared by all losses and not searched: `bench tune` searches loss
-# parameters only.
+# (Adam, lr 0.005, cosine) is shared by all losses and not searched here; `bench tune` can search it
+# too (--param optim.lr=1e-3:2e-2:log; --show then prints an [optim.per_loss.<loss>] table).
 #
 # Cost on 2 cores: demo, a trial is 700 steps (about 1.5 min; pruned trials less): `tune_demo.sh demo 6`
 # took 16 min (2026-11-29); cpu, a trial is at most 2,100 steps (about 5 min, estimated): use TRIALS=12, about

@@ -64,10 +64,82 @@ def test_space_rejects_duplicates_fixed_params_and_empty():
         parse_space(["temperature=0.1:0.2", "temperature=0.05:0.2"], "aamsupcon")
     with pytest.raises(BenchError, match="both searched .* and fixed"):
         parse_space(["temperature=0.1:0.2"], "aamsupcon", fixed={"temperature": 0.1})
-    with pytest.raises(BenchError, match="searchable for 'supcon': temperature"):
+    with pytest.raises(BenchError, match="searchable for 'supcon': temperature; recipe keys: optim.lr, "):
         parse_space([], "supcon")
     with pytest.raises(BenchError, match="unknown loss 'aamsupcn'"):
         parse_param("temperature=0.1:0.2", "aamsupcn")
+
+
+def test_config_keys_parse_and_round_trip():
+    lr = parse_param("optim.lr=1e-3:2e-2:log", "aam")
+    assert (lr.name, lr.kind, lr.low, lr.high, lr.log, lr.step) == ("optim.lr", "float", 1e-3, 2e-2, True, None)
+    wd = parse_param("optim.weight_decay=0,1e-5,1e-4", "aam")
+    assert wd.kind == "categorical" and wd.choices == (0.0, 1e-5, 1e-4)
+    g = parse_param("optim.gamma=0.9:0.99:0.01", "aamsupcon")
+    assert g.step == pytest.approx(0.01)
+    for spec in (lr, wd, g):
+        assert parse_param(spec.text(), "aam") == spec
+
+
+def test_searchable_config_keys_are_typed_fields_of_the_config():
+    import dataclasses
+    import typing
+
+    from bench.config import ExperimentConfig
+    from bench.tune.keys import CONFIG_KEYS
+
+    assert {"optim.lr", "optim.weight_decay", "optim.gamma", "optim.warmup_epochs"} <= set(CONFIG_KEYS)
+    for key, tp in CONFIG_KEYS.items():
+        section, name = key.split(".")  # two levels: with_values and the study definition rely on it
+        section_cls = type(getattr(ExperimentConfig(), section))
+        assert name in {f.name for f in dataclasses.fields(section_cls)}
+        assert typing.get_type_hints(section_cls)[name] is tp, key
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("optim.lrr=1e-3:1e-2", r"'optim.lrr' is not a searchable config key \(did you mean 'optim.lr'\?\); "
+                                "searchable: optim.lr, optim.weight_decay, optim.gamma, optim.warmup_epochs"),
+        ("data.views=1:3", r"'data.views' is not a searchable config key; searchable: optim.lr"),
+        ("optim.lr=0:0.1:log", "a log range needs low > 0"),
+        ("optim.lr=0.1:0.01", r"low \(0.1\) must be < high \(0.01\)"),
+        ("optim.lr=a:b", "expected a number"),
+        ("optim.weight_decay=-1e-4:1e-4", r"optim.weight_decay=-0.0001 is not valid: optim.weight_decay must be >= 0"),
+        ("optim.gamma=0.5:1.5", r"optim.gamma=1.5 is not valid: optim.gamma must be in \(0, 1\]"),
+        ("optim.warmup_epochs=-1,1", r"optim.warmup_epochs=-1.0 is not valid: optim.warmup_epochs must be >= 0"),
+        ("lr=1e-3:1e-2", r"'lr' is not a parameter of loss 'aam' \(did you mean 'optim.lr'\?\); searchable: scale"),
+    ],
+)  # fmt: skip
+def test_bad_config_key_specs_are_one_line_user_errors(text, message):
+    with pytest.raises(BenchError, match=message) as e:
+        parse_param(text, "aam")
+    assert "\n" not in str(e.value)
+
+
+def test_config_key_ends_get_the_checks_of_set():
+    # the refusal is the one `--set optim.lr=-1` gives, checked in the study's base config (relations too)
+    with pytest.raises(BenchError) as by_set:
+        load_config(overrides=["optim.lr=-1"])
+    with pytest.raises(BenchError) as by_param:
+        parse_param("optim.lr=-1:0.1", "aam")
+    assert by_param.value.message == f"--param optim.lr=-1:0.1: optim.lr=-1.0 is not valid: {by_set.value.message}"
+    base = load_config(overrides=["optim.min_lr=0.01"])
+    with pytest.raises(BenchError, match=r"optim.lr=0.001 is not valid: optim.min_lr must be <= optim.lr"):
+        parse_param("optim.lr=0.001:0.1", "aam", base=base)
+    assert parse_param("optim.lr=0.02:0.1", "aam", base=base).low == 0.02
+
+
+def test_config_key_both_searched_and_fixed_is_refused():
+    with pytest.raises(BenchError, match=r"optim.lr: both searched \(--param\) and fixed \(--set optim.lr"):
+        parse_space(["scale=4:32:log", "optim.lr=1e-3:1e-2:log"], "aam", fixed={"optim.lr": 0.01})
+    with pytest.raises(BenchError, match="more than once for: optim.lr"):
+        parse_space(["optim.lr=1e-3:1e-2", "optim.lr=1e-3:2e-2"], "aam")
+    # a fixed config key does not reach the loss's own config check, and vice versa
+    assert [s.name for s in parse_space(["scale=4:32", "optim.lr=1e-3:1e-2"], "aam", fixed={"optim.gamma": 0.9})] == [
+        "scale",
+        "optim.lr",
+    ]
 
 
 # --- studies with a stubbed trainer -------------------------------------------------------------
@@ -285,3 +357,99 @@ def test_cli_show_summarises_a_study(tmp_path):
     assert r.exit_code == 2
     r = CliRunner().invoke(app, ["tune", "--show", "s", "--out", str(tmp_path / "runs"), "--no-plots"])
     assert r.exit_code == 0 and "train the final model with:" in r.output and "bench run --losses aamsupcon" in r.output
+
+
+# --- searching training-recipe keys (optim.lr) ----------------------------------------------------
+
+
+def lr_trainer(seen: dict):
+    """val EER a smooth function of the trial's lr (best at 0.005) and AAM scale; records the lr it got."""
+
+    def fn(cfg, rd, reporter):
+        import math
+
+        seen[rd.path.name] = cfg.optim.lr
+        base = 10 + 5 * (math.log10(cfg.optim.lr / 0.005)) ** 2 + 0.01 * cfg.loss.params["scale"]
+        for e in range(1, cfg.train.epochs + 1):
+            reporter.end_epoch({"epoch": e, "val_eer": base + 5.0 / e})
+
+    return fn
+
+
+def _lr_space():
+    return parse_space(["scale=4:32:log", "optim.lr=1e-3:2e-2:log"], "aam")
+
+
+def test_study_over_lr_sets_it_in_every_trial_config(tmp_path):
+    import tomllib
+
+    from bench.runner.experiment import run_config
+
+    # a per-loss lr of the base config is a default the search replaces, like a preset's scale
+    sets = ["train.epochs=2", "optim.per_loss.aam.lr=0.5"]
+    base = load_config(preset="demo", overrides=sets)
+    seen: dict[str, float] = {}
+    tune = _tune(tmp_path, loss="aam", trials=3)
+    res = run_study(base, tune, _lr_space(), lr_trainer(seen), origin={"preset": "demo", "sets": sets})
+    trials = res.study.trials
+    assert len({t.params["optim.lr"] for t in trials}) == 3
+    for t in trials:
+        rd = Path(t.user_attrs["run_dir"])
+        assert seen[rd.name] == t.params["optim.lr"] and 1e-3 <= t.params["optim.lr"] <= 2e-2
+        cfg = tomllib.loads((rd / "config.toml").read_text())
+        assert cfg["optim"]["lr"] == t.params["optim.lr"] and cfg["loss"]["params"]["scale"] == t.params["scale"]
+        assert cfg["optim"]["per_loss"] == {} and cfg["optim"]["optimizer"] == "adam"  # the rest is the preset's
+        run = json.loads((rd / "run.json").read_text())
+        assert run["tune"] == {"study": "s", "trial": t.number, "params": t.params}
+    # the final command trains with the best values: rebuild its config as bench run would
+    best = summarize(res.study, res.storage)["best"]
+    cmd = best["command"].split()
+    assert f"optim.lr={best['params']['optim.lr']!r}" in cmd and "optim.per_loss.aam.lr=0.5" not in cmd
+    overrides = [cmd[i + 1] for i, w in enumerate(cmd) if w == "--set"]
+    final = run_config(load_config(preset="demo", overrides=overrides), "aam", 0)
+    assert final.optim.lr == best["params"]["optim.lr"] and final.loss.params["scale"] == best["params"]["scale"]
+    assert final.train.epochs == 2
+    # resuming: another base lr is no other study (it is searched), another space is
+    done = run_study(load_config(preset="demo", overrides=["train.epochs=2", "optim.lr=0.02"]), tune, _lr_space(),
+                     lr_trainer(seen))  # fmt: skip
+    assert done.stopped == "done" and done.started == 0
+    with pytest.raises(BenchError, match=r"different settings \(space"):
+        run_study(base, tune, parse_space(["scale=4:32:log"], "aam"), lr_trainer(seen))
+
+
+def test_cli_show_prints_the_preset_tables_of_the_best_trial(tmp_path):
+    from bench.runner.experiment import run_config
+
+    run_study(_base(2), _tune(tmp_path, loss="aam", trials=3), _lr_space(), lr_trainer({}), origin={"preset": "demo"})
+    out = tmp_path / "runs"
+    r = CliRunner().invoke(app, ["tune", "--show", "s", "--out", str(out), "--json", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    best = json.loads(r.output)["best"]
+    scale, lr = best["params"]["scale"], best["params"]["optim.lr"]
+    assert best["preset"] == f"[loss.per_loss.aam]\nscale = {scale!r}\n\n[optim.per_loss.aam]\nlr = {lr!r}"
+    r = CliRunner().invoke(app, ["tune", "--show", "s", "--out", str(out), "--no-plots"])
+    assert r.exit_code == 0, r.output
+    text = "\n".join(line.strip() for line in r.output.splitlines())
+    assert f"best: trial {best['number']}" in text and f"optim.lr={lr:.4g}" in text
+    assert f"or put these values in the preset (for this loss only):\n{best['preset']}" in text
+    # pasted into a config file over the preset, the tables give aam the tuned values and leave aamsupcon's
+    toml = tmp_path / "tuned.toml"
+    toml.write_text(best["preset"] + "\n")
+    cfg = load_config(preset="demo", file=toml)
+    aam = run_config(cfg, "aam", 0, ["aam", "aamsupcon"])
+    assert (aam.optim.lr, aam.loss.params["scale"]) == (lr, scale)
+    other = run_config(cfg, "aamsupcon", 0, ["aam", "aamsupcon"])
+    assert other.optim.lr == load_config(preset="demo").optim.lr and other.loss.params["scale"] == 12.91
+
+
+def test_cli_refuses_a_searched_key_fixed_with_set_before_training(tmp_path):
+    base = ["tune", "--preset", "demo", "--loss", "aam", "--param", "optim.lr=1e-3:2e-2:log", "--out", str(tmp_path)]
+    for fixed in ("optim.lr=0.01", "optim.per_loss.aam.lr=0.01"):
+        r = CliRunner().invoke(app, [*base, "--set", fixed])
+        assert r.exit_code == 2 and "optim.lr: both searched (--param) and fixed" in r.output, r.output
+    r = CliRunner().invoke(app, [*base[:-4], "--param", "optim.lrate=1e-3:1e-2", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "did you mean 'optim.lr'" in r.output
+    # a per-loss lr of another loss fixes nothing for aam
+    r = CliRunner().invoke(app, [*base, "--set", "optim.per_loss.aamsupcon.lr=0.01", "--param", "scale=0:1"])
+    assert r.exit_code == 2 and "scale=0.0 is not valid" in r.output  # got past the fixed check to the scale one
+    assert not any(tmp_path.iterdir())  # nothing was written: refused before any study or corpus

@@ -72,3 +72,31 @@ def test_plots_are_written(tmp_path):
     assert all(p.stat().st_size > 1000 and p.with_suffix(".svg").exists() for p in pngs)
     few = run_study(_base(2), _tune(tmp_path / "few", trials=2), _space(), curve_trainer).study
     assert "importance" not in [p.stem for p in save_plots(few, tmp_path / "few_plots")]
+
+
+def test_study_over_the_learning_rate_trains_each_trial_with_its_own_lr(corpus, tmp_path):
+    import csv
+    import tomllib
+
+    # a constant schedule without warm-up: every step's lr is the trial's optim.lr itself
+    sets = [x for s in [*FAST, "optim.scheduler=constant", "optim.warmup_epochs=0"] for x in ("--set", s)]
+    args = ["tune", "--preset", "demo", "--corpus", str(corpus), *sets, "--loss", "aam", "--trials", "2",
+            "--param", "optim.lr=1e-3:2e-2:log", "--pruner", "none", "--study", "lr", "--out", str(tmp_path),
+            "--json", "--no-plots"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output[r.output.index("{") :])
+    assert s["counts"] == {"complete": 2} and s["space"] == ["optim.lr=0.001:0.02:log"]
+    used = []
+    for t in s["trials"]:
+        rd = Path(t["run_dir"])
+        lr = t["params"]["optim.lr"]
+        with open(rd / "epochs.csv") as f:
+            steps = [float(row["lr"]) for row in csv.DictReader(f)]  # the optimizer's own lr in the epoch
+        assert steps == pytest.approx([lr], rel=1e-5)
+        assert tomllib.loads((rd / "config.toml").read_text())["optim"]["lr"] == lr
+        assert json.loads((rd / "run.json").read_text())["tune"]["params"] == {"optim.lr": lr}
+        used.append(steps[0])
+    assert abs(used[0] - used[1]) > 1e-4  # the two trials trained with different learning rates
+    assert s["best"]["preset"] == f"[optim.per_loss.aam]\nlr = {s['best']['params']['optim.lr']!r}"
+    assert f"--set optim.lr={s['best']['params']['optim.lr']!r}" in s["best"]["command"]

@@ -21,7 +21,8 @@ def tune(
         typer.Option(
             "--param",
             metavar="NAME=RANGE",
-            help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses.",
+            help="NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,... (repeatable); NAME from bench list losses, "
+            "or a recipe key: optim.lr, optim.weight_decay, optim.gamma, optim.warmup_epochs, optim.momentum.",
         ),
     ] = None,
     trials: Annotated[
@@ -56,7 +57,7 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     threads: Threads = None,
 ) -> None:
-    """Search loss hyper-parameters with Optuna (seeded TPE, per-epoch pruning on the validation EER).
+    """Search loss hyper-parameters and optim.lr & co. with Optuna (seeded TPE, pruning on the validation EER).
 
     Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
     several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
@@ -67,6 +68,7 @@ def tune(
     Examples:
       bench tune --preset demo --loss aamsupcon --param margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
       bench tune --preset demo --loss aam --param margin=0.1:0.4 --storage postgresql://user@host/db --study aam-m
+      bench tune --preset demo --loss aam --param scale=4:32:log --param optim.lr=1e-3:2e-2:log
       bench tune --show aam-m
     """
     from bench.tune.storage import default_storage
@@ -75,7 +77,7 @@ def tune(
         _show(show, storage or default_storage(out, show), json_out, plots)
         return
     from bench.commands.run import check_out, shortcut_overrides
-    from bench.config import load_config
+    from bench.config import load_config, to_dict
     from bench.tune import TuneConfig, parse_space
 
     check_out(out)
@@ -100,7 +102,17 @@ def tune(
     from_cli = {p[-1] for p in paths if p[:2] == ["loss", "params"] or p[:3] == ["loss", "per_loss", name]}
     own = {**cfg.loss.params, **cfg.loss.per_loss.get(name, {})}
     fixed = {k: v for k, v in own.items() if k in known and k in from_cli}
-    space = parse_space(tcfg.params, name, fixed)
+    from bench.config import value_at
+    from bench.runner.experiment import run_config
+    from bench.tune.keys import CONFIG_KEYS
+
+    # recipe keys typed with --set, shared (optim.lr) or for this loss (optim.per_loss.<loss>.lr)
+    for p in paths:
+        key = ".".join(p[:1] + p[3:]) if p[1:3] == ["per_loss", name] else ".".join(p)
+        if key in CONFIG_KEYS:
+            fixed[key] = value_at(to_dict(cfg), ".".join(p))
+    base = run_config(cfg, name, cfg.train.seed)  # the trial configs' base: per-loss values applied
+    space = parse_space(tcfg.params, name, fixed, base)
     origin = {"preset": preset or "", "config": str(config) if config else "", "sets": overrides, "out": str(out)}
     _tune(cfg, tcfg, space, origin, json_out, quiet, plots)
 
@@ -198,6 +210,10 @@ def _print(summary: dict[str, Any]) -> None:
     console.print(f"best: trial {best['number']}, val EER {best['value']:.2f}%: {shown}", highlight=False)
     console.print("train the final model with:", highlight=False)
     console.print(f"  {best['command']}", highlight=False, markup=False, soft_wrap=True)
+    if best.get("preset"):
+        console.print("or put these values in the preset (for this loss only):", highlight=False)
+        for line in best["preset"].splitlines():
+            console.print(f"  {line}".rstrip(), highlight=False, markup=False, soft_wrap=True)
     if summary.get("plots"):
         console.print(f"plots: {Path(summary['plots'][0]).parent}", highlight=False)
 

@@ -62,7 +62,10 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     at all (a typo in a preset or config file); otherwise (a preset's ``scale`` under ``--losses
     supcon``) it is left out of that run.
     """
+    from bench.per_loss import optim_for
     from losses import LOSSES
+
+    cfg = optim_for(cfg, loss)  # [optim.per_loss.<loss>]: that loss's own optimiser values
 
     def fields_of(name: str) -> set[str]:
         return {f.name for f in dataclasses.fields(LOSSES.get(name).config_cls)}

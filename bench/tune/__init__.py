@@ -1,6 +1,7 @@
-"""Optuna studies over loss hyper-parameters (``bench tune``).
+"""Optuna studies over loss hyper-parameters and a few recipe settings such as ``optim.lr`` (``bench tune``).
 
 - :mod:`bench.tune.space`     ``--param NAME=LOW:HIGH[:log|:STEP]`` / ``NAME=A,B`` against the loss's config dataclass
+- :mod:`bench.tune.keys`      the dotted recipe keys ``--param`` may also search (``optim.lr``, ...), checked as ``--set``
 - :mod:`bench.tune.options`   :class:`TuneConfig`, the typed options of a study
 - :mod:`bench.tune.objective` one trial = one run directory; last-epoch validation EER, per-epoch pruning
 - :mod:`bench.tune.study`     create / join / resume a study, several workers on one storage

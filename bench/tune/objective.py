@@ -38,10 +38,17 @@ def trial_dir(study_dir: str | Path, loss: str, number: int) -> RunDir:
     return RunDir(Path(study_dir) / loss / f"trial{number:04d}")
 
 
-def trial_config(base: ExperimentConfig, loss: str, params: dict[str, Any], experiment: str) -> ExperimentConfig:
-    """The resolved config of one trial: ``base`` with the trial's loss parameters filled in."""
-    from bench.runner.experiment import run_config
+def trial_config(base: ExperimentConfig, loss: str, values: dict[str, Any], experiment: str) -> ExperimentConfig:
+    """The resolved config of one trial: ``base`` with the trial's values filled in.
 
+    ``values`` holds loss parameters (bare names, into ``loss.params``) and dotted config keys
+    (``optim.lr``, set in that section after the preset's per-loss values, so the trial's win).
+    """
+    from bench.runner.experiment import run_config
+    from bench.tune.keys import with_values
+    from bench.tune.space import split_values
+
+    params, keys = split_values(values)
     cfg = dataclasses.replace(
         base,
         experiment=experiment,
@@ -50,7 +57,7 @@ def trial_config(base: ExperimentConfig, loss: str, params: dict[str, Any], expe
             base.loss, name=loss, params={**base.loss.params, **base.loss.per_loss.get(loss, {}), **params}, per_loss={}
         ),
     )
-    return run_config(cfg, loss, base.train.seed)
+    return with_values(run_config(cfg, loss, base.train.seed), keys)
 
 
 def runner_train_fn(corpus: Any, device: Any) -> TrainFn:

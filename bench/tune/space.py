@@ -1,6 +1,8 @@
 """Search spaces: ``--param NAME=SPEC`` strings checked against a loss's config dataclass.
 
-Spec forms (``NAME`` is a field of the loss's config dataclass, see ``bench list losses``):
+``NAME`` is a field of the loss's config dataclass (see ``bench list losses``), or a dotted
+training-recipe key from the allow-list :data:`bench.tune.keys.CONFIG_KEYS` (``optim.lr``, ...).
+Spec forms:
 
 ``low:high``           uniform float (or integer, for ``int`` fields) in [low, high]
 ``low:high:log``       log-uniform; needs ``low > 0``
@@ -9,7 +11,8 @@ Spec forms (``NAME`` is a field of the loss's config dataclass, see ``bench list
 
 Both ends of a range and every choice must pass the loss config's own ``validate()`` (so
 ``temperature=0:0.3`` fails because a temperature must be > 0), which keeps the range rules in
-one place: the loss's dataclass.
+one place: the loss's dataclass. A dotted key's values must pass the checks ``--set KEY=VALUE``
+does (bench/config_checks.py) in the study's base config.
 
 Example:
     >>> spec = parse_param("temperature=0.02:0.3:log", "aamsupcon")
@@ -28,13 +31,15 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.registry import coerce, suggest
+from bench.tune.keys import CONFIG_KEYS, is_config_key, key_type, with_values
 
 KINDS = ("float", "int", "categorical")
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One searched loss parameter: a float / int range or a categorical choice."""
+    """One searched loss parameter (``margin``) or config key (``optim.lr``): a float / int range or a
+    categorical choice."""
 
     name: str
     kind: str  # float | int | categorical
@@ -103,43 +108,51 @@ def _closest(name: str, names: list[str]) -> str:
     return suggest(name, names)
 
 
-def parse_param(text: str, loss: str, fixed: dict[str, Any] | None = None) -> ParamSpec:
+def parse_param(text: str, loss: str, fixed: dict[str, Any] | None = None, base: Any = None) -> ParamSpec:
     """Parse one ``--param NAME=SPEC`` for ``loss``; BenchError names the problem and the valid names.
 
     ``fixed`` are the loss parameters set elsewhere (``--set loss.params.X=...``); the range ends
-    are validated together with them.
+    are validated together with them. A dotted ``NAME`` (``optim.lr``) is a key of
+    :data:`bench.tune.keys.CONFIG_KEYS`, whose range ends are validated in ``base`` (the study's
+    ExperimentConfig; the defaults when None).
     """
     name, sep, spec = text.partition("=")
     name, spec = name.strip(), spec.strip()
     if not sep or not name or not spec:
         raise BenchError(f"--param expects NAME=LOW:HIGH[:log|:STEP] or NAME=A,B,...; got '{text}'")
+    where = f"--param {text}"
+    if is_config_key(name):
+        out, ends = _parse_spec(name, spec, key_type(name, where), where)
+        _check_config_values(base, name, ends, where)
+        return out
     fields = searchable(loss)
     if name not in fields:
         from losses import LOSSES
 
         all_names = [f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)]
         why = "cannot be searched (not a number, bool or string)" if name in all_names else "is not a parameter"
-        raise BenchError(
-            f"--param {text}: '{name}' {why} of loss '{loss}'{_closest(name, list(fields))}; "
-            f"searchable: {', '.join(fields)}"
-        )
-    tp = fields[name]
-    where = f"--param {text}"
+        recipe = [k for k in CONFIG_KEYS if k.rpartition(".")[2] == name]  # "lr" means "optim.lr"
+        hint = f" (did you mean '{recipe[0]}'?)" if recipe and name not in all_names else _closest(name, list(fields))
+        raise BenchError(f"--param {text}: '{name}' {why} of loss '{loss}'{hint}; searchable: {', '.join(fields)}")
+    out, ends = _parse_spec(name, spec, fields[name], where)
+    own = {k: v for k, v in (fixed or {}).items() if not is_config_key(k)}
+    _check_values(loss, name, ends, own, where)
+    return out
+
+
+def _parse_spec(name: str, spec: str, tp: type, where: str) -> tuple[ParamSpec, list[Any]]:
+    """The spec of a range or a choice list, and the values to validate (range ends, or every choice)."""
     if ":" in spec:
         if tp in (bool, str):
             raise BenchError(f"{where}: '{name}' is a {tp.__name__}; give choices, e.g. {name}=A,B")
         out = _parse_range(name, spec, tp, where)
-        ends: list[Any] = [out.low, out.high]
-    else:
-        choices = tuple(coerce(c.strip(), tp, f"{where}: choice") for c in spec.split(",") if c.strip())
-        if not choices:
-            raise BenchError(f"{where}: no choices given")
-        if len(set(choices)) != len(choices):
-            raise BenchError(f"{where}: repeated choices")
-        out = ParamSpec(name, "categorical", choices=choices)
-        ends = list(choices)
-    _check_values(loss, name, ends, fixed or {}, where)
-    return out
+        return out, [out.low, out.high]
+    choices = tuple(coerce(c.strip(), tp, f"{where}: choice") for c in spec.split(",") if c.strip())
+    if not choices:
+        raise BenchError(f"{where}: no choices given")
+    if len(set(choices)) != len(choices):
+        raise BenchError(f"{where}: repeated choices")
+    return ParamSpec(name, "categorical", choices=choices), list(choices)
 
 
 def _parse_range(name: str, spec: str, tp: type, where: str) -> ParamSpec:
@@ -176,18 +189,44 @@ def _check_values(loss: str, name: str, values: list[Any], fixed: dict[str, Any]
             raise BenchError(f"{where}: {name}={_fmt(v)} is not valid: {e.message}") from None
 
 
-def parse_space(texts: list[str], loss: str, fixed: dict[str, Any] | None = None) -> list[ParamSpec]:
-    """All ``--param`` specs of a study; at least one, each name once, none also fixed by ``--set``."""
+def _check_config_values(base: Any, name: str, values: list[Any], where: str) -> None:
+    """Each value of config key ``name`` must give a valid config (``--set name=value``'s checks)."""
+    from bench.config import ExperimentConfig
+
+    cfg = base if base is not None else ExperimentConfig()
+    for v in values:
+        try:
+            with_values(cfg, {name: v})
+        except BenchError as e:
+            raise BenchError(f"{where}: {name}={_fmt(v)} is not valid: {e.message}") from None
+
+
+def parse_space(texts: list[str], loss: str, fixed: dict[str, Any] | None = None, base: Any = None) -> list[ParamSpec]:
+    """All ``--param`` specs of a study; at least one, each name once, none also fixed by ``--set``.
+
+    ``fixed``: loss parameters (bare names) and config keys (dotted) the user set with ``--set``;
+    ``base``: the study's ExperimentConfig, for checking config-key values (see :func:`parse_param`).
+    """
     if not texts:
         raise BenchError(
-            f"give at least one --param NAME=LOW:HIGH; searchable for '{loss}': {', '.join(searchable(loss))}"
+            f"give at least one --param NAME=LOW:HIGH; searchable for '{loss}': {', '.join(searchable(loss))}; "
+            f"recipe keys: {', '.join(CONFIG_KEYS)}"
         )
-    specs = [parse_param(t, loss, fixed) for t in texts]
+    specs = [parse_param(t, loss, fixed, base) for t in texts]
     names = [s.name for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise BenchError(f"--param given more than once for: {', '.join(dup)}")
     both = sorted(set(names) & set(fixed or {}))
+    params = [n for n in both if not is_config_key(n)]
+    if params:
+        raise BenchError(f"{', '.join(params)}: both searched (--param) and fixed (--set loss.params.*); drop one")
     if both:
-        raise BenchError(f"{', '.join(both)}: both searched (--param) and fixed (--set loss.params.*); drop one")
+        raise BenchError(f"{', '.join(both)}: both searched (--param) and fixed (--set {both[0]}=...); drop one")
     return specs
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trial's values as (loss parameters, dotted config keys)."""
+    params = {k: v for k, v in values.items() if not is_config_key(k)}
+    return params, {k: v for k, v in values.items() if is_config_key(k)}

@@ -109,10 +109,14 @@ def definition(base: ExperimentConfig, tune: TuneConfig, space: list[ParamSpec],
 
     cfg = to_dict(run_config(base, tune.loss, base.train.seed))
     for name in (s.name for s in space):
-        cfg["loss"]["params"].pop(name, None)
+        # a searched setting's base value is replaced in every trial: the workers need not agree on it
+        section, _, key = name.rpartition(".")
+        (cfg[section] if section else cfg["loss"]["params"]).pop(key, None)
     for key in MACHINE_KEYS:
         sec, k = key.split(".")
         cfg[sec].pop(k, None)
+    # always {} once run_config applied it; left out so studies stored before the key existed still match
+    cfg["optim"].pop("per_loss", None)
     return {
         "loss": tune.loss,
         "space": [s.text() for s in space],

@@ -10,30 +10,55 @@ def final_command(attrs: dict[str, Any], params: dict[str, Any]) -> str:
     """``bench run ...`` that trains the final model with ``params`` under the study's own settings.
 
     The study records how its base config was given (preset, config file, ``--set`` list), so the
-    command reproduces it and adds one ``--set loss.params.NAME=VALUE`` per tuned parameter. Values
-    are written exactly (shortest round-trip repr), not rounded.
+    command reproduces it and adds one ``--set loss.params.NAME=VALUE`` per tuned loss parameter and
+    one ``--set KEY=VALUE`` per tuned config key (``optim.lr``). Values are written exactly (shortest
+    round-trip repr), not rounded.
     """
     origin = attrs.get("origin", {})
     experiment = attrs.get("experiment", "default")
-    parts = ["bench", "run", "--losses", attrs.get("loss", "")]
+    loss = attrs.get("loss", "")
+    parts = ["bench", "run", "--losses", loss]
     if origin.get("preset"):
         parts += ["--preset", origin["preset"]]
     if origin.get("config"):
         parts += ["--config", origin["config"]]
-    tuned = set(params)
+    replaced = {_set_key(k) for k in params} | {_per_loss_key(k, loss) for k in params}
     for s in origin.get("sets", []):
-        key = s.split("=", 1)[0].strip()
-        if key.startswith("loss.params.") and key[len("loss.params.") :] in tuned:
-            continue
-        if key in ("experiment", "loss.name"):
+        key = ".".join(p for p in s.split("=", 1)[0].strip().split(".") if p)
+        if key in replaced or key in ("experiment", "loss.name"):
             continue
         parts += ["--set", s]
     for k, v in params.items():
-        parts += ["--set", f"loss.params.{k}={_value(v)}"]
+        parts += ["--set", f"{_set_key(k)}={_value(v)}"]
     parts += ["--experiment", f"{experiment}-tuned"]
     if origin.get("out") and origin["out"] != "runs":
         parts += ["--out", origin["out"]]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _set_key(name: str) -> str:
+    """The ``--set`` key of a searched name: ``loss.params.margin`` for ``margin``, ``optim.lr`` as is."""
+    return name if "." in name else f"loss.params.{name}"
+
+
+def _per_loss_key(name: str, loss: str) -> str:
+    """The ``--set`` key of the per-loss value: ``loss.per_loss.aam.margin``, ``optim.per_loss.aam.lr``."""
+    section, _, key = name.rpartition(".")
+    return f"{section or 'loss'}.per_loss.{loss}.{key}"
+
+
+def preset_snippet(loss: str, params: dict[str, Any]) -> str:
+    """The TOML lines that put ``params`` into a preset for ``loss`` only, exact values.
+
+    Loss parameters go under ``[loss.per_loss.<loss>]``, config keys under their section's per-loss
+    table (``optim.lr`` under ``[optim.per_loss.<loss>]``, applied by bench.per_loss), so one
+    preset can hold each compared loss's own tuned values.
+    """
+    tables: dict[str, list[str]] = {}
+    for k, v in params.items():
+        section, _, key = k.rpartition(".")
+        tables.setdefault(f"{section or 'loss'}.per_loss.{loss}", []).append(f"{key} = {_value(v)}")
+    return "\n\n".join(f"[{t}]\n" + "\n".join(lines) for t, lines in tables.items())
 
 
 def _value(v: Any) -> str:
@@ -78,6 +103,7 @@ def summarize(study: Any, storage: str = "") -> dict[str, Any]:
             "params": dict(b.params),
             "run_dir": b.user_attrs.get("run_dir"),
             "command": final_command(attrs, dict(b.params)),
+            "preset": preset_snippet(attrs.get("loss", ""), dict(b.params)),
         }
     return {
         "study": study.study_name,
