@@ -110,7 +110,8 @@ def convergence_text(r: Report) -> str:
         )
     return (
         "Converged: the run's validation EER had reached its plateau (train.patience validations without an "
-        "improvement above train.min_delta); a pair in which a system did not converge gets no verdict "
+        "improvement above train.min_delta; under optim.scheduler = plateau, at the lowest learning rate, after "
+        "optim.max_reductions cuts); a pair in which a system did not converge gets no verdict "
         "('not converged'); --equal-budget compares such runs at their stated budgets."
     )
 

@@ -4,27 +4,28 @@
 #   scripts/tune_demo.sh [demo|cpu] [TRIALS]        (defaults: demo, 20 trials per loss)
 #
 # What it does, per demo preset (bench/presets/demo.toml, bench/presets/demo-cpu.toml), for the losses
-# that preset's `bench demo` compares which have parameters (demo: aam, aamsupcon; cpu: aam, supcon,
-# aamsupcon):
+# that preset's `bench demo` compares (demo: aam, aamsupcon; cpu: softmax, aam, supcon, aamsupcon):
 #   1. generates the preset's synthetic corpus if missing (the same one `bench demo --preset P` uses);
 #   2. runs one Optuna study per loss with `bench tune` (seeded TPE, median pruning, each trial a normal
 #      training run with the preset's early stopping). The objective is the validation EER on the
 #      held-out *training* speakers (dev/val_trials.lst) of the best validated epoch, the checkpoint
 #      `bench run` scores under early stopping. The evaluation trials are never read while tuning;
-#   3. prints each study's best parameters and the line to put in the preset, under
-#      [loss.per_loss.<loss>] (parameters of that loss only), e.g.
+#   3. prints each study's best parameters and the tables to put in the preset (that loss only), e.g.
 #          [loss.per_loss.aam]
 #          scale = 11.3
 #          margin = 0.21
 #
-# Search spaces: AAM scale (log 4-32) and margin; SupCon temperature (log 0.03-0.3); AAM-SupCon all
-# of these plus the AAM weight. softmax has no loss parameter to tune (bias only). The optimiser
-# (Adam, lr 0.005, cosine) is shared by all losses and not searched here; `bench tune` can search it
-# too (--param optim.lr=1e-3:2e-2:log; --show then prints an [optim.per_loss.<loss>] table).
+#          [optim.per_loss.aam]
+#          lr = 0.0061
 #
-# Cost on 2 cores: demo, a trial is 700 steps (about 1.5 min; pruned trials less): `tune_demo.sh demo 6`
-# took 16 min (2026-11-29); cpu, a trial is at most 2,100 steps (about 5 min, estimated): use TRIALS=12, about
-# 3 hours, less where trials are pruned or stop early.
+# Search spaces: the Adam learning rate (log 1e-3 to 2e-2) for every loss; AAM scale (log 4-32) and
+# margin; SupCon temperature (log 0.03-0.3); AAM-SupCon all of these plus the AAM weight. softmax has
+# no loss parameter (bias only), so only its learning rate is searched. Each trial trains under the
+# preset's own schedule and plateau rule (demo: lr cut x0.2 twice at validation plateaus).
+#
+# Cost on 2 cores: demo, a trial is at most 1,200 steps (about 1.5 min; pruned trials less); cpu, a
+# trial is at most 2,100 steps (about 5 min, estimated): TRIALS=12 takes about 4 hours there, less
+# where trials are pruned or stop early.
 set -euo pipefail
 
 preset=${1:-demo}
@@ -32,16 +33,18 @@ trials=${2:-20}
 bench=${BENCH:-python -m bench}
 case "$preset" in
   demo) config=demo; synth=(--preset demo --speakers 100); data=data/synth-demo100; losses=(aam aamsupcon) ;;
-  cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300; losses=(aam supcon aamsupcon) ;;
+  cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300; losses=(softmax aam supcon aamsupcon) ;;
   *) echo "usage: $0 [demo|cpu] [TRIALS]" >&2; exit 2 ;;
 esac
 
 $bench data synth "${synth[@]}" --out "$data"
 
+lr="--param optim.lr=1e-3:2e-2:log"
 declare -A space=(
-  [aam]="--param scale=4:32:log --param margin=0.05:0.4"
-  [supcon]="--param temperature=0.03:0.3:log"
-  [aamsupcon]="--param scale=4:32:log --param margin=0.05:0.4 --param temperature=0.03:0.3:log --param weight=0.25:4:log"
+  [softmax]="$lr"
+  [aam]="--param scale=4:32:log --param margin=0.05:0.4 $lr"
+  [supcon]="--param temperature=0.03:0.3:log $lr"
+  [aamsupcon]="--param scale=4:32:log --param margin=0.05:0.4 --param temperature=0.03:0.3:log --param weight=0.25:4:log $lr"
 )
 for loss in "${losses[@]}"; do
   # shellcheck disable=SC2086  # the space is a list of options

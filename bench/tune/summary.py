@@ -108,7 +108,10 @@ def summarize(study: Any, storage: str = "") -> dict[str, Any]:
     return {
         "study": study.study_name,
         "storage": redact(storage) if storage else "",
-        "objective": "validation EER % of the last epoch (held-out training speakers); lower is better",
+        "objective": (
+            "validation EER % (held-out training speakers) of the weights bench run scores: the best"
+            " validated epoch under train.early_stop, else the last; lower is better"
+        ),
         "loss": attrs.get("loss"),
         "space": attrs.get("space", []),
         "study_dir": attrs.get("study_dir"),
