@@ -135,7 +135,24 @@ def test_a_plateau_run_cuts_the_lr_then_converges(corpus, tmp_path, monkeypatch)
         "train.early_stop": "true", "train.patience": 1, "train.min_delta": 0, "train.epochs": 8,
     }  # fmt: skip
     cfg = experiment.run_config(tiny_config(**over), "softmax", 0)
-    res = train(cfg, corpus, RunDir(tmp_path / "p"), loader_fn=fake_loader)
+    from bench.runner.train import NullReporter
+
+    class Log(NullReporter):
+        lines: list[str] = []
+
+        def end_epoch(self, row):
+            self.lines.append(f"epoch {row['epoch']}")
+
+        def message(self, text):
+            self.lines.append(text)
+
+    log = Log()
+    res = train(cfg, corpus, RunDir(tmp_path / "p"), loader_fn=fake_loader, reporter=log)
+    # each cut is announced after the row of the epoch whose validation made it
+    said = [line.split(" (best")[0] if "plateaued" in line else line for line in log.lines]
+    assert said == ["epoch 1", "epoch 2", "validation EER plateaued", "epoch 3", "epoch 4",
+                    "validation EER plateaued", "epoch 5", "validation EER plateaued"]  # fmt: skip
+    assert "cut 1 of 2" in log.lines[2] and "cut 2 of 2" in log.lines[5] and "stopped" in log.lines[-1]
     lrs = [r["lr"] for r in res.state.history]
     assert lrs == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4])  # the lr of each epoch's last step
     assert len(res.state.history) == 5 and res.checkpoint == "best"

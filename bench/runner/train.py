@@ -518,14 +518,15 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
     state.plateau = plateau.state_dict()
     if plateau.reductions > cuts:
         set_reductions(run.scheduler, plateau.reductions)
-        run.rep.message(
-            f"validation EER plateaued (best {plateau.best:.2f} %): lr x {cfg.optim.gamma:g} "
-            f"(cut {plateau.reductions} of {plateau.max_reductions})"
-        )
     # without validation, "best" is simply the latest epoch
     run.checkpoint(best=improved or tc.validate_every <= 0)
     run.logs.epochs(state.history)
     run.rep.end_epoch(row)
+    if plateau.reductions > cuts:
+        run.rep.message(
+            f"validation EER plateaued (best {plateau.best:.2f} %): lr x {cfg.optim.gamma:g} from the next step "
+            f"(cut {plateau.reductions} of {plateau.max_reductions})"
+        )
     ddp.barrier(info)
     if tc.early_stop and plateau.plateaued:
         run.rep.message(f"validation EER plateaued (best {plateau.best:.2f} % at epoch {plateau.best_epoch}): stopped")
