@@ -313,6 +313,12 @@ def check_config(cfg: Any) -> None:
         )
     if cfg.optim.scheduler == "plateau" and cfg.train.validate_every <= 0:
         raise BenchError("optim.scheduler='plateau' cuts the lr at validation plateaus: set train.validate_every >= 1")
+    if cfg.optim.scheduler == "plateau" and cfg.optim.gamma > 0.5:
+        raise BenchError(
+            "optim.gamma is the factor of each lr cut under optim.scheduler='plateau' and must be <= 0.5 "
+            f"(SpeechBrain's NewBob halves the lr, torch's ReduceLROnPlateau cuts it x0.1), got {cfg.optim.gamma!r}"
+            + (" (the exponential schedule's per-epoch default)" if cfg.optim.gamma == 0.97 else "")
+        )
     if cfg.optim.min_lr > cfg.optim.lr:
         raise BenchError(f"optim.min_lr must be <= optim.lr ({cfg.optim.lr!r}), got {cfg.optim.min_lr!r}")
 

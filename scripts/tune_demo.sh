@@ -23,14 +23,14 @@
 # no loss parameter (bias only), so only its learning rate is searched. Each trial trains under the
 # preset's own schedule and plateau rule (demo: lr cut x0.2 twice at validation plateaus).
 #
-# Cost on 2 cores: demo, a trial is at most 1,200 steps (about 1.5 min; pruned trials less); cpu, a
-# trial is at most 2,100 steps (about 5 min, estimated): TRIALS=12 takes about 4 hours there, less
-# where trials are pruned or stop early.
+# Cost on 2 cores: demo, a trial is at most 1,200 steps (about 1.5 min; pruned trials less): 8 trials
+# per loss took 20 min; cpu, a trial is at most 3,000 steps (about 5 min, measured in `bench demo
+# --preset cpu`): TRIALS=12 takes about 4 hours there, less where trials are pruned.
 set -euo pipefail
 
 preset=${1:-demo}
 trials=${2:-20}
-bench=${BENCH:-python -m bench}
+bench=${BENCH:-.venv/bin/bench}
 case "$preset" in
   demo) config=demo; synth=(--preset demo --speakers 100); data=data/synth-demo100; losses=(aam aamsupcon) ;;
   cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300; losses=(softmax aam supcon aamsupcon) ;;

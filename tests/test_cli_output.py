@@ -53,6 +53,12 @@ def test_threads_below_one_is_one_error_line(command, value, tmp_path, monkeypat
         (["data", "synth", "--speakers", "1"], "--speakers must be an integer >= 2, got 1"),
         (["data", "synth", "--utts", "-1"], "--utts must be an integer >= 2, got -1"),
         (["data", "synth", "--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+        (["data", "synth", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (["report", "runs", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (
+            ["score", "--trials", "t", "--scores", "s", "--bootstrap", "-1"],
+            "--bootstrap must be an integer >= 0, got -1",
+        ),
     ],
 )
 def test_an_integer_option_below_its_minimum_is_one_error_line(argv, message, tmp_path, monkeypatch):

@@ -162,9 +162,37 @@ def test_a_plateau_run_cuts_the_lr_then_converges(corpus, tmp_path, monkeypatch)
     assert assess([20.0, 21.0], 1, 0.0).plateaued and not assess([20.0, 21.0], 1, 0.0, 1).plateaued
 
 
-def test_a_plateau_schedule_needs_validation():
+def test_a_plateau_schedule_needs_validation_and_a_real_cut(corpus, tmp_path):
     with pytest.raises(BenchError, match="optim.scheduler='plateau'.*validate_every"):
         tiny_config(**{"optim.scheduler": "plateau", "train.validate_every": 0})
+    with pytest.raises(BenchError, match=r"optim.gamma .* must be <= 0.5 .*got 0.97 \(the exponential"):
+        tiny_config(**{"optim.scheduler": "plateau"})  # gamma keeps the exponential schedule's default
+    # A corpus without validation trials: refused before anything trains (it would silently never cut).
+    import dataclasses
+
+    noval = dataclasses.replace(corpus, val_trials=None)
+    for over in ({"optim.scheduler": "plateau", "optim.gamma": 0.2}, {"train.early_stop": "true"}):
+        with pytest.raises(BenchError, match="act on the validation EER, but corpus .* has no validation trials"):
+            experiment.run_experiment(tiny_config(**over), ["softmax"], [0], tmp_path, corpus=noval,
+                                      loader_fn=fake_loader)  # fmt: skip
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_cut_applies_from_the_next_step(corpus, tmp_path, monkeypatch):
+    import importlib
+
+    import pandas as pd
+
+    train_mod = importlib.import_module("bench.runner.train")
+    script = iter([20.0, 21.0, 22.0, 23.0])
+    monkeypatch.setattr(train_mod, "validation_eer", lambda *a, **k: next(script))
+    over = {"optim.scheduler": "plateau", "optim.gamma": 0.5, "optim.max_reductions": 2, "optim.lr": 0.01,
+            "train.patience": 1, "train.min_delta": 0, "train.epochs": 4, "train.log_every": 1}  # fmt: skip
+    rd = RunDir(tmp_path / "c")
+    train(experiment.run_config(tiny_config(**over), "softmax", 0), corpus, rd, loader_fn=fake_loader)
+    log = pd.read_csv(rd.train_log)
+    # 3 steps an epoch; cuts after the validations of epochs 2 and 3
+    assert log["lr"].tolist() == pytest.approx([0.01] * 6 + [0.005] * 3 + [0.0025] * 3)
 
 
 def test_resume_keeps_the_lr_cuts(corpus, tmp_path):

@@ -29,7 +29,7 @@ def test_a_loss_table_changes_that_loss_only_and_runs_record_the_applied_values(
     assert (aam.optim.lr, aam.optim.weight_decay, aam.optim.per_loss) == (0.003, 0.0, {})
     assert isinstance(aam.optim.weight_decay, float)  # coerced as --set does
     assert aam.optim.optimizer == shared.optimizer and aam.optim.warmup_epochs == shared.warmup_epochs
-    other = run_config(cfg, "aamsupcon", 0, LOSSES).optim
+    other = run_config(cfg, "softmax", 0, LOSSES).optim  # no per-loss table in the preset either
     assert (other.lr, other.weight_decay) == (shared.lr, shared.weight_decay)
 
 
@@ -42,7 +42,7 @@ def test_typed_shared_value_beats_a_file_per_loss_value_and_a_typed_per_loss_val
     own = load_config(preset="demo", file=f, overrides=["optim.lr=0.02", "optim.per_loss.aam.lr=0.007"])
     assert _lr(own, "aam") == 0.007 and _lr(own, "aamsupcon") == 0.02
     # a typed shared value of another key leaves the file's lr alone
-    assert _lr(load_config(preset="demo", file=f, overrides=["optim.gamma=0.9"]), "aam") == 0.003
+    assert _lr(load_config(preset="demo", file=f, overrides=["optim.weight_decay=0.001"]), "aam") == 0.003
 
 
 @pytest.mark.parametrize(

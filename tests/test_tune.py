@@ -439,7 +439,8 @@ def test_cli_show_prints_the_preset_tables_of_the_best_trial(tmp_path):
     aam = run_config(cfg, "aam", 0, ["aam", "aamsupcon"])
     assert (aam.optim.lr, aam.loss.params["scale"]) == (lr, scale)
     other = run_config(cfg, "aamsupcon", 0, ["aam", "aamsupcon"])
-    assert other.optim.lr == load_config(preset="demo").optim.lr and other.loss.params["scale"] == 12.91
+    assert other.optim.lr == load_config(preset="demo").optim.per_loss["aamsupcon"]["lr"]
+    assert other.loss.params["scale"] == load_config(preset="demo").loss.per_loss["aamsupcon"]["scale"]
 
 
 def test_cli_refuses_a_searched_key_fixed_with_set_before_training(tmp_path):

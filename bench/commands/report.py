@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from bench.commands.common import console, err_console, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, handle_errors, print_json
 
 
 @handle_errors
@@ -22,7 +22,7 @@ def report(
     unit: Annotated[
         str, typer.Option("--unit", help="Bootstrap unit: speaker (enrolment speaker) or trial.")
     ] = "speaker",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=at_least(0), help="Random seed of the bootstrap, >= 0.")] = 0,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Tables only (faster).")] = False,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "",
     force: Annotated[bool, typer.Option("--force", help="Replace a finished report in the output folder.")] = False,

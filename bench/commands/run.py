@@ -9,7 +9,7 @@ import typer
 
 from bench.commands.common import at_least, console, fail, handle_errors, print_json
 
-Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name: demo | reference.")]
+Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name: demo | demo-cpu | reference.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
 Sets = Annotated[
     Optional[list[str]],

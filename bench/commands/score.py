@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench.commands.common import console, err_console, handle_errors, print_json
+from bench.commands.common import at_least, console, err_console, handle_errors, print_json
 from bench.errors import BenchError
 
 
@@ -86,7 +86,12 @@ def score(
         typer.Option("--p-target", metavar="P", help="minDCF target prior (repeatable; default 0.01, 0.05)."),
     ] = None,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Resamples for 95% confidence intervals of EER and minDCF (0 = none).")
+        int,
+        typer.Option(
+            "--bootstrap",
+            callback=at_least(0),
+            help="Resamples for 95% confidence intervals of EER and minDCF (0 = none).",
+        ),
     ] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the metrics as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

@@ -37,7 +37,8 @@ def synth(
     min_seconds: Annotated[Optional[float], typer.Option("--min-seconds", help="Shortest utterance, seconds.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Longest utterance, seconds.")] = None,
     seed: Annotated[
-        Optional[int], typer.Option("--seed", help="Random seed; the same seed gives identical files.")
+        Optional[int],
+        typer.Option("--seed", callback=at_least(0), help="Random seed, >= 0; the same seed gives identical files."),
     ] = None,
     workers: Annotated[
         int, typer.Option("--workers", callback=at_least(0), help="Worker processes (default: CPU count).")

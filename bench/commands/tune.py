@@ -61,7 +61,8 @@ def tune(
 
     Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
     several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
-    killed study. The objective is the last epoch's validation EER on held-out training speakers; the
+    killed study. The objective is the validation EER on held-out training speakers of the weights
+    bench run scores (the best validated epoch under train.early_stop, else the last); the
     evaluation trials are never scored.
 
     \b

@@ -132,6 +132,23 @@ def plan_runs(cfg: ExperimentConfig, losses: list[str], seeds: list[int], out: s
     ]
 
 
+def _check_validation(plans: list[Any], corpus: Corpus) -> None:
+    """Early stopping and the plateau schedule act on the validation EER: refused before any
+    training when the corpus has no validation trials (they would silently do nothing)."""
+    if corpus.val_trials is not None and len(corpus.val_trials) > 0:
+        return
+    for plan in plans:
+        c = plan.cfg
+        uses = [k for k, on in (("train.early_stop", c.train.early_stop), ("optim.scheduler='plateau'",
+                c.optim.scheduler == "plateau")) if on]  # fmt: skip
+        if uses:
+            raise BenchError(
+                f"{' and '.join(uses)} act on the validation EER, but corpus {corpus.root} has no validation "
+                "trials: set data.val_speakers (held-out training speakers) or choose another schedule "
+                "(--set optim.scheduler=cosine --set train.early_stop=false)"
+            )
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     losses: list[str],
@@ -156,6 +173,7 @@ def run_experiment(
         from bench.data.corpus import load_corpus
 
         corpus = load_corpus(cfg.data)
+    _check_validation(plans, corpus)
     outcomes = []
     untrained_cache: dict[str, Any] = {}
     for plan in plans:

@@ -96,6 +96,11 @@ def set_reductions(scheduler: torch.optim.lr_scheduler.LambdaLR, reductions: int
     from its schedule at every step)."""
     for fn in scheduler.lr_lambdas:
         fn.reductions = reductions
+    # the optimiser already holds the lr of the next step (set by the last scheduler.step()): recompute it
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int, steps_per_epoch: int):

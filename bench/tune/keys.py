@@ -23,7 +23,7 @@ from bench.registry import suggest
 CONFIG_KEYS: dict[str, type] = {
     "optim.lr": float,
     "optim.weight_decay": float,
-    "optim.gamma": float,  # exponential / step schedules only
+    "optim.gamma": float,  # exponential / step decay factor, or each cut of the plateau schedule
     "optim.warmup_epochs": float,
     "optim.momentum": float,  # sgd only
 }
