@@ -48,6 +48,7 @@ def system_convergence(system: System) -> dict[str, Any]:
         "epochs": values("epochs"),
         "steps": values("steps"),
         "samples_seen": values("samples_seen"),
+        "lr_reductions": values("lr_reductions"),
         "max_epochs": max(values("max_epochs"), default=None),
     }
 
@@ -73,11 +74,14 @@ def _span(vals: list[int]) -> str:
 
 
 def budget_text(info: dict[str, Any]) -> str:
-    """``epochs 6–9 of 20, 90–135 steps, 2,880–4,320 samples`` (range over seeds); empty when unrecorded."""
+    """``epochs 6–9 of 20, 90–135 steps, 2,880–4,320 samples`` (range over seeds), plus ``, 1–2 lr
+    cuts`` where a plateau schedule cut the learning rate; empty when unrecorded."""
     if not info["epochs"]:
         return ""
     of = f" of {info['max_epochs']}" if info["max_epochs"] else ""
-    return f"epochs {_span(info['epochs'])}{of}, {_span(info['steps'])} steps, {_span(info['samples_seen'])} samples"
+    text = f"epochs {_span(info['epochs'])}{of}, {_span(info['steps'])} steps, {_span(info['samples_seen'])} samples"
+    cuts = info.get("lr_reductions") or []
+    return text + (f", {_span(cuts)} lr cuts" if any(cuts) else "")
 
 
 def add_columns(table: pd.DataFrame, systems: list[System]) -> pd.DataFrame:

@@ -36,6 +36,8 @@ def root(tmp_path_factory):
             m = json.loads((d / "metrics.json").read_text())
             m.update(converged=conv[seed], epochs=epochs[seed], max_epochs=20, steps=15 * epochs[seed],
                      samples_seen=480 * epochs[seed], best_epoch=epochs[seed] - 3 * conv[seed])  # fmt: skip
+            if loss == "twin":  # trained under the plateau schedule: its lr was cut
+                m["lr_reductions"] = 1 + seed
             atomic_write_json(d / "metrics.json", m)
     return root
 
@@ -53,6 +55,7 @@ def test_verdicts_are_withheld_where_a_system_did_not_converge(root, tmp_path):
         "base": "yes", "twin": "yes", "good": "no", "half": "1/2 seeds", "old": "unknown"
     }  # fmt: skip
     assert table.loc["base", "budget"] == "epochs 7–9 of 20, 105–135 steps, 3,360–4,320 samples"
+    assert table.loc["twin", "budget"].endswith(" samples, 1–2 lr cuts")
     assert table.loc["good", "epochs_mean"] == 20 and table.loc["good", "converged"] == False  # noqa: E712
     for a, b in (("base", "good"), ("twin", "half"), ("good", "half"), ("good", "old")):
         p = pairs[frozenset((a, b))]
