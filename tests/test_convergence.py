@@ -152,7 +152,8 @@ def test_a_plateau_run_cuts_the_lr_then_converges(corpus, tmp_path, monkeypatch)
     said = [line.split(" (best")[0] if "plateaued" in line else line for line in log.lines]
     assert said == ["epoch 1", "epoch 2", "validation EER plateaued", "epoch 3", "epoch 4",
                     "validation EER plateaued", "epoch 5", "validation EER plateaued"]  # fmt: skip
-    assert "cut 1 of 2" in log.lines[2] and "cut 2 of 2" in log.lines[5] and "stopped" in log.lines[-1]
+    assert "x 0.1 = 0.001 from the next step (cut 1 of 2" in log.lines[2] and "= 0.0001 from" in log.lines[5]
+    assert "cut 2 of 2" in log.lines[5] and "stopped" in log.lines[-1]
     lrs = [r["lr"] for r in res.state.history]
     assert lrs == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4])  # the lr of each epoch's last step
     assert len(res.state.history) == 5 and res.checkpoint == "best"

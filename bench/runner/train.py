@@ -524,8 +524,9 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
     run.rep.end_epoch(row)
     if plateau.reductions > cuts:
         run.rep.message(
-            f"validation EER plateaued (best {plateau.best:.2f} %): lr x {cfg.optim.gamma:g} from the next step "
-            f"(cut {plateau.reductions} of {plateau.max_reductions})"
+            f"validation EER plateaued (best {plateau.best:.2f} %): lr x {cfg.optim.gamma:g} = "
+            f"{run.optimizer.param_groups[0]['lr']:.3g} from the next step (cut {plateau.reductions} of "
+            f"{plateau.max_reductions}{'; optim.min_lr is its floor' if cfg.optim.min_lr > 0 else ''})"
         )
     ddp.barrier(info)
     if tc.early_stop and plateau.plateaued:
