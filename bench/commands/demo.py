@@ -239,9 +239,11 @@ def demo(
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
 
-    names = tuple(n.strip() for n in (losses if losses is not None else "").split(",") if n.strip()) or None
-    if losses is not None and not names:
-        fail("--losses is empty")
+    names = None  # the preset's losses
+    if losses is not None:
+        names = tuple(n.strip() for n in losses.split(",") if n.strip())
+        if not names:
+            fail("--losses is empty")
     try:
         seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
     except ValueError:

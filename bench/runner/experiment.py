@@ -138,9 +138,11 @@ def _check_validation(plans: list[Any], corpus: Corpus) -> None:
     if corpus.val_trials is not None and len(corpus.val_trials) > 0:
         return
     for plan in plans:
-        c = plan.cfg
-        uses = [k for k, on in (("train.early_stop", c.train.early_stop), ("optim.scheduler='plateau'",
-                c.optim.scheduler == "plateau")) if on]  # fmt: skip
+        uses = []
+        if plan.cfg.train.early_stop:
+            uses.append("train.early_stop")
+        if plan.cfg.optim.scheduler == "plateau":
+            uses.append("optim.scheduler='plateau'")
         if uses:
             raise BenchError(
                 f"{' and '.join(uses)} act on the validation EER, but corpus {corpus.root} has no validation "
