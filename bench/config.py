@@ -53,6 +53,9 @@ class DataConfig:
     speakers_per_batch: int = 32
     utts_per_speaker: int = 2
     workers: int = 2
+    # MiB of decoded audio the training process keeps in memory (bench/data/cache.py): a corpus that
+    # fits is decoded once instead of at every crop; 0 reads every crop from disk. Same batches either way.
+    cache_mb: int = 0
     skip_bad: bool = False
     resample: bool = True  # resample wrong-rate audio (with a warning) instead of refusing it
     val_speakers: int = 0  # 0: use the corpus' own validation split

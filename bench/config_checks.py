@@ -146,6 +146,7 @@ RANGES: dict[str, Rule] = {
     "data.speakers_per_batch": at_least(1),
     "data.utts_per_speaker": at_least(1),
     "data.workers": at_least(0),
+    "data.cache_mb": at_least(0),
     "data.skip_bad": flag(),
     "data.resample": flag(),
     "data.val_speakers": at_least(0),

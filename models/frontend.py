@@ -135,7 +135,9 @@ class Fbank(nn.Module):
         frames = frames - frames.mean(dim=-1, keepdim=True)
         prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
         frames = (frames - PREEMPHASIS * prev) * self.window
-        spec = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)  # [B, N, n_fft/2 + 1]
+        spec = torch.fft.rfft(frames, n=self.n_fft)
+        # re^2 + im^2, not |z|^2: abs() takes a square root only to square it (about 2x slower on CPU)
+        spec = spec.real.square() + spec.imag.square()  # [B, N, n_fft/2 + 1]
         mel = torch.matmul(spec, self.mel_banks).clamp_min(LOG_FLOOR).log()  # [B, N, n_mels]
         feats = mel.transpose(1, 2)
         mask = None

@@ -182,3 +182,14 @@ def test_bad_demo_input_is_refused_before_the_corpus_is_generated(tmp_path, monk
 def test_perf_only_empty_is_an_error(tmp_path):
     res = runner.invoke(app, ["perf", "--only", " ", "--out", str(tmp_path / "B.md")])
     assert res.exit_code == 2 and "--only is empty" in res.output and not (tmp_path / "B.md").exists()
+
+
+def test_run_with_only_commas_for_losses_is_an_error(tmp_path):
+    res = runner.invoke(app, ["run", "--losses", " , ", "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and "--losses names no loss" in res.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_must_be_a_count_or_auto(tmp_path):
+    res = runner.invoke(app, ["run", "--preset", "demo", "--losses", "aam", "--jobs", "0", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--jobs expects a number >= 1 or 'auto'" in res.output

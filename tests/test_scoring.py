@@ -93,7 +93,8 @@ def test_asnorm_against_loop():
 
     for s, e, t, g in zip(raw, enroll, test, got):
         (me, se), (mt, st) = stats(emb[e]), stats(emb[t])
-        assert g == pytest.approx(0.5 * ((s - me) / se + (s - mt) / st), abs=1e-5)
+        # float32 embeddings against a float64 loop: the normalised scores reach |30|, so the error is relative
+        assert g == pytest.approx(0.5 * ((s - me) / se + (s - mt) / st), rel=2e-6, abs=1e-5)
     whole = S.asnorm(raw, enroll, test, emb, cohort, top_k=10**6)
     assert whole.shape == raw.shape and np.isfinite(whole).all()
 

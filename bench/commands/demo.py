@@ -23,7 +23,7 @@ import typer
 from rich.text import Text
 
 from bench.commands.common import at_least, console, err_console, fail, handle_errors, print_json
-from bench.commands.run import Threads
+from bench.commands.run import Jobs, Threads
 
 DEMO_SEEDS = (0, 1, 2)
 
@@ -87,11 +87,13 @@ def run_demo(
     report_progress: Any = None,
     threads: int | None = None,
     real: Path | None = None,
+    jobs: int | str = "auto",
 ) -> DemoResult:
     """Corpus -> training of each loss -> scores -> report; returns what was done and the summary.
 
     ``overrides`` are extra ``section.key=value`` config settings on top of the demo preset (tests
-    use them to shrink the run); ``epochs`` is the maximum budget; ``losses`` default to the preset's. ``data`` and ``report_dir``
+    use them to shrink the run); ``jobs`` runs train at once (:func:`bench.runner.pool.resolve_jobs`;
+    ``auto``: one per CPU core on the CPU); ``epochs`` is the maximum budget; ``losses`` default to the preset's. ``data`` and ``report_dir``
     default to the preset's folders. A failed run does not stop the others; the caller decides.
     With ``real`` (a ``bench data real`` corpus), every finished run is also scored on it
     (``<run>/eval/real/``) and the MFCC baseline on both trial lists, so the report shows
@@ -117,7 +119,10 @@ def run_demo(
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset=spec.config, overrides=sets)
     # the runner's own checks: a repeated loss or seed, an unknown loss, a --set key no chosen loss has
-    plan_runs(cfg, list(losses), list(seeds), out)
+    plans = plan_runs(cfg, list(losses), list(seeds), out)
+    from bench.runner.pool import resolve_jobs
+
+    n_jobs = resolve_jobs(jobs, len(plans), "cpu")  # the device is known below; a GPU gets 1 there
     t0 = time.perf_counter()
     corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
     t_corpus = time.perf_counter() - t0
@@ -125,9 +130,11 @@ def run_demo(
 
     configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
+    if device.type != "cpu" or info.world_size > 1:
+        n_jobs = resolve_jobs(jobs if jobs != "auto" else 1, len(plans), device.type, info.world_size)
     t1 = time.perf_counter()
     outcomes = run_experiment(cfg, list(losses), list(seeds), out, force=force, reporter=reporter,
-                              info=info, device=device)  # fmt: skip
+                              info=info, device=device, jobs=n_jobs, threads=threads)  # fmt: skip
     t_train = time.perf_counter() - t1
 
     exp_dir = out / cfg.experiment
@@ -223,6 +230,7 @@ def demo(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout; no progress bars.")] = False,
     threads: Threads = None,
+    jobs: Jobs = "auto",
     real: Annotated[
         Path, typer.Option("--real", help="Real-voice corpus (bench data real); every run is scored on it if present.")
     ] = DEFAULT_REAL,
@@ -283,7 +291,7 @@ def demo(
             res = run_demo(out, preset=preset, data=data, report_dir=report_dir, losses=names, seeds=seed_list,
                            epochs=epochs, force=force,
                            overrides=sets, reporter=reporter, synth_progress=synth_progress,
-                           report_progress=report_progress, threads=threads, real=real)  # fmt: skip
+                           report_progress=report_progress, threads=threads, real=real, jobs=jobs)  # fmt: skip
         finally:
             if isinstance(reporter, RichReporter):
                 reporter.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from bench.commands.common import console, err_console, handle_errors, print_json
 
@@ -58,8 +59,9 @@ def real(
         return
     state = "already built, nothing to do" if manifest.get("reused") else f"built in {manifest['build_seconds']:.1f} s"
     c = manifest["counts"]
-    console.print(f"[bold]{out}[/]: {c['speakers']} speakers, {c['test_utts']} test utterances, "
-                  f"{c['trials']:,} trials ({c['target_trials']} target); {state}", highlight=False)  # fmt: skip
+    # the shared console reads no markup (paths may hold brackets): bold comes from Text styles
+    console.print(Text.assemble((str(out), "bold"), f": {c['speakers']} speakers, {c['test_utts']} test utterances, "
+                                f"{c['trials']:,} trials ({c['target_trials']} target); {state}"), highlight=False)  # fmt: skip
     for name, cell in manifest["cells"].items():
         note = " (language varies with the speaker)" if cell["language_varies"] else ""
         line = f"  {name}: {cell['speakers']} speakers, {cell['trials']} trials, {'/'.join(cell['languages'])}{note}"
@@ -67,8 +69,8 @@ def real(
             line += f"; baseline EER {result['check']['per_cell'][name]:.2f} %"
         console.print(line, highlight=False)
     if check:
-        console.print(f"baseline ({result['check']['method']}): EER [bold]{result['check']['eer']:.2f} %[/] "
-                      "on all trials", highlight=False)  # fmt: skip
+        console.print(Text.assemble(f"baseline ({result['check']['method']}): EER ",
+                                    (f"{result['check']['eer']:.2f} %", "bold"), " on all trials"), highlight=False)  # fmt: skip
     for spk, why in manifest.get("skipped", {}).items():
         console.print(f"  left out {spk}: {why}", highlight=False)
     console.print(f"licences: {out / 'SOURCES.md'}", highlight=False)

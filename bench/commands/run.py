@@ -25,6 +25,16 @@ Threads = Annotated[
     ),
 ]
 
+Jobs = Annotated[
+    str,
+    typer.Option(
+        "--jobs",
+        metavar="N|auto",
+        help="Runs trained at once, each in its own process with a share of the CPUs (CPU only; "
+        "auto: one per CPU core, 1 on a GPU).",
+    ),
+]
+
 
 def _parse_seeds(text: str) -> list[int]:
     from bench.errors import BenchError
@@ -125,6 +135,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     threads: Threads = None,
+    jobs: Jobs = "1",
 ) -> None:
     """Train and evaluate each loss (and seed) of an experiment into runs/<experiment>/<loss>/seed<k>/.
 
@@ -138,6 +149,7 @@ def run(
     Examples:
       bench run --losses aam,aamsupcon
       bench run --preset demo --losses softmax,aam --seeds 0,1,2 --set train.epochs=8
+      bench run --preset demo --losses aam,aamsupcon --seeds 0,1,2 --jobs auto
       bench run --preset demo --losses aam,aamsupcon --finetune lm
       bench run --preset reference --corpus cnceleb:/data/CN-Celeb_flac --losses aamsupcon
       torchrun --nproc_per_node 4 -m bench run --preset reference --losses aamsupcon
@@ -151,7 +163,10 @@ def run(
     if finetune:
         overrides.append(f'finetune.name="{finetune}"')
     cfg = load_config(preset=preset, file=config, overrides=overrides)
-    names = [n.strip() for n in losses.split(",") if n.strip()] or [cfg.loss.name]
+    names = [n.strip() for n in losses.split(",") if n.strip()]
+    if losses.strip() and not names:
+        fail(f"--losses names no loss: '{losses}'")
+    names = names or [cfg.loss.name]
     seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
     if print_config:
         from bench.runner.experiment import run_config
@@ -172,12 +187,14 @@ def run(
 
     from bench.runner import ddp
     from bench.runner.experiment import plan_runs, run_experiment
+    from bench.runner.pool import resolve_jobs
     from bench.runner.progress import RichReporter
     from bench.runner.train import NullReporter
     from bench.threads import configure
 
     configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
+    n_jobs = resolve_jobs(jobs, len(names) * len(seed_list), device.type, info.world_size)
     reporter = NullReporter() if (json_out or quiet or not info.is_main) else RichReporter(label=cfg.experiment)
     t0 = time.time()
     try:
@@ -205,6 +222,8 @@ def run(
             info=info,
             device=device,
             corpus=corpus,
+            jobs=n_jobs,
+            threads=threads,
         )
         if corpus.bad_files and info.is_main:
             for o in outcomes:

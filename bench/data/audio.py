@@ -83,6 +83,23 @@ def read_audio(
         BenchError: missing/empty/corrupt/non-audio file, non-finite samples, or a wrong rate with
             ``resample=False``.
     """
+    wave, sr = read_native(path, sample_rate, resample, offset=offset, frames=frames)
+    if sr != sample_rate:
+        warnings.warn(f"{path}: resampling {sr} Hz -> {sample_rate} Hz", stacklevel=2)
+        wave = resample_poly(wave, sr, sample_rate)
+        if frames >= 0:
+            wave = wave[:frames]
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def read_native(
+    path: str | Path, sample_rate: int = 16000, resample: bool = True, *, offset: int = 0, frames: int = -1
+) -> tuple[np.ndarray, int]:
+    """``read_audio`` before resampling: ``(mono float32 wave [T'] at the file's own rate, that rate)``.
+
+    ``offset``/``frames`` are still counted at ``sample_rate`` (converted to the file's rate), and
+    every check of :func:`read_audio` applies (a wrong rate with ``resample=False`` is refused).
+    """
     p = Path(path)
     if not p.is_file():
         raise BenchError("audio file not found", path=p)
@@ -106,18 +123,12 @@ def read_audio(
         raise
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError by version
         raise BenchError(f"unreadable audio ({_reason(e)})", path=p) from None
-    if sr != sample_rate:
-        warnings.warn(f"{path}: resampling {sr} Hz -> {sample_rate} Hz", stacklevel=2)
     if data.shape[0] == 0:
         raise BenchError(f"no samples at offset {offset} (file has {total} frames)", path=path)
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(wave)):
         raise BenchError("audio contains NaN or infinite samples", path=path)
-    if sr != sample_rate:
-        wave = resample_poly(wave, sr, sample_rate)
-        if frames >= 0:
-            wave = wave[:frames]
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32), sr
 
 
 def resample_poly(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:

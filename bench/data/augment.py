@@ -33,6 +33,7 @@ import torch
 
 from bench.config import DataConfig
 from bench.data.audio import audio_info, read_audio, resample_poly
+from bench.data.cache import cached_read
 from bench.data.corpus import audio_files
 from bench.errors import BenchError
 from bench.registry import Registry
@@ -73,9 +74,9 @@ class SoundBank:
         total = self.frames(i)
         if total > n:
             off = int(rng.integers(0, total - n + 1))
-            x = read_audio(self.files[i], self.sample_rate, offset=off, frames=n)
+            x = cached_read(self.files[i], self.sample_rate, offset=off, frames=n)
         else:
-            x = read_audio(self.files[i], self.sample_rate)
+            x = cached_read(self.files[i], self.sample_rate)
         return repeat_pad(x, n)
 
     def whole(self, rng: np.random.Generator) -> np.ndarray:

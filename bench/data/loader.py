@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bench.config import DataConfig
-from bench.data.audio import read_audio
+from bench.data import cache
 from bench.data.augment import MultiViewAugmenter, repeat_pad, speed_perturb
 from bench.data.corpus import Corpus
 from bench.data.sampler import SpeakerBalancedBatchSampler
@@ -53,9 +53,9 @@ class CropDataset(Dataset):
         def read(n: int) -> np.ndarray:
             if total > n:
                 off = int(rng.integers(0, total - n + 1))
-                x = read_audio(path, sr, self.cfg.resample, offset=off, frames=n)
+                x = cache.cached_read(path, sr, self.cfg.resample, offset=off, frames=n)
             else:
-                x = read_audio(path, sr, self.cfg.resample)
+                x = cache.cached_read(path, sr, self.cfg.resample)
             return repeat_pad(x, n)
 
         if self.cfg.speed_perturb:
@@ -131,6 +131,7 @@ def make_train_loader(
             batch shape the corpus or world size cannot provide.
     """
     data_cfg.validate()
+    cache.configure(data_cfg.cache_mb)
     augmenter = MultiViewAugmenter(data_cfg)
     dataset = CropDataset(corpus, data_cfg, seed=seed, epoch=epoch, augmenter=augmenter)
     sampler = SpeakerBalancedBatchSampler(

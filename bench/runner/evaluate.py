@@ -44,10 +44,10 @@ class _UttDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        from bench.data.audio import read_audio
+        from bench.data.cache import cached_read
 
         frames = self.max_len if self.max_len > 0 else -1
-        wave = read_audio(self.paths[i], self.sr, self.resample, frames=frames)
+        wave = cached_read(self.paths[i], self.sr, self.resample, frames=frames)
         if self.crops <= 0:
             return i, wave
         n = len(wave)

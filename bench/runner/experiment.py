@@ -164,11 +164,15 @@ def run_experiment(
     device: torch.device = torch.device("cpu"),
     corpus: Corpus | None = None,
     loader_fn: LoaderFn = default_loader,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> list[RunOutcome]:
     """Train and evaluate each loss x seed; returns one outcome per run (failed runs included).
 
     Configs are all resolved before anything trains, so a typo in a loss name fails at once, and
-    so does a fine-tuning run without a finished parent (:func:`plan_runs`).
+    so does a fine-tuning run without a finished parent (:func:`plan_runs`). ``jobs`` > 1 trains
+    that many runs at once in worker processes with ``threads`` (default: the CPUs split evenly)
+    intra-op threads each (:mod:`bench.runner.pool`; CPU only, default loader only).
     """
     plans = plan_runs(cfg, losses, seeds, out)
     if corpus is None:
@@ -176,32 +180,50 @@ def run_experiment(
 
         corpus = load_corpus(cfg.data)
     _check_validation(plans, corpus)
-    outcomes = []
+    if jobs > 1 and len(plans) > 1:
+        if device.type != "cpu" or info.world_size > 1 or loader_fn is not default_loader:
+            raise BenchError("jobs > 1 trains runs side by side on the CPU only (no GPU, torchrun or custom loader)")
+        from bench.runner.pool import run_parallel
+
+        return run_parallel(run_planned, plans, corpus, jobs, force=force, resume=resume, reporter=reporter,
+                            threads=threads)  # fmt: skip
     untrained_cache: dict[str, Any] = {}
-    for plan in plans:
-        one, rd = plan.cfg, plan.rd
-        try:
-            outcomes.append(
-                run_one(
-                    one,
-                    rd,
-                    corpus,
-                    force=force,
-                    resume=resume,
-                    reporter=reporter,
-                    info=info,
-                    device=device,
-                    loader_fn=loader_fn,
-                    untrained_cache=untrained_cache,
-                    init_from=plan.init_from,
-                )
-            )
-        except BenchError as e:
-            # one bad run (NaN loss, a locked directory) should not cost the other runs their results
-            outcomes.append(RunOutcome(_name(one), one.train.seed, str(rd.path), "failed", error=str(e)))
-            if reporter:
-                reporter.message(f"{_label(one)}: FAILED: {e}")
-    return outcomes
+    return [
+        run_planned(
+            plan,
+            corpus,
+            force=force,
+            resume=resume,
+            reporter=reporter,
+            info=info,
+            device=device,
+            loader_fn=loader_fn,
+            untrained_cache=untrained_cache,
+        )  # fmt: skip
+        for plan in plans
+    ]
+
+
+def run_planned(
+    plan: PlannedRun,
+    corpus: Corpus,
+    *,
+    reporter: Reporter | None = None,
+    info: ddp.DistInfo = ddp.DistInfo(),
+    device: torch.device = torch.device("cpu"),
+    loader_fn: LoaderFn = default_loader,
+    untrained_cache: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> RunOutcome:
+    """:func:`run_one` of a planned run; a BenchError makes it ``failed`` (reported), not the experiment."""
+    try:
+        return run_one(plan.cfg, plan.rd, corpus, reporter=reporter, info=info, device=device, loader_fn=loader_fn,
+                       untrained_cache=untrained_cache, init_from=plan.init_from, **kwargs)  # fmt: skip
+    except BenchError as e:
+        # one bad run (NaN loss, a locked directory) should not cost the other runs their results
+        if reporter:
+            reporter.message(f"{_label(plan.cfg)}: FAILED: {e}")
+        return RunOutcome(_name(plan.cfg), plan.cfg.train.seed, str(plan.rd.path), "failed", error=str(e))
 
 
 def run_one(
@@ -421,7 +443,14 @@ def _fill_from_metrics(outcome: RunOutcome, rd: RunDir) -> None:
 
 # Settings that say where and how fast a run goes, not what it computes: a finished run is still
 # the same result when only these differ.
-EXECUTION_KEYS = ("data.workers", "train.device", "eval.batch_size", "train.log_every", "train.checkpoint_every")
+EXECUTION_KEYS = (
+    "data.workers",
+    "data.cache_mb",
+    "train.device",
+    "eval.batch_size",
+    "train.log_every",
+    "train.checkpoint_every",
+)
 
 
 def _check_same_config(cfg: ExperimentConfig, rd: RunDir, action: str = "resume") -> None:

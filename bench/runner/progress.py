@@ -95,6 +95,8 @@ class RichReporter:
         self.progress.update(self.task, stats=f"loss {row['train_loss']:.3f}{extra}")
 
     def message(self, text: str) -> None:
+        if self.run and not text.startswith(self.run):
+            text = f"{self.run}: {text}"  # runs side by side (bench.runner.pool) interleave their lines
         (self.progress.console if self.progress else self.console).print(
             text, highlight=False, markup=False, soft_wrap=True
         )
