@@ -81,7 +81,9 @@ def budget_text(info: dict[str, Any]) -> str:
     of = f" of {info['max_epochs']}" if info["max_epochs"] else ""
     text = f"epochs {_span(info['epochs'])}{of}, {_span(info['steps'])} steps, {_span(info['samples_seen'])} samples"
     cuts = info.get("lr_reductions") or []
-    return text + (f", {_span(cuts)} lr cuts" if any(cuts) else "")
+    if not any(cuts):
+        return text
+    return text + f", {_span(cuts)} lr cut{'' if max(cuts) == 1 else 's'}"  # "1 lr cut", "1–2 lr cuts"
 
 
 def add_columns(table: pd.DataFrame, systems: list[System]) -> pd.DataFrame:

@@ -118,3 +118,12 @@ def test_a_system_that_was_not_trained_reads_not_trained_and_gates_nothing():
     assert list(table["converged_text"]) == ["not trained", "yes"]
     pairs = pd.DataFrame({"system_a": ["m"], "system_b": ["b"], "verdict": ["m better"]})
     assert gate_verdicts(pairs, table)["verdict"].tolist() == ["m better"]
+
+
+def test_budget_text_counts_lr_cuts_in_words():
+    from reports.convergence import budget_text
+
+    base = {"epochs": [14, 17], "max_epochs": 24, "steps": [700, 850], "samples_seen": [22400, 27200]}
+    assert budget_text({**base, "lr_reductions": [1, 1]}).endswith("27,200 samples, 1 lr cut")
+    assert budget_text({**base, "lr_reductions": [1, 2]}).endswith(", 1–2 lr cuts")
+    assert budget_text({**base, "lr_reductions": [0, 0]}).endswith("27,200 samples")
