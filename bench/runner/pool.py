@@ -5,8 +5,9 @@ run in separate processes, each with its share of the cores. That is not data pa
 several devices is torchrun's job, :mod:`bench.runner.ddp`): it is a process pool from the standard
 library (:class:`concurrent.futures.ProcessPoolExecutor`, spawned workers) over whole runs. It pays off
 because a small model scales poorly over intra-op threads: on the 2-core machine this project is
-measured on, one demo run trained at 226 training utterances/s with 2 threads and 163 with 1, so two
-runs with 1 thread each do about 1.4 x the work of one with 2 (BENCHMARKS.md, "concurrency").
+measured on, one demo run trained at 226 training utterances/s with 2 threads and 163 with 1
+(2026-12-07, ``bench run --preset demo --threads 1|2``), so two runs with 1 thread each do about 1.4 x
+the work of one with 2; BENCHMARKS.md's "concurrency" table measures the same effect.
 
 Progress from the workers reaches the parent's reporter through a queue, tagged with the run, so the
 bars and epoch lines name the run they belong to. Each worker process keeps its own decoded-audio cache
