@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config_checks import check_batch_positives, check_config, check_section
+from bench.config_checks import check_batch_positives, check_config, check_effect, check_section
+from bench.config_origin import Origins
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
 from models.config import FrontendConfig, ModelConfig  # noqa: F401  (the model section is the models' own)
@@ -306,25 +307,43 @@ def load_config(
     preset: str | None = None,
     file: str | Path | None = None,
     overrides: list[str] | None = None,
+    origins: Origins | None = None,
 ) -> ExperimentConfig:
-    """Build an ExperimentConfig from defaults, a preset and/or TOML file, and overrides."""
+    """Build an ExperimentConfig from defaults, a preset and/or TOML file, and overrides.
+
+    ``origins``, when given, is filled with where each setting came from (bench.config_origin), so
+    that later checks (a loss's own parameters) can name the file and line too.
+
+    Raises:
+        BenchError: a syntax error, unknown key or out-of-range value, at the file and line that set
+            it (or the ``--set`` that gave it) where that is known.
+    """
+    from bench.textio import read_text
+
+    origins = origins if origins is not None else Origins()
     data: dict[str, Any] = {}
     if preset:
         if preset not in preset_names():
             raise BenchError(
                 f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}"
             )
-        data = _merge(data, read_toml(PRESET_DIR / f"{preset}.toml"))
+        path = PRESET_DIR / f"{preset}.toml"
+        data = _merge(data, read_toml(path))
+        origins.add_file(path, read_text(path, "config file"))
         data.setdefault("preset", preset)
     if file:
         data = _merge(data, read_toml(file))
+        origins.add_file(Path(file), read_text(Path(file), "config file"))
     from bench.per_loss import drop_overridden
 
     typed = [parse_override(o)[0] for o in overrides or []]
+    origins.add_overrides(typed)
     data = apply_overrides(drop_overridden(data, typed), overrides or [])
-    cfg = config_from_mapping(ExperimentConfig, data, where="config")
-    cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
-    check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched
+    with origins.located():
+        cfg = config_from_mapping(ExperimentConfig, data, where="config")
+        cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))
+        check_config(cfg)  # every setting's range (bench/config_checks.py), before any data is touched
+        check_effect(cfg, lambda key: origins.user_set(key, PRESET_DIR / f"{preset}.toml" if preset else None))
     return cfg
 
 

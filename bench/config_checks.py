@@ -283,6 +283,37 @@ def check_section(prefix: str, obj: Any) -> None:
             check_value(key, value)
 
 
+#: ``"section.key" -> (applies(cfg), when)``: settings that only act under another setting. A value the
+#: user set (config file or ``--set``) where it would do nothing is refused by ``load_config``; a
+#: preset's value is not, so that ``--set optim.scheduler=cosine`` on a plateau preset still works.
+ONLY_WITH: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "optim.max_reductions": (lambda c: c.optim.scheduler == "plateau", "optim.scheduler = 'plateau'"),
+    "optim.step_size": (lambda c: c.optim.scheduler == "step", "optim.scheduler = 'step'"),
+    "optim.gamma": (
+        lambda c: c.optim.scheduler in ("exponential", "step", "plateau"),
+        "an exponential, step or plateau schedule",
+    ),
+    "optim.momentum": (lambda c: c.optim.optimizer == "sgd", "optim.optimizer = 'sgd'"),
+}
+
+
+def check_effect(cfg: Any, user_set: Callable[[str], bool]) -> None:
+    """Refuse a setting the user gave that the rest of ``cfg`` makes inert (:data:`ONLY_WITH`).
+
+    Raises:
+        BenchError: ``optim.max_reductions has no effect without optim.scheduler = 'plateau' ...``.
+    """
+    for key, (applies, when) in ONLY_WITH.items():
+        if user_set(key) and not applies(cfg):
+            raise BenchError(f"{key} has no effect without {when} (got {_describe(cfg, when)}); leave it out")
+
+
+def _describe(cfg: Any, when: str) -> str:
+    if "optimizer" in when:
+        return f"optim.optimizer = {cfg.optim.optimizer!r}"
+    return f"optim.scheduler = {cfg.optim.scheduler!r}"
+
+
 def check_config(cfg: Any) -> None:
     """Every setting of an ExperimentConfig, then the rules that relate two settings.
 

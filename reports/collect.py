@@ -276,6 +276,16 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     return runs
 
 
+def recipe(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison of losses must show beside each result (their tuned values differ per loss):
+    the run's ``lr`` and its loss's numeric parameters, e.g. ``scale=10.69 margin=0.09``, from its
+    config.toml (blank where a run has none)."""
+    optim = cfg.get("optim") or {}
+    params = (cfg.get("loss") or {}).get("params") or {}
+    shown = [f"{k}={v:g}" for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {"lr": optim.get("lr", ""), "loss_params": " ".join(shown)}
+
+
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """A tidy table, one row per run, with identity, provenance and the recorded metrics."""
     rows = []
@@ -300,6 +310,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "epochs": r.training.get("epochs", ""),
             "steps": r.training.get("steps", ""),
             "samples_seen": r.training.get("samples_seen", ""),
+            **recipe(r.config),
         }
         for k, val in r.metrics.items():
             if isinstance(val, (int, float)):

@@ -202,6 +202,8 @@ RUN_COLUMNS = [
     "epochs",
     "steps",
     "samples_seen",
+    "lr",
+    "loss_params",
 ]
 
 

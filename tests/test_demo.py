@@ -165,6 +165,7 @@ def test_bad_demo_options_are_user_errors(tmp_path, args, message):
         ({"losses": ("aam", "aam")}, "--losses names aam more than once"),
         ({"seeds": (0, 1, 0)}, "--seeds names 0 more than once"),
         ({"overrides": ["nosuch.key=1"]}, "nosuch"),
+        ({"jobs": 2, "overrides": ["train.device=cuda"]}, "--jobs above 1 runs several trainings on one cuda device"),
     ],
 )
 def test_bad_demo_input_is_refused_before_the_corpus_is_generated(tmp_path, monkeypatch, kw, message):

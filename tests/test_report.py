@@ -240,6 +240,9 @@ def test_outputs_state_provenance(report):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 8 and set(runs["preset"]) == {"demo"} and set(runs["enroll_mode"]) == {"concat"}
+    # each loss's recipe stands beside its result: the lr and the loss's numeric parameters of config.toml
+    assert set(runs["lr"]) == {0.005} and all("scale=8" in p for p in runs["loss_params"])
+    assert "| lr | loss_params |" in md
     torch_version = _provenance()["versions"]["torch"]
     for text in (md, html):
         assert "synthetic" in text and "trials.lst" in text and "concat" in text and torch_version in text
@@ -471,3 +474,22 @@ def test_one_loss_from_two_experiments_is_two_systems_named_by_experiment(tmp_pa
     write_run(tmp_path / "copy", "aam", 0, draw_scores(trials[2], 1.0, 0), trials, tpath, experiment="demo")
     with pytest.raises(BenchError, match="more than one run with seed 0"):
         group_systems(load_runs([tmp_path / "demo", tmp_path / "copy"]))
+
+
+def test_recipe_lists_the_lr_and_the_numeric_loss_parameters():
+    from reports.collect import recipe
+
+    cfg = {
+        "optim": {"lr": 0.00862},
+        "loss": {
+            "params": {
+                "scale": 12.18,
+                "margin": 0.249,
+                "easy_margin": False,
+                "classifier_views": [0],
+                "temperature": 0.0459,
+            }
+        },
+    }
+    assert recipe(cfg) == {"lr": 0.00862, "loss_params": "scale=12.18 margin=0.249 temperature=0.0459"}
+    assert recipe({}) == {"lr": "", "loss_params": ""}

@@ -14,6 +14,7 @@ the report is rebuilt only when a run changed (or the report is missing).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,7 +123,10 @@ def run_demo(
     plans = plan_runs(cfg, list(losses), list(seeds), out)
     from bench.runner.pool import resolve_jobs
 
-    n_jobs = resolve_jobs(jobs, len(plans), "cpu")  # the device is known below; a GPU gets 1 there
+    # the device and torchrun's world size as ddp.setup will find them: --jobs 2 on a GPU is refused
+    # before the corpus is generated
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    n_jobs = resolve_jobs(jobs, len(plans), ddp.pick_device(cfg.train.device).type, world)
     t0 = time.perf_counter()
     corpus_action = ensure_corpus(data, progress=synth_progress, preset=preset, check_size=data == spec.data)
     t_corpus = time.perf_counter() - t0
@@ -130,8 +134,6 @@ def run_demo(
 
     configure(cfg.data.workers, threads)
     info, device = ddp.setup(cfg.train.device)
-    if device.type != "cpu" or info.world_size > 1:
-        n_jobs = resolve_jobs(jobs if jobs != "auto" else 1, len(plans), device.type, info.world_size)
     t1 = time.perf_counter()
     outcomes = run_experiment(cfg, list(losses), list(seeds), out, force=force, reporter=reporter,
                               info=info, device=device, jobs=n_jobs, threads=threads)  # fmt: skip

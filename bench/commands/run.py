@@ -155,6 +155,7 @@ def run(
       torchrun --nproc_per_node 4 -m bench run --preset reference --losses aamsupcon
     """
     from bench.config import load_config, resolve, to_dict, to_toml
+    from bench.config_origin import Origins
 
     check_out(out)
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
@@ -162,17 +163,20 @@ def run(
         overrides.append("data.skip_bad=true")
     if finetune:
         overrides.append(f'finetune.name="{finetune}"')
-    cfg = load_config(preset=preset, file=config, overrides=overrides)
+    origins = Origins()
+    cfg = load_config(preset=preset, file=config, overrides=overrides, origins=origins)
     names = [n.strip() for n in losses.split(",") if n.strip()]
     if losses.strip() and not names:
         fail(f"--losses names no loss: '{losses}'")
     names = names or [cfg.loss.name]
     seed_list = _parse_seeds(seeds) if seeds else [cfg.train.seed]
     if print_config:
-        from bench.runner.experiment import run_config
+        from bench.runner.experiment import check_repeats, run_config
 
+        check_repeats(names, seed_list)
         for name in names:
-            one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
+            with origins.located(name):
+                one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
             if one.finetune.name:
                 from bench.finetune import finetune_config
 
@@ -203,7 +207,8 @@ def run(
 
         # a typo'd loss name, a loss the fine-tuning recipe refuses or a missing parent run fails
         # before the corpus loads
-        plan_runs(cfg, names, seed_list, out)
+        with origins.located():
+            plan_runs(cfg, names, seed_list, out)
         if info.is_main:
             prepare_corpus(cfg.data, quiet=json_out or quiet)
         ddp.barrier(info)

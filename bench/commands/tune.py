@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -112,6 +113,12 @@ def tune(
         key = ".".join(p[:1] + p[3:]) if p[1:3] == ["per_loss", name] else ".".join(p)
         if key in CONFIG_KEYS:
             fixed[key] = value_at(to_dict(cfg), ".".join(p))
+    # a searched recipe key's per-loss preset value is replaced by every trial: left out of the base,
+    # so that it is not checked against settings the user typed (--set optim.min_lr above it)
+    searched = {p.split("=", 1)[0].strip() for p in tcfg.params}
+    own_optim = {k: v for k, v in cfg.optim.per_loss.get(name, {}).items() if f"optim.{k}" not in searched}
+    per_loss = {**cfg.optim.per_loss, name: own_optim} if name in cfg.optim.per_loss else cfg.optim.per_loss
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, per_loss=per_loss))
     base = run_config(cfg, name, cfg.train.seed)  # the trial configs' base: per-loss values applied
     space = parse_space(tcfg.params, name, fixed, base)
     origin = {"preset": preset or "", "config": str(config) if config else "", "sets": overrides, "out": str(out)}

@@ -107,6 +107,14 @@ class PlannedRun:
     init_from: Path | None = None
 
 
+def check_repeats(losses: list[str], seeds: list[int]) -> None:
+    """Raise BenchError when a loss or seed is named twice (it would train one run folder twice)."""
+    for option, items in (("--losses", list(losses)), ("--seeds", list(seeds))):
+        repeated = list(dict.fromkeys(str(x) for x in items if items.count(x) > 1))
+        if repeated:
+            raise BenchError(f"{option} names {', '.join(repeated)} more than once")
+
+
 def plan_runs(cfg: ExperimentConfig, losses: list[str], seeds: list[int], out: str | Path) -> list[PlannedRun]:
     """Every (loss, seed) run of the experiment, checked before anything trains.
 
@@ -115,10 +123,7 @@ def plan_runs(cfg: ExperimentConfig, losses: list[str], seeds: list[int], out: s
     missing, unfinished or trained with other settings (``bench.finetune``). A loss or seed named
     twice is a ``BenchError`` before anything else: it would train the same run folder twice.
     """
-    for option, items in (("--losses", list(losses)), ("--seeds", list(seeds))):
-        repeated = list(dict.fromkeys(str(x) for x in items if items.count(x) > 1))
-        if repeated:
-            raise BenchError(f"{option} names {', '.join(repeated)} more than once")
+    check_repeats(losses, seeds)
     configs = [run_config(cfg, loss, seed, losses) for loss in losses for seed in seeds]
     if not cfg.finetune.name:
         return [PlannedRun(c, RunDir.for_run(out, cfg.experiment, c.loss.name, c.train.seed)) for c in configs]
