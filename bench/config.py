@@ -337,7 +337,7 @@ def load_config(
     from bench.per_loss import drop_overridden
 
     typed = [parse_override(o)[0] for o in overrides or []]
-    origins.add_overrides(typed)
+    origins.add_overrides([(parts, _parse_scalar(v)) for parts, v in map(parse_override, overrides or [])])
     data = apply_overrides(drop_overridden(data, typed), overrides or [])
     with origins.located():
         cfg = config_from_mapping(ExperimentConfig, data, where="config")

@@ -284,8 +284,9 @@ def check_section(prefix: str, obj: Any) -> None:
 
 
 #: ``"section.key" -> (applies(cfg), when)``: settings that only act under another setting. A value the
-#: user set (config file or ``--set``) where it would do nothing is refused by ``load_config``; a
-#: preset's value is not, so that ``--set optim.scheduler=cosine`` on a plateau preset still works.
+#: user set (config file or ``--set``) where it would do nothing is refused by ``load_config`` unless
+#: it is the default; a preset's value is not, so ``--set optim.scheduler=cosine`` on a plateau preset
+#: still works.
 ONLY_WITH: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.max_reductions": (lambda c: c.optim.scheduler == "plateau", "optim.scheduler = 'plateau'"),
     "optim.step_size": (lambda c: c.optim.scheduler == "step", "optim.scheduler = 'step'"),
@@ -303,9 +304,17 @@ def check_effect(cfg: Any, user_set: Callable[[str], bool]) -> None:
     Raises:
         BenchError: ``optim.max_reductions has no effect without optim.scheduler = 'plateau' ...``.
     """
+    defaults = type(cfg)()
     for key, (applies, when) in ONLY_WITH.items():
-        if user_set(key) and not applies(cfg):
+        # the default value is harmless: a config printed by --print-config holds every key
+        if user_set(key) and not applies(cfg) and _get(cfg, key) != _get(defaults, key):
             raise BenchError(f"{key} has no effect without {when} (got {_describe(cfg, when)}); leave it out")
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _describe(cfg: Any, when: str) -> str:

@@ -50,7 +50,7 @@ def optim_for(cfg: Any, loss: str) -> Any:
     """
     import typing
 
-    from bench.config_checks import check_config, check_value
+    from bench.config_checks import check_config, check_effect, check_value
     from bench.registry import coerce, suggest
     from losses import LOSSES
 
@@ -81,6 +81,8 @@ def optim_for(cfg: Any, loss: str) -> Any:
     for name in tables:  # relations such as optim.min_lr <= optim.lr, in each loss's resulting config
         try:
             check_config(applied(name))
+            own = tables[name]
+            check_effect(applied(name), lambda key, own=own: key.startswith("optim.") and key[6:] in own)
         except BenchError as e:
             raise BenchError(f"optim.per_loss.{name}: {e.message}") from None
     return applied(loss)

@@ -28,7 +28,7 @@ def test_key_lines_reads_headers_keys_dotted_keys_and_skips_strings():
         "channels = 4\n"  # 11
     )
     lines = key_lines(text)
-    assert lines["experiment"] == 1 and lines["train"] == 2 and lines["train.epochs"] == 3
+    assert lines["experiment"] == 1 and "x" not in lines and lines["train"] == 2 and lines["train.epochs"] == 3
     assert "train.fake" not in lines and lines["train.note"] == 4
     assert lines["loss.per_loss.aam.scale"] == 8 and lines["loss.per_loss.aam.optim.lr"] == 9
     assert lines["model.params.channels"] == 11
@@ -106,3 +106,78 @@ def test_print_config_refuses_a_repeated_loss(tmp_path):
     res = runner.invoke(app, ["run", "--preset", "demo", "--losses", "aam,aam", "--print-config"])
     assert res.exit_code == 2 and "--losses names aam more than once" in res.output
     assert res.output.count("[loss]") == 0
+
+
+def test_bench_tune_names_the_line_of_a_bad_loss_parameter_too(tmp_path):
+    path = _write(tmp_path, "[loss.per_loss.aam]\n# tuned\nmargin = -1\n")
+    res = runner.invoke(app, ["tune", "-c", str(path), "--loss", "aam", "--param", "scale=4:8", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and f"{path}:3: aam: margin must be in [0, pi/2)" in res.output
+    assert not (tmp_path / "tune").exists()
+
+
+def test_key_lines_is_not_fooled_by_strings_arrays_or_unicode_breaks():
+    text = (
+        "experiment = '''x \"\"\" y'''\n"  # 1: a literal string holding a triple quote
+        '# a comment with """ in it\n'  # 2
+        "[data]\n"  # 3
+        "view_types = [\n"  # 4
+        '  ["a"],\n'  # 5: an array line, not a table header
+        "]\n"  # 6
+        "caf\u00e9 = 1 # \u2028 not a line break in TOML\n"  # 7: (not a bare key: ignored)
+        'root = "x#y" # comment\r\n'  # 8: CRLF, '#' inside a string
+        "[train]\n"  # 9
+        "patience = 2\n"  # 10
+    )
+    lines = key_lines(text)
+    assert lines["experiment"] == 1 and lines["data.view_types"] == 4 and "a" not in lines
+    assert lines["data.root"] == 8 and lines["train"] == 9 and lines["train.patience"] == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "where"),
+    [
+        # an inline table in the user's file beats the preset's own line for the same key
+        ("[loss]\nparams = {scale = -3}\n", ["--losses", "am"], ":2: am: scale must be > 0"),
+        ("# x\n\n[optim.per_loss]\naam = {lr = -1}\n", ["--losses", "aam"], ":4: optim.per_loss.aam.lr must be > 0"),
+        ("# c\n[loss.per_loss.aam]\n\nscal = 3\n", ["--losses", "aam"], ":4: loss 'aam': unknown parameter 'scal'"),
+        ("[model.params]\nchanels = 3\n", [], ":2: backbone 'tiny': unknown parameter 'chanels'"),
+        ("[model.params]\n\nchannels = -3\n", [], ":3: ecapa.channels must be >= 1"),
+        ("[optim.per_loss.aam]\n\nlrr = 0.1\n", ["--losses", "aam"], ":3: optim.per_loss.aam: unknown key 'lrr'"),
+        ("[optim.per_loss.aam]\nmax_reductions = 3\nmomentum = 0.5\n", ["--losses", "aam"],
+         ":3: optim.per_loss.aam: optim.momentum has no effect without optim.optimizer = 'sgd'"),
+    ],
+)  # fmt: skip
+def test_a_user_file_is_named_over_the_preset(tmp_path, text, args, where):
+    path = _write(tmp_path, text)
+    res = runner.invoke(app, ["run", "--preset", "demo", "-c", str(path), *args, "--print-config"])
+    assert res.exit_code == 2 and f"{path}{where}" in res.output, res.output
+    assert "[loss]" not in res.output  # nothing printed before the refusal
+
+
+def test_set_values_are_named_by_their_key_even_inside_a_table_or_a_per_loss_rule():
+    cases = [
+        (["--losses", "am", "--set", "loss.params={scale=-3}"], "--set loss.params.scale: am: scale must be > 0"),
+        (["--losses", "aam", "--set", "loss.per_loss.aam.scal=3"], "--set loss.per_loss.aam.scal: loss 'aam'"),
+        (["--losses", "aam", "--set", "optim.min_lr=0.004"], "--set optim.min_lr: optim.per_loss.aam: optim.min_lr"),
+    ]
+    for args, message in cases:
+        res = runner.invoke(app, ["run", "--preset", "demo", *args, "--print-config"])
+        assert res.exit_code == 2 and message in res.output and "presets" not in res.output, res.output
+
+
+def test_only_the_keys_an_inline_table_holds_count_as_set_and_printed_configs_read_back(tmp_path):
+    path = _write(tmp_path, 'optim = {scheduler = "cosine"}\n')  # step_size, gamma, ... are not the user's
+    assert load_config(preset="demo", file=path).optim.scheduler == "cosine"
+    for preset in ("", "demo", "reference"):
+        printed = runner.invoke(app, ["run", *(["--preset", preset] if preset else []), "--print-config"])
+        back = _write(tmp_path, printed.output)
+        res = runner.invoke(app, ["run", "-c", str(back), "--print-config"])
+        assert res.exit_code == 0 and "[optim]" in res.output, res.output
+
+
+def test_a_searched_key_the_recipe_ignores_is_refused():
+    from bench.tune.space import parse_param
+
+    base = load_config(preset="demo")
+    with pytest.raises(BenchError, match="optim.momentum has no effect without optim.optimizer = 'sgd'"):
+        parse_param("optim.momentum=0.5:0.99", "aam", base=base)

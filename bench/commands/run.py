@@ -174,6 +174,7 @@ def run(
         from bench.runner.experiment import check_repeats, run_config
 
         check_repeats(names, seed_list)
+        printed = []  # every loss's config checked before any is printed: no half a config on stdout
         for name in names:
             with origins.located(name):
                 one = run_config(cfg, name, seed_list[0], names) if names else resolve(cfg)
@@ -181,9 +182,9 @@ def run(
                 from bench.finetune import finetune_config
 
                 one = finetune_config(one, out / cfg.experiment / name / f"seed{seed_list[0]}")
-            if len(names) > 1:
-                console.print(f"# loss: {name}", highlight=False)
-            console.print(to_toml(to_dict(one)), highlight=False, markup=False)
+            printed.append((f"# loss: {name}" if len(names) > 1 else "") + "\n" + to_toml(to_dict(one)))
+        for text in printed:
+            console.print(text.lstrip("\n"), highlight=False, markup=False)
         return
 
     import dataclasses

@@ -84,7 +84,10 @@ def tune(
 
     check_out(out)
     overrides = shortcut_overrides(sets, backbone=backbone, corpus=corpus, experiment=experiment)
-    cfg = load_config(preset=preset, file=config, overrides=overrides)
+    from bench.config_origin import Origins
+
+    origins = Origins()
+    cfg = load_config(preset=preset, file=config, overrides=overrides, origins=origins)
     from bench.threads import configure
 
     configure(cfg.data.workers, threads)
@@ -119,7 +122,8 @@ def tune(
     own_optim = {k: v for k, v in cfg.optim.per_loss.get(name, {}).items() if f"optim.{k}" not in searched}
     per_loss = {**cfg.optim.per_loss, name: own_optim} if name in cfg.optim.per_loss else cfg.optim.per_loss
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, per_loss=per_loss))
-    base = run_config(cfg, name, cfg.train.seed)  # the trial configs' base: per-loss values applied
+    with origins.located(name):
+        base = run_config(cfg, name, cfg.train.seed)  # the trial configs' base: per-loss values applied
     space = parse_space(tcfg.params, name, fixed, base)
     origin = {"preset": preset or "", "config": str(config) if config else "", "sets": overrides, "out": str(out)}
     _tune(cfg, tcfg, space, origin, json_out, quiet, plots)

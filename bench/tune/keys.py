@@ -51,7 +51,7 @@ def with_values(cfg: Any, values: dict[str, Any]) -> Any:
     Raises:
         BenchError: a value out of its range or breaking a relation (message starts with the key).
     """
-    from bench.config_checks import check_config
+    from bench.config_checks import check_config, check_effect
 
     if not values:
         return cfg
@@ -63,4 +63,5 @@ def with_values(cfg: Any, values: dict[str, Any]) -> Any:
         cfg, **{s: dataclasses.replace(getattr(cfg, s), **fields) for s, fields in sections.items()}
     )
     check_config(out)
+    check_effect(out, lambda key: key in values)  # a searched key the recipe ignores (momentum under Adam)
     return out
