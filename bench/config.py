@@ -218,19 +218,23 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors name the file and line."""
+def read_toml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors name the file and line. ``origins`` records its keys' lines."""
     from bench.textio import read_text
 
     p = Path(path)
+    text = read_text(p, "config file")
     try:
-        return tomllib.loads(read_text(p, "config file"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         text = str(e)
         m = re.search(r"\(at line (\d+), column \d+\)", text)
         line = getattr(e, "lineno", None) or (int(m.group(1)) if m else None)
         msg = getattr(e, "msg", None) or re.sub(r"\s*\(at line.*\)$", "", text)
         raise BenchError(f"invalid TOML: {msg}", path=p, line=line) from None
+    if origins is not None:
+        origins.add_file(p, text, data)
+    return data
 
 
 def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
@@ -318,8 +322,6 @@ def load_config(
         BenchError: a syntax error, unknown key or out-of-range value, at the file and line that set
             it (or the ``--set`` that gave it) where that is known.
     """
-    from bench.textio import read_text
-
     origins = origins if origins is not None else Origins()
     data: dict[str, Any] = {}
     if preset:
@@ -328,12 +330,10 @@ def load_config(
                 f"unknown preset '{preset}'{suggest(preset, preset_names())}; known: {', '.join(preset_names())}"
             )
         path = PRESET_DIR / f"{preset}.toml"
-        data = _merge(data, read_toml(path))
-        origins.add_file(path, read_text(path, "config file"))
+        data = _merge(data, read_toml(path, origins))
         data.setdefault("preset", preset)
     if file:
-        data = _merge(data, read_toml(file))
-        origins.add_file(Path(file), read_text(Path(file), "config file"))
+        data = _merge(data, read_toml(file, origins))
     from bench.per_loss import drop_overridden
 
     typed = [parse_override(o)[0] for o in overrides or []]

@@ -13,7 +13,6 @@ comments and multi-line arrays. A key inside an inline table is reported at the 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,12 +138,9 @@ class Origins:
 
     sources: list[Source] = field(default_factory=list)
 
-    def add_file(self, path: Path, text: str) -> None:
-        try:
-            keys = _flatten(tomllib.loads(text), "", set())
-        except tomllib.TOMLDecodeError:
-            keys = set()  # read_toml reports the syntax error itself
-        self.sources.append(Source(str(path), path, frozenset(keys), key_lines(text)))
+    def add_file(self, path: Path, text: str, data: dict[str, Any]) -> None:
+        """A config file: its ``text`` (for the lines) and ``data``, that text parsed (for the keys)."""
+        self.sources.append(Source(str(path), path, frozenset(_flatten(data, "", set())), key_lines(text)))
 
     def add_overrides(self, overrides: list[tuple[list[str], Any]]) -> None:
         """``--set`` values: (key path, parsed value) pairs; a table value sets the keys inside it too."""
