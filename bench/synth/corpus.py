@@ -212,13 +212,10 @@ _WORKER: dict = {}
 
 def _init_worker(cfg: SynthConfig, out: Path, parent_pid: int | None = None) -> None:
     from bench.procs import die_with_parent
-    from bench.synth import espeak
 
     if parent_pid is not None:
         die_with_parent(parent_pid)  # a killed `bench data synth` leaves no workers behind
 
-    # A forked child must not reuse an engine its parent created: build a fresh one on first use.
-    espeak._ENGINE = None
     _WORKER.update(cfg=cfg, out=out, plans={})
 
 
@@ -240,9 +237,13 @@ def _run_task(task: Task) -> int:
 
 
 def _pool_context() -> mp.context.BaseContext:
-    # fork is fast and safe here because the parent never initialises eSpeak before forking the
-    # pool (and a worker discards any inherited engine); elsewhere spawn is the only safe choice.
-    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    # fork is fast, and safe while this process has not initialised eSpeak (`bench data synth`
+    # never does); a child forked from an initialised library would initialise it a second time,
+    # which corrupts its phoneme tables (see espeak.engine).  Elsewhere spawn is the only choice.
+    from bench.synth import espeak
+
+    fork = sys.platform.startswith("linux") and not espeak.loaded()
+    return mp.get_context("fork" if fork else "spawn")
 
 
 # ---------------------------------------------------------------- lists and manifest
@@ -353,6 +354,13 @@ def generate(
     todo = tasks(cfg, speakers)
     total = sum(units for _, units in todo)
     done = 0
+
+    def finished(t: Task) -> None:
+        nonlocal done
+        done += units[t]
+        if progress:
+            progress(done, total)
+
     if progress:
         progress(0, total)
     units = dict(todo)
@@ -362,30 +370,9 @@ def generate(
         _init_worker(cfg, out)
         for t in ordered:
             _run_task(t)
-            done += units[t]
-            if progress:
-                progress(done, total)
+            finished(t)
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
-
-        init = (cfg, out, os.getpid())
-        # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (a crash inside the eSpeak
-        # library) raises here instead of leaving the parent waiting forever; its shutdown lets the
-        # workers exit on their own, so each removes its eSpeak overlay folder.
-        with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker, initargs=init) as ex:
-            futures = [ex.submit(_run_task_keyed, t) for t in ordered]
-            try:
-                for fut in as_completed(futures):
-                    t = fut.result()
-                    done += units[t]
-                    if progress:
-                        progress(done, total)
-            except BrokenProcessPool as e:
-                raise BenchError(
-                    f"a corpus-generation worker died ({e}); run the same command again: the finished "
-                    "speakers are kept and generation resumes"
-                ) from e
+        _run_pool(cfg, out, workers, ordered, finished)
     counts = {role: sum(sp.role == role for sp in speakers) for role in ROLES}
     counts.update(
         train_utts=sum(len(sp.utts) for sp in speakers if sp.role == "train"),
@@ -409,6 +396,56 @@ def generate(
     atomic_write_json(out / "corpus.json", manifest)
     pending.unlink(missing_ok=True)
     return {**manifest, "reused": False}
+
+
+POOL_ATTEMPTS = 2
+
+
+def _run_pool(cfg: SynthConfig, out: Path, workers: int, ordered: list[Task], finished: Callable[[Task], None]) -> None:
+    """Run ``ordered`` on a pool of ``workers`` processes, calling ``finished(task)`` as each ends.
+
+    A worker that dies (a crash inside the eSpeak library, the out-of-memory killer) breaks the whole
+    pool; the unfinished tasks then run once more on a new pool, which is what re-running the command
+    would do (finished files are kept, every file depends only on its own seed).  A second death is an
+    error: something is wrong beyond a rare crash.
+    """
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    remaining = list(ordered)
+    for attempt in range(1, POOL_ATTEMPTS + 1):
+        ended: set[Task] = set()
+        # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies raises here instead of
+        # leaving the parent waiting forever; its shutdown lets the workers exit on their own, so
+        # each removes its eSpeak overlay folder.
+        with ProcessPoolExecutor(
+            workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(cfg, out, os.getpid())
+        ) as ex:
+            futures = [ex.submit(_run_task_keyed, t) for t in remaining]
+            try:
+                for fut in as_completed(futures):
+                    t = fut.result()
+                    ended.add(t)
+                    finished(t)
+                return
+            except BrokenProcessPool as e:
+                # tasks that ended before the pool broke but were not yet collected
+                for fut in futures:
+                    if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() not in ended:
+                        ended.add(fut.result())
+                        finished(fut.result())
+                remaining = [t for t in remaining if t not in ended]
+                if attempt == POOL_ATTEMPTS:
+                    raise BenchError(
+                        f"a corpus-generation worker died twice ({e}); run the same command again: the "
+                        "finished speakers are kept and generation resumes"
+                    ) from e
+                warnings.warn(
+                    f"a corpus-generation worker died ({e}); {len(remaining)} unfinished tasks run again on a new pool",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
 
 def _run_task_keyed(task: Task) -> Task:

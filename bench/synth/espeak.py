@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import multiprocessing.util as mp_util
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -220,11 +221,30 @@ def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 
 _ENGINE: Espeak | None = None
+_ENGINE_PID: int | None = None
 
 
 def engine() -> Espeak:
-    """The process-wide engine, created on first use (so forked workers each create their own)."""
-    global _ENGINE
-    if _ENGINE is None:
+    """The process-wide engine, created on first use and kept for the life of the process.
+
+    The library is initialised at most once per process image: ``espeak_Initialize`` on a library
+    that is already initialised (a second engine, or a child forked from a process that had one)
+    reloads the phoneme data under live tables, and generation then crashed at random ("Invalid
+    instruction ... for phoneme", a dead pool worker).  So a process that has loaded eSpeak starts
+    its synthesis workers with ``spawn`` (see :func:`loaded`), never ``fork``.
+    """
+    global _ENGINE, _ENGINE_PID
+    if _ENGINE is None or _ENGINE_PID != os.getpid():
+        if _ENGINE_PID is not None and _ENGINE_PID != os.getpid():
+            raise BenchError(
+                "eSpeak NG was initialised in the parent of this forked process; start synthesis "
+                "workers with the 'spawn' method (bench.synth.espeak.loaded() says when)"
+            )
         _ENGINE = Espeak()
+        _ENGINE_PID = os.getpid()
     return _ENGINE
+
+
+def loaded() -> bool:
+    """True when this process (or the process it was forked from) has initialised eSpeak NG."""
+    return _ENGINE_PID is not None
