@@ -103,7 +103,7 @@ def test_demo_presets_are_consistent_and_judge_the_plateau():
     assert DEMO_PRESETS["cpu"].speakers >= 200 and DEMO_PRESETS["demo"].minutes == 10
     steps = {n: (lambda c: c.train.epochs * c.train.steps_per_epoch)(load_config(preset=s.config))
              for n, s in DEMO_PRESETS.items()}  # fmt: skip
-    assert steps == {"demo": 1200, "cpu": 3000}  # the most a run may take
+    assert steps == {"demo": 1200, "cpu": 3600}  # the most a run may take
     assert DEMO_PRESETS["cpu"].losses == ("softmax", "aam", "supcon", "aamsupcon")
 
 
@@ -140,7 +140,7 @@ def test_run_demo_trains_every_seed_with_the_chosen_preset(tmp_path, monkeypatch
                         overrides=["train.device=cpu"])  # fmt: skip
     assert seen["seeds"] == [0, 1, 2] and len(res.runs) == 6 and res.seeds == [0, 1, 2]
     assert seen["cfg"].experiment == "demo-cpu" and seen["cfg"].data.root == "data/synth-cpu300"
-    assert res.preset == "cpu" and "300 training speakers, <= 3,000 steps a run" in seen["title"]
+    assert res.preset == "cpu" and "300 training speakers, <= 3,600 steps a run" in seen["title"]
     # Without --losses each preset compares its own list.
     for preset, spec in demo.DEMO_PRESETS.items():
         demo.run_demo(tmp_path / preset, preset=preset, report_dir=tmp_path / f"rep-{preset}",
