@@ -502,3 +502,26 @@ def test_espeak_is_initialised_once_per_process_and_never_forked(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
     assert lines[:4] == ["fork", "True spawn", "refused", "2"], out.stdout
+
+
+def test_a_task_error_stops_the_pool_at_once(tmp_path, monkeypatch):
+    """A task's own error (not a dead worker) is raised without first running every queued task."""
+    from bench.synth import generate, make_config
+
+    corpus = _forking_pool(monkeypatch)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def fail(task):
+        (marks / f"{task[0]}-{task[1]}").touch()
+        __import__("time").sleep(0.5)
+        raise BenchError("disk full")
+
+    monkeypatch.setattr(corpus, "_run_task", fail)
+    cfg = make_config("demo", speakers=2, utts=2, min_seconds=1.0, max_seconds=1.2)
+    total = len(corpus.tasks(cfg, corpus.plan(cfg)))
+    with pytest.raises(BenchError, match="disk full"):
+        generate(cfg, tmp_path / "c", workers=2)
+    started = len(list(marks.iterdir()))
+    # running + queued (workers + 1) tasks still run; without the cancel all of them do
+    assert total >= 15 and started <= 9, (started, total)

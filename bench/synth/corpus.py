@@ -354,6 +354,7 @@ def generate(
     todo = tasks(cfg, speakers)
     total = sum(units for _, units in todo)
     done = 0
+    units = dict(todo)
 
     def finished(t: Task) -> None:
         nonlocal done
@@ -363,7 +364,6 @@ def generate(
 
     if progress:
         progress(0, total)
-    units = dict(todo)
     # Largest tasks first so the pool does not end waiting on one straggler.
     ordered = [t for t, _ in sorted(todo, key=lambda tu: -tu[1])]
     if workers <= 1:
@@ -446,6 +446,10 @@ def _run_pool(cfg: SynthConfig, out: Path, workers: int, ordered: list[Task], fi
                     RuntimeWarning,
                     stacklevel=3,
                 )
+            except Exception:
+                # a task's own error (a bad voice, a full disk): stop now, not after the other tasks
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def _run_task_keyed(task: Task) -> Task:
