@@ -280,7 +280,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise BenchError(f"--set {text}: '{p}' is not a section")
-        node[parts[-1]] = _parse_scalar(value)
+        parsed = _parse_scalar(value)
+        # A table value merges into the table, as a config file's table does over the preset's:
+        # `--set 'optim={lr=0.01}'` changes the lr and keeps the preset's other optim settings.
+        old = node.get(parts[-1])
+        node[parts[-1]] = _merge(old, parsed) if isinstance(old, dict) and isinstance(parsed, dict) else parsed
     return out
 
 

@@ -212,6 +212,8 @@ def _keys_in(message: str, loss: str | None) -> list[str]:
     if not m:
         return []
     key = m.group(1)
+    if key in _SECTIONS:  # "config.train: expected a table" (a `[[train]]` or `train = 3`)
+        return [key]
     if "." not in key:  # "aamsupcon: scale must be > 0": a loss's own parameter
         if param := re.match(rf"^{re.escape(key)}: ([\w-]+) ", message):
             name = param.group(1)

@@ -48,6 +48,8 @@ def _write(tmp_path, text):
         ("[train]\npatiense = 3\n", 2, "unknown parameter 'patiense' (did you mean 'patience'?)"),
         ("[data]\ncrop_seconds = 0.01\n", 2, "data.crop_seconds must be"),
         ("[optim]\nscheduler = 'cosine'\nmax_reductions = 3\n", 3, "optim.max_reductions has no effect without"),
+        ("# an array of tables\n[[train]]\nepochs = 3\n", 2, "config.train: expected a table"),
+        ("experiment = 'x'\ntrain = 3\n", 2, "config.train: expected a table"),
     ],
 )
 def test_out_of_range_values_in_a_config_file_name_its_line(tmp_path, text, line, message):
@@ -181,3 +183,18 @@ def test_a_searched_key_the_recipe_ignores_is_refused():
     base = load_config(preset="demo")
     with pytest.raises(BenchError, match="optim.momentum has no effect without optim.optimizer = 'sgd'"):
         parse_param("optim.momentum=0.5:0.99", "aam", base=base)
+
+
+def test_a_table_given_with_set_merges_into_the_presets_table_like_a_config_file():
+    """`--set 'optim={lr=0.01}'` changes the lr and keeps the preset's other optim settings, as a
+    `[optim]` table in a -c file does; it once replaced the whole table (the plateau schedule fell
+    back to the default scheduler)."""
+    preset = load_config(preset="demo")
+    via_set = load_config(preset="demo", overrides=["optim={lr=0.01}"])
+    assert via_set.optim.lr == 0.01
+    assert via_set.optim.scheduler == preset.optim.scheduler == "plateau"
+    assert via_set.optim.max_reductions == preset.optim.max_reductions
+    assert via_set.optim.per_loss == preset.optim.per_loss
+    nested = load_config(preset="demo", overrides=["loss.per_loss={aam={margin=0.2}}"])
+    assert nested.loss.per_loss["aam"] == {**preset.loss.per_loss["aam"], "margin": 0.2}
+    assert nested.loss.per_loss["aamsupcon"] == preset.loss.per_loss["aamsupcon"]
