@@ -472,6 +472,33 @@ def test_a_worker_that_dies_once_is_replaced_and_the_corpus_is_the_same(tiny, tm
         assert (made_dir / rel).read_bytes() == (out / rel).read_bytes(), rel
 
 
+def test_a_pool_that_breaks_while_tasks_are_submitted_is_replaced_too(tiny, tmp_path, monkeypatch):
+    """A worker can die before the last task is submitted: then ``submit`` itself raises (the CI's
+    fresh clone hit it); the tasks not yet submitted run on the new pool like the unfinished ones."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bench.synth import generate
+
+    cfg, out, _ = tiny
+    real_submit, calls = ProcessPoolExecutor.submit, []
+
+    def submit(self, fn, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 3:  # the first pool breaks at its third task
+            raise BrokenProcessPool("a child process terminated abruptly")
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    with pytest.warns(RuntimeWarning, match="run again on a new pool"):
+        generate(cfg, tmp_path / "c", workers=2)
+    assert len({id(ex) for ex in calls}) == 2
+    made = sorted(p.relative_to(tmp_path / "c") for p in (tmp_path / "c").rglob("*.flac"))
+    assert made == sorted(p.relative_to(out) for p in out.rglob("*.flac"))
+    for rel in made:
+        assert (tmp_path / "c" / rel).read_bytes() == (out / rel).read_bytes(), rel
+
+
 def test_espeak_is_initialised_once_per_process_and_never_forked(tmp_path):
     """Initialising the library twice in one process image (a second engine, or a pool forked from
     a process that had one) reloads its phoneme data under live tables: the CI lost a worker to

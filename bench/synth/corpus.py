@@ -422,8 +422,11 @@ def _run_pool(cfg: SynthConfig, out: Path, workers: int, ordered: list[Task], fi
         with ProcessPoolExecutor(
             workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(cfg, out, os.getpid())
         ) as ex:
-            futures = [ex.submit(_run_task_keyed, t) for t in remaining]
+            futures = []
             try:
+                # inside the try: a worker that dies at once breaks the pool while tasks are submitted
+                for t in remaining:
+                    futures.append(ex.submit(_run_task_keyed, t))
                 for fut in as_completed(futures):
                     t = fut.result()
                     ended.add(t)
