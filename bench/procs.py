@@ -21,6 +21,8 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 _HELD: set[int] = set()
@@ -74,3 +76,41 @@ def pid_alive(pid: int) -> bool:
         state = stat.read_text().rsplit(")", 1)[1].split()[0]
         return state not in ("Z", "X")
     return True
+
+
+@contextlib.contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it as usual.
+
+    For native code that calls back into Python (eSpeak's audio callback through ctypes,
+    libsndfile's virtual IO through cffi): a KeyboardInterrupt raised inside such a callback is
+    printed and swallowed, the native code goes on without the data that callback was passing, and
+    a damaged utterance was written as if finished. Blocks held this way are short (one utterance),
+    so Ctrl-C still stops at once. Outside the main thread, or where SIGINT is ignored (pool workers),
+    the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+
+def ignore_interrupt() -> None:
+    """In a pool worker: leave Ctrl-C to the parent, which cancels the pool. A worker that took it
+    died at a random point, sometimes holding the pool's queue lock, and the parent then waited
+    forever for its pool to shut down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -552,3 +552,101 @@ def test_a_task_error_stops_the_pool_at_once(tmp_path, monkeypatch):
     started = len(list(marks.iterdir()))
     # running + queued (workers + 1) tasks still run; without the cancel all of them do
     assert total >= 15 and started <= 9, (started, total)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_generation_and_the_resumed_corpus_is_identical(tmp_path, workers):
+    """Ctrl-C during generation: the run stops (it once went on with workers=1, or hung with 2), no
+    utterance is written short (a KeyboardInterrupt swallowed inside eSpeak's or libsndfile's
+    callback once left a damaged file behind as finished), and resuming gives the same bytes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.synth import generate, make_config
+
+    kw = dict(speakers=16, utts=5, min_seconds=1.0, max_seconds=1.5)
+    ref = tmp_path / "ref"
+    generate(make_config("demo", **kw), ref, workers=2)
+    out = tmp_path / "c"
+    code = (
+        "from bench.synth import generate, make_config\n"
+        f"generate(make_config('demo', **{kw!r}), __import__('pathlib').Path({str(out)!r}), workers={workers})\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    # its own process group, signalled as a whole: what Ctrl-C in a terminal does to the pool too
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.flac"))) < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)  # no hang
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert "Exception ignored" not in err, err[-2000:]
+    assert not (out / "corpus.json").exists()
+    generate(make_config("demo", **kw), out, workers=1)
+    made = sorted(p.relative_to(out) for p in out.rglob("*.flac"))
+    assert made == sorted(p.relative_to(ref) for p in ref.rglob("*.flac"))
+    for rel in made:
+        assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
+    assert list(tmp_path.glob("bench-espeak-*")) == []
+
+
+def _ctrl_c_inside_a_callback(engine):
+    """Re-register ``engine``'s audio callback with one that sends this process SIGINT on its first
+    chunk, as a Ctrl-C arriving while eSpeak synthesises does."""
+    import signal
+
+    from bench.synth import espeak
+
+    fired: list[int] = []
+
+    def collect(wav, numsamples, events):
+        if not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # bytecodes after the signal: Python runs its handler here, inside the callback
+        return engine._collect(wav, numsamples, events)
+
+    cb = espeak._CALLBACK(collect)
+    engine._lib.espeak_SetSynthCallback(cb)
+    return cb, fired
+
+
+def test_ctrl_c_inside_the_espeak_callback_stops_after_the_utterance_not_silently():
+    """A KeyboardInterrupt raised inside a ctypes callback is printed and swallowed: the chunk was
+    dropped and the short utterance written as finished.  Now the interrupt is held until the
+    utterance is done, then raised; the engine stays usable and exact."""
+    from bench.synth.espeak import engine
+
+    e = engine()
+    args = ("hello there, one two three", "en", "name x\n", 170, 50, 50, 7)
+    ref = e.synth(*args)
+    cb, fired = _ctrl_c_inside_a_callback(e)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            e.synth(*args)
+        assert fired
+    finally:
+        e._lib.espeak_SetSynthCallback(e._cb)
+    del cb
+    assert np.array_equal(e.synth(*args), ref)
+
+
+def test_interrupt_after_holds_ctrl_c_until_the_block_ends():
+    import signal
+
+    from bench.procs import interrupt_after
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_after():
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))
+            done.append("rest of the block")
+    assert done == ["rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

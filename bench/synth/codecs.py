@@ -35,10 +35,13 @@ def gsm_roundtrip(x8k: np.ndarray) -> np.ndarray:
     """8 kHz audio encoded and decoded with GSM 06.10 (libsndfile); same length, float32."""
     import soundfile as sf
 
+    from bench.procs import interrupt_after
+
     buf = io.BytesIO()
-    sf.write(buf, np.clip(x8k, -1, 1), NARROW_SR, format="RAW", subtype="GSM610")
-    buf.seek(0)
-    y, _ = sf.read(buf, format="RAW", subtype="GSM610", samplerate=NARROW_SR, channels=1, dtype="float32")
+    with interrupt_after():  # libsndfile's virtual IO calls back into Python (see interrupt_after)
+        sf.write(buf, np.clip(x8k, -1, 1), NARROW_SR, format="RAW", subtype="GSM610")
+        buf.seek(0)
+        y, _ = sf.read(buf, format="RAW", subtype="GSM610", samplerate=NARROW_SR, channels=1, dtype="float32")
     out = np.zeros(len(x8k), np.float32)
     out[: min(len(y), len(x8k))] = y[: len(x8k)]
     return out

@@ -211,10 +211,11 @@ _WORKER: dict = {}
 
 
 def _init_worker(cfg: SynthConfig, out: Path, parent_pid: int | None = None) -> None:
-    from bench.procs import die_with_parent
+    from bench.procs import die_with_parent, ignore_interrupt
 
     if parent_pid is not None:
         die_with_parent(parent_pid)  # a killed `bench data synth` leaves no workers behind
+        ignore_interrupt()  # Ctrl-C is the parent's: it cancels the pool (see _run_pool)
 
     _WORKER.update(cfg=cfg, out=out, plans={})
 
@@ -449,8 +450,9 @@ def _run_pool(cfg: SynthConfig, out: Path, workers: int, ordered: list[Task], fi
                     RuntimeWarning,
                     stacklevel=3,
                 )
-            except Exception:
-                # a task's own error (a bad voice, a full disk): stop now, not after the other tasks
+            except BaseException:
+                # a task's own error (a bad voice, a full disk) or Ctrl-C: stop now, not after the other
+                # tasks; the workers ignore SIGINT and end with the task they are on
                 ex.shutdown(wait=True, cancel_futures=True)
                 raise
 

@@ -125,6 +125,14 @@ class Espeak:
         variant.  Returns float32 mono audio at 16 kHz in [-1, 1].  Identical arguments give
         identical samples.
         """
+        from bench.procs import interrupt_after
+
+        with interrupt_after():  # a Ctrl-C inside the audio callback would drop a chunk unnoticed
+            return self._synth(text, language, variant, rate, pitch, prange, rand_seed)
+
+    def _synth(
+        self, text: str, language: str, variant: str, rate: int, pitch: int, prange: int, rand_seed: int
+    ) -> np.ndarray:
         self._counter += 1
         name = f"v{self._counter}"
         vfile = self._variants / name

@@ -94,5 +94,8 @@ def write_flac(path: Path, pcm: np.ndarray) -> None:
     """Atomically write 16 kHz 16-bit FLAC (a crash never leaves a truncated file under ``path``)."""
     import soundfile as sf
 
-    with atomic_open(path, "wb") as fh:
+    from bench.procs import interrupt_after
+
+    # a Ctrl-C inside libsndfile's write callback is swallowed: the file would be committed short
+    with interrupt_after(), atomic_open(path, "wb") as fh:
         sf.write(fh, pcm, SR, format="FLAC", subtype="PCM_16")
