@@ -194,7 +194,21 @@ def test_a_table_given_with_set_merges_into_the_presets_table_like_a_config_file
     assert via_set.optim.lr == 0.01
     assert via_set.optim.scheduler == preset.optim.scheduler == "plateau"
     assert via_set.optim.max_reductions == preset.optim.max_reductions
-    assert via_set.optim.per_loss == preset.optim.per_loss
+    # the typed lr replaces the per-loss lrs, as --set optim.lr does; nothing else of them is lost
+    assert via_set.optim.per_loss == {
+        n: {k: v for k, v in t.items() if k != "lr"} for n, t in preset.optim.per_loss.items()
+    }
     nested = load_config(preset="demo", overrides=["loss.per_loss={aam={margin=0.2}}"])
     assert nested.loss.per_loss["aam"] == {**preset.loss.per_loss["aam"], "margin": 0.2}
     assert nested.loss.per_loss["aamsupcon"] == preset.loss.per_loss["aamsupcon"]
+
+
+def test_a_shared_optim_value_typed_as_a_set_table_beats_the_per_loss_value_like_the_dotted_form():
+    """`--set optim.lr=0.01` beats the preset's [optim.per_loss.aam] lr; `--set 'optim={lr=0.01}'` said
+    the same and silently did nothing for aam (a new user's check)."""
+    from bench.per_loss import optim_for
+
+    dotted = optim_for(load_config(preset="demo", overrides=["optim.lr=0.01"]), "aam")
+    table = optim_for(load_config(preset="demo", overrides=["optim={lr=0.01}"]), "aam")
+    assert dotted.optim.lr == table.optim.lr == 0.01
+    assert optim_for(load_config(preset="demo"), "aam").optim.lr != 0.01
