@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config_checks import check_batch_positives, check_config, check_effect, check_section
-from bench.config_origin import Origins
+from bench.config_origin import Origins, dotted_keys
 from bench.errors import BenchError
 from bench.registry import config_from_mapping, suggest
 from models.config import FrontendConfig, ModelConfig  # noqa: F401  (the model section is the models' own)
@@ -288,23 +288,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def _leaf_paths(parts: list[str], value: str) -> list[list[str]]:
-    """Key paths an override sets: its own, and those inside a table value (``optim={lr=0.01}``)."""
-    parsed = _parse_scalar(value)
-    if not isinstance(parsed, dict):
-        return [parts]
-    out: list[list[str]] = [parts]
-
-    def walk(prefix: list[str], table: dict[str, Any]) -> None:
-        for k, v in table.items():
-            out.append([*prefix, str(k)])
-            if isinstance(v, dict):
-                walk([*prefix, str(k)], v)
-
-    walk(parts, parsed)
-    return out
-
-
 def _check_key(parts: list[str], text: str) -> None:
     cls: Any = ExperimentConfig
     for i, p in enumerate(parts):
@@ -357,9 +340,14 @@ def load_config(
         data = _merge(data, read_toml(file, origins))
     from bench.per_loss import drop_overridden
 
+    parsed = [(parts, _parse_scalar(v)) for parts, v in map(parse_override, overrides or [])]
     # `--set 'optim={lr=0.01}'` types optim.lr just as `--set optim.lr=0.01` does
-    typed = [path for o in overrides or [] for path in _leaf_paths(*parse_override(o))]
-    origins.add_overrides([(parts, _parse_scalar(v)) for parts, v in map(parse_override, overrides or [])])
+    typed = [
+        p
+        for parts, value in parsed
+        for p in [parts, *(k.split(".") for k in dotted_keys(value, ".".join(parts), set()))]
+    ]
+    origins.add_overrides(parsed)
     data = apply_overrides(drop_overridden(data, typed), overrides or [])
     with origins.located():
         cfg = config_from_mapping(ExperimentConfig, data, where="config")

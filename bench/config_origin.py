@@ -105,13 +105,13 @@ def key_lines(text: str) -> dict[str, int]:
     return out
 
 
-def _flatten(data: Any, prefix: str, into: set[str]) -> set[str]:
+def dotted_keys(data: Any, prefix: str, into: set[str]) -> set[str]:
     """Every dotted key of a parsed mapping: the tables and the values under them."""
     if isinstance(data, dict):
         for k, v in data.items():
             key = f"{prefix}.{k}" if prefix else str(k)
             into.add(key)
-            _flatten(v, key, into)
+            dotted_keys(v, key, into)
     return into
 
 
@@ -140,7 +140,7 @@ class Origins:
 
     def add_file(self, path: Path, text: str, data: dict[str, Any]) -> None:
         """A config file: its ``text`` (for the lines) and ``data``, that text parsed (for the keys)."""
-        self.sources.append(Source(str(path), path, frozenset(_flatten(data, "", set())), key_lines(text)))
+        self.sources.append(Source(str(path), path, frozenset(dotted_keys(data, "", set())), key_lines(text)))
 
     def add_overrides(self, overrides: list[tuple[list[str], Any]]) -> None:
         """``--set`` values: (key path, parsed value) pairs; a table value sets the keys inside it too."""
@@ -148,7 +148,7 @@ class Origins:
         for parts, value in overrides:
             key = ".".join(parts)
             keys.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-            _flatten(value, key, keys)
+            dotted_keys(value, key, keys)
         self.sources.append(Source("--set", None, frozenset(keys), {}))
 
     def where(self, key: str) -> Source | None:
