@@ -242,12 +242,12 @@ def engine() -> Espeak:
     its synthesis workers with ``spawn`` (see :func:`loaded`), never ``fork``.
     """
     global _ENGINE, _ENGINE_PID
-    if _ENGINE is None or _ENGINE_PID != os.getpid():
-        if _ENGINE_PID is not None and _ENGINE_PID != os.getpid():
-            raise BenchError(
-                "eSpeak NG was initialised in the parent of this forked process; start synthesis "
-                "workers with the 'spawn' method (bench.synth.espeak.loaded() says when)"
-            )
+    if _ENGINE_PID is not None and _ENGINE_PID != os.getpid():
+        raise BenchError(
+            "eSpeak NG was initialised in the parent of this forked process; start synthesis "
+            "workers with the 'spawn' method (bench.synth.espeak.loaded() says when)"
+        )
+    if _ENGINE is None:
         _ENGINE = Espeak()
         _ENGINE_PID = os.getpid()
     return _ENGINE
