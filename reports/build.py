@@ -81,10 +81,45 @@ def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None) -> No
 
 
 def _recorded_inputs(marker: Path) -> list[str] | None:
+    return _recorded(marker, "inputs")
+
+
+def _recorded(marker: Path, key: str) -> Any:
     try:
-        return json.loads(marker.read_text()).get("inputs")
-    except (OSError, ValueError):
+        return json.loads(marker.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
         return None
+
+
+def results_digest(paths: list[str | Path]) -> str:
+    """Hex sha256 over every result file a report of ``paths`` reads.
+
+    Each run folder found under ``paths`` (its own evaluation and ``bench eval`` folders count as
+    runs) contributes its absolute path and the name and bytes of each file directly in it
+    (metrics.json, scores, run record, epoch log); checkpoints are below it and dot-files (the run's
+    lock, temporary files) are left out. A run
+    re-scored, added or removed changes the digest, which is how a stored report is known stale.
+
+    Raises:
+        BenchError: ``paths`` holds no finished run (as :func:`build` would).
+    """
+    import hashlib
+
+    from bench.io import file_sha256
+    from reports.collect import find_run_dirs
+
+    h = hashlib.sha256()
+    for run in sorted(find_run_dirs(paths)):
+        h.update(f"run {run}\n".encode())
+        for f in sorted(p for p in run.iterdir() if p.is_file() and not p.name.startswith(".")):
+            h.update(f"{f.name} {file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+def report_is_current(out: str | Path, paths: list[str | Path]) -> bool:
+    """Whether ``out`` holds a report built from exactly the results now under ``paths``."""
+    marker = Path(out) / MARKER
+    return marker.is_file() and _recorded(marker, "results") == results_digest(paths)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -203,6 +238,7 @@ def build(
     out_dir = Path(out) if out else Path("reports/out") / default_name(paths, runs)
     inputs = report_inputs(paths)
     check_out_dir(out_dir, opts.force, inputs)
+    digest = results_digest(paths)
     tick = progress or (lambda desc, total: lambda: None)
 
     # Write into a sibling temp folder, then swap it in, so a failed build never leaves half a report
@@ -265,7 +301,7 @@ def build(
                 "equal_budget": opts.equal_budget,
             },
         )
-        _write(report, tmp, opts, inputs)
+        _write(report, tmp, opts, inputs, digest)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -415,7 +451,7 @@ def _clean(v: Any) -> Any:
     return None if np.isnan(v) else v
 
 
-def _write(report: Report, out: Path, opts: Options, inputs: list[str]) -> None:
+def _write(report: Report, out: Path, opts: Options, inputs: list[str], digest: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if "md" in opts.formats:
         atomic_write(out / "report.md", to_markdown(report, base=out))
@@ -439,5 +475,6 @@ def _write(report: Report, out: Path, opts: Options, inputs: list[str]) -> None:
             "figures": [f.name for s in report.sections for f in s.figures],
             "runs": [str(p) for p in report.runs["run"]],
             "inputs": inputs,
+            "results": digest,
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -68,15 +69,30 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     stamp = (report / "report.json").stat().st_mtime_ns
 
     # A second call through the CLI trains nothing and leaves the report as it was.
-    cli = runner.invoke(app, ["demo", "--data", str(data), "--out", str(runs), "--report", str(report),
-                              "--losses", "softmax,aam", "--seeds", "0", "--epochs", "1", "--json",
-                              "--real", str(tmp_path / "no-real-voices"),  # as the first call: none
-                              *[a for o in TINY_RUN for a in ("--set", o)]])  # fmt: skip
+    args = ["demo", "--data", str(data), "--out", str(runs), "--report", str(report),
+            "--losses", "softmax,aam", "--seeds", "0", "--epochs", "1", "--json",
+            "--real", str(tmp_path / "no-real-voices"),  # as the first call: none
+            *[a for o in TINY_RUN for a in ("--set", o)]]  # fmt: skip
+    cli = runner.invoke(app, args)
     assert cli.exit_code == 0, cli.output
     again = json.loads(cli.stdout)
     assert [r["action"] for r in again["runs"]] == ["skipped", "skipped"]
     assert again["report_action"] == "reused" and again["html"] == str(report / "report.html")
     assert (report / "report.json").stat().st_mtime_ns == stamp
+
+    # A result changed outside `bench demo` (here a run's result folder of `bench eval` appears, then
+    # goes): the stored report no longer shows what is there, so it is rebuilt, each time.
+    aam0 = runs / "demo" / "aam" / "seed0"
+    cli = runner.invoke(app, ["eval", str(aam0), "--corpus", str(data), "--name", "again", "--json"])
+    assert cli.exit_code == 0, cli.output
+    extra = aam0 / "eval" / "again"
+    for expect in ("built", "reused"):
+        cli = runner.invoke(app, args)
+        assert cli.exit_code == 0, cli.output
+        assert json.loads(cli.stdout)["report_action"] == expect
+    shutil.rmtree(extra)
+    cli = runner.invoke(app, args)
+    assert cli.exit_code == 0 and json.loads(cli.stdout)["report_action"] == "built", cli.output
 
 
 # --- presets: sizes, budgets, seeds ---------------------------------------------------------------

@@ -279,6 +279,33 @@ def test_another_report_is_not_overwritten_but_its_own_is_regenerated(experiment
     assert (out / "report.md").read_text() != before  # n_boot=0: no intervals this time
 
 
+def test_a_report_knows_whether_it_still_shows_the_results_there(experiment, report, tmp_path):
+    import shutil
+
+    from reports.build import report_is_current
+
+    root, trials, scores = experiment
+    exp = tmp_path / "runs" / "exp"
+    shutil.copytree(root / "exp", exp)
+    out, _ = build([exp], tmp_path / "rep", Options(n_boot=0, figures=False))
+    assert report_is_current(out, [exp])
+    (exp / "base" / "seed0" / ".lock").write_text("pid 1")  # a run's lock: not a result
+    assert report_is_current(out, [exp])
+    metrics = exp / "base" / "seed0" / "metrics.json"
+    kept = metrics.read_bytes()
+    metrics.write_bytes(kept.replace(b'"enroll_mode": "concat"', b'"enroll_mode": "mean"'))  # re-scored
+    assert not report_is_current(out, [exp])
+    metrics.write_bytes(kept)
+    assert report_is_current(out, [exp])
+    write_run(tmp_path / "runs", "base", 0, scores["base", 0], trials, root / "trials.lst", sub="eval/other")
+    assert not report_is_current(out, [exp])  # a `bench eval` result added
+    shutil.rmtree(exp / "base" / "seed0" / "eval")
+    assert report_is_current(out, [exp])
+    shutil.rmtree(exp / "peer" / "seed1")  # a run removed
+    assert not report_is_current(out, [exp])
+    assert not report_is_current(tmp_path / "nowhere", [exp])
+
+
 def test_force_replaces_and_formats_are_honoured(experiment, tmp_path):
     root, _, _ = experiment
     out = tmp_path / "r"

@@ -104,7 +104,7 @@ def run_demo(
     from bench.errors import BenchError
     from bench.runner import ddp
     from bench.runner.experiment import plan_runs, run_experiment
-    from reports.build import MARKER, Options, build
+    from reports.build import MARKER, Options, build, report_is_current
 
     if preset not in DEMO_PRESETS:
         raise BenchError(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
@@ -152,8 +152,9 @@ def run_demo(
         changed = changed or bool(real_info.get("scored"))
     t2 = time.perf_counter()
     marker = report_dir / MARKER
-    if changed or force or not marker.exists():
-        # The report is derived from the runs: once they changed, the old one is stale, so replace it.
+    if changed or force or not report_is_current(report_dir, [exp_dir]):
+        # The report is derived from the runs: once they changed (here, or by `bench eval` or a
+        # removed result folder since the last demo), the old one is stale, so replace it.
         steps = cfg.train.epochs * cfg.train.steps_per_epoch
         title = (
             f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}, <= {steps:,} steps a run"
