@@ -258,11 +258,20 @@ def parse_override(text: str) -> tuple[list[str], str]:
     return parts, value.strip()
 
 
-def _parse_scalar(value: str) -> Any:
-    """Interpret an override value as TOML when it parses (numbers, bools, lists), else as a string."""
+def _parse_scalar(value: str, key: str = "") -> Any:
+    """Interpret an override value as TOML when it parses (numbers, bools, lists), else as a string.
+
+    Raises:
+        BenchError: a value that opens a TOML array or inline table (``[``, ``{``) but does not
+            parse: read as a string it would only fail later as "expected a table" without the reason.
+    """
     try:
         return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as e:
+        if value.lstrip().startswith(("[", "{")):
+            kind = "inline table" if value.lstrip().startswith("{") else "array"
+            reason = str(e).split(" (at ")[0]
+            raise BenchError(f"--set {key}={value}: not a valid TOML {kind} ({reason})") from None
         return value
 
 
@@ -280,7 +289,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise BenchError(f"--set {text}: '{p}' is not a section")
-        parsed = _parse_scalar(value)
+        parsed = _parse_scalar(value, ".".join(parts))
         # A table value merges into the table, as a config file's table does over the preset's:
         # `--set 'optim={lr=0.01}'` changes the lr and keeps the preset's other optim settings.
         old = node.get(parts[-1])
@@ -340,7 +349,7 @@ def load_config(
         data = _merge(data, read_toml(file, origins))
     from bench.per_loss import drop_overridden
 
-    parsed = [(parts, _parse_scalar(v)) for parts, v in map(parse_override, overrides or [])]
+    parsed = [(parts, _parse_scalar(v, ".".join(parts))) for parts, v in map(parse_override, overrides or [])]
     # `--set 'optim={lr=0.01}'` types optim.lr just as `--set optim.lr=0.01` does
     typed = [
         p

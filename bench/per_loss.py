@@ -62,7 +62,7 @@ def optim_for(cfg: Any, loss: str) -> Any:
     for name, own in cfg.optim.per_loss.items():
         LOSSES.get(name)  # an unknown loss name is an error with a suggestion
         if not isinstance(own, dict):
-            raise BenchError(f"optim.per_loss.{name} must be a table of optim settings, got {own!r}")
+            raise BenchError(f"config.optim.per_loss.{name}: expected a table of optim settings, got {own!r}")
         for k, v in own.items():
             if k not in keys:
                 raise BenchError(

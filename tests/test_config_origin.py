@@ -61,6 +61,18 @@ def test_out_of_range_values_in_a_config_file_name_its_line(tmp_path, text, line
     assert str(e.value).startswith(f"{path}:{line}: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[[optim.per_loss.aam]]\nlr = 0.1\n", "config.optim.per_loss.aam: expected a table of optim settings"),
+     ("[[loss.per_loss.aam]]\nscale = 4\n", "config.loss.per_loss.aam: expected a table of loss parameters")],
+)  # fmt: skip
+def test_a_per_loss_rule_that_is_not_a_table_is_worded_like_any_other_section(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    result = CliRunner().invoke(app, ["run", "--preset", "demo", "-c", str(path), "--losses", "aam", "--print-config"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{path}:1: {message}" in " ".join(result.output.split())
+
+
 def test_a_value_typed_with_set_is_named_by_its_key_not_by_a_file(tmp_path):
     path = _write(tmp_path, "[train]\npatience = 2\n")
     with pytest.raises(BenchError) as e:
@@ -212,3 +224,20 @@ def test_a_shared_optim_value_typed_as_a_set_table_beats_the_per_loss_value_like
     table = optim_for(load_config(preset="demo", overrides=["optim={lr=0.01}"]), "aam")
     assert dotted.optim.lr == table.optim.lr == 0.01
     assert optim_for(load_config(preset="demo"), "aam").optim.lr != 0.01
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("optim={lr=0.01", "not a valid TOML inline table (Unclosed inline table)"),
+     ("data.view_types=[noise", "not a valid TOML array"),
+     ("optim={lr=}", "not a valid TOML inline table")],
+)  # fmt: skip
+def test_a_set_value_that_opens_a_table_or_array_but_does_not_parse_says_so(value, words):
+    """Read as a plain string, '{lr=0.01' failed later as "expected a table, got '{lr=0.01'", which
+    hid that the value did not parse; a bare word is still taken as a string."""
+    with pytest.raises(BenchError, match=r"--set " + value.replace("[", r"\[").replace("{", r"\{")) as err:
+        load_config(preset="demo", overrides=[value])
+    assert words in str(err.value)
+    result = CliRunner().invoke(app, ["run", "--preset", "demo", "--set", value, "--print-config"])
+    assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
+    assert load_config(preset="demo", overrides=["loss.name=aam"]).loss.name == "aam"

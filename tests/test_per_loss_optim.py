@@ -53,7 +53,7 @@ def test_typed_shared_value_beats_a_file_per_loss_value_and_a_typed_per_loss_val
         (["optim.per_loss.aam.gamma=1.5"], r"optim.per_loss.aam.gamma must be in \(0, 1\], got 1.5"),
         (["optim.per_loss.aam.lr=abc"], r"optim.per_loss.aam.lr"),
         (["optim.per_loss.aamm.lr=0.1"], r"unknown loss 'aamm' \(did you mean 'aam'\?\)"),
-        (["optim.per_loss.aam=3"], r"optim.per_loss.aam must be a table"),
+        (["optim.per_loss.aam=3"], r"config.optim.per_loss.aam: expected a table of optim settings"),
         (
             ["optim.min_lr=0.001", "optim.per_loss.aam.lr=0.0005"],
             r"optim.per_loss.aam: optim.min_lr must be <= optim.lr",

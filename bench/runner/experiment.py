@@ -73,7 +73,7 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     for name, own in cfg.loss.per_loss.items():
         LOSSES.get(name)  # an unknown loss name in [loss.per_loss.<name>] is an error with a suggestion
         if not isinstance(own, dict):
-            raise BenchError(f"loss.per_loss.{name} must be a table of parameters, got {own!r}")
+            raise BenchError(f"config.loss.per_loss.{name}: expected a table of loss parameters, got {own!r}")
         LOSSES.make_config(name, own)  # so is a parameter that loss does not have
     params = dict(cfg.loss.params)
     if params:
