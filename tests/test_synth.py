@@ -416,6 +416,41 @@ def test_espeak_overlay_folders_are_removed_by_every_process(tmp_path):
     assert list(tmp.glob("bench-espeak-*")) == []
 
 
+def test_overlays_left_by_a_killed_engine_are_swept_by_the_next_one(tmp_path):
+    """A process killed with SIGKILL cannot remove its overlay; the next engine on this host removes
+    the overlays of processes that are gone, and only those."""
+    import signal
+    import subprocess
+    import sys
+
+    from bench.synth.espeak import _host, sweep_stale_overlays
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = "from bench.synth.espeak import engine; engine(); print('up', flush=True); input()"
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    left = list(tmp.glob("bench-espeak-*"))
+    assert len(left) == 1 and f"-{proc.pid}-" in left[0].name
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp.glob("bench-espeak-*")) == left  # nothing ran to remove it
+    alive = tmp / f"bench-espeak-{_host()}-{os.getpid()}-abc"  # this process: kept
+    other_host = tmp / f"bench-espeak-elsewhere-{proc.pid}-abc"  # a pid of another machine: kept
+    for d in (alive, other_host):
+        d.mkdir()
+    assert sweep_stale_overlays(tmp) == left
+    assert sorted(tmp.iterdir()) == sorted([alive, other_host])
+    # and a new engine does it by itself
+    dead = tmp / f"bench-espeak-{_host()}-{proc.pid}-xyz"
+    dead.mkdir()
+    subprocess.run([sys.executable, "-c", code.replace("input()", "")], env=env, check=True, capture_output=True)
+    assert not dead.exists() and alive.exists() and other_host.exists()
+
+
 def _forking_pool(monkeypatch):
     """Patched tasks reach the workers only through fork; once this process has loaded eSpeak the
     pool spawns, so these tests (whose tasks never synthesise) ask for fork explicitly."""

@@ -69,6 +69,38 @@ def locate_espeak() -> tuple[str, str]:
     raise BenchError(INSTALL_HINT)
 
 
+OVERLAY_PREFIX = "bench-espeak-"
+
+
+def _host() -> str:
+    import socket
+
+    return "".join(ch for ch in socket.gethostname() if ch.isalnum()) or "host"
+
+
+def sweep_stale_overlays(root: str | Path | None = None) -> list[Path]:
+    """Remove the data overlays (``<tmp>/bench-espeak-<host>-<pid>-*``) of engines whose process is gone.
+
+    An engine's overlay is removed when its process exits, but not after ``kill -9`` or a native
+    crash; the next engine on this host sweeps those. Only folders of this host (the pid says
+    nothing about another machine sharing the temp folder) whose pid no longer exists are removed.
+    Returns the folders removed.
+    """
+    removed = []
+    for d in Path(root or tempfile.gettempdir()).glob(f"{OVERLAY_PREFIX}*-*-*"):
+        *host, pid, _ = d.name[len(OVERLAY_PREFIX) :].split("-")
+        if "-".join(host) != _host() or not pid.isdigit() or not d.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except OSError:  # alive under another user (EPERM): not ours to judge
+            pass
+    return removed
+
+
 class Espeak:
     """The process's eSpeak NG engine.  Construct once per process (see :func:`engine`)."""
 
@@ -78,7 +110,8 @@ class Espeak:
             self._lib = ctypes.CDLL(lib_path)
         except OSError as e:
             raise BenchError(f"{INSTALL_HINT} ({e})") from e
-        self._overlay = Path(tempfile.mkdtemp(prefix="bench-espeak-"))
+        sweep_stale_overlays()
+        self._overlay = Path(tempfile.mkdtemp(prefix=f"{OVERLAY_PREFIX}{_host()}-{os.getpid()}-"))
         # multiprocessing's finaliser (not atexit) also runs when a pool worker exits normally, so
         # every worker process removes its own overlay.
         self._cleanup = mp_util.Finalize(
