@@ -62,7 +62,7 @@ def report_inputs(paths: list[str | Path]) -> list[str]:
     return sorted({str(Path(p).resolve()) for p in paths})
 
 
-def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None) -> None:
+def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None, option: str = "--out") -> None:
     """Refuse to overwrite another report or an unrelated non-empty folder.
 
     A report of the same input folders (``inputs`` equal to the ``inputs`` recorded in its
@@ -75,9 +75,11 @@ def check_out_dir(out: Path, force: bool, inputs: list[str] | None = None) -> No
     if (out / MARKER).exists():
         if force or (inputs is not None and _recorded_inputs(out / MARKER) == inputs):
             return
-        raise BenchError("a report of other runs is already here; pass --force to replace it or choose --out", path=out)
+        raise BenchError(
+            "a report of other runs is already here; pass --force to replace it or choose " + option, path=out
+        )
     if any(out.iterdir()) and not force:
-        raise BenchError("output folder is not empty and holds no report; pass --force or choose --out", path=out)
+        raise BenchError("output folder is not empty and holds no report; pass --force or choose " + option, path=out)
 
 
 def _recorded_inputs(marker: Path) -> list[str] | None:
@@ -117,9 +119,24 @@ def results_digest(paths: list[str | Path]) -> str:
 
 
 def report_is_current(out: str | Path, paths: list[str | Path]) -> bool:
-    """Whether ``out`` holds a report built from exactly the results now under ``paths``."""
-    marker = Path(out) / MARKER
-    return marker.is_file() and _recorded(marker, "results") == results_digest(paths)
+    """Whether ``out`` holds a whole report (every file of its recorded formats and figures) built
+    from exactly the results now under ``paths``."""
+    out = Path(out)
+    marker = out / MARKER
+    if not marker.is_file() or _recorded(marker, "results") != results_digest(paths):
+        return False
+    files = [name for fmt in _recorded(marker, "formats") or [] for name in FORMAT_FILES.get(fmt, ())]
+    figures = [f"figures/{name}.png" for name in _recorded(marker, "figures") or []]
+    return all((out / name).is_file() for name in files + figures)
+
+
+# The files each output format writes (see _write).
+FORMAT_FILES = {
+    "md": ("report.md",),
+    "html": ("report.html",),
+    "csv": ("table.csv", "pairwise.csv", "runs.csv"),
+    "tex": ("table.tex",),
+}
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -210,3 +210,21 @@ def test_run_with_only_commas_for_losses_is_an_error(tmp_path):
 def test_jobs_must_be_a_count_or_auto(tmp_path):
     res = runner.invoke(app, ["run", "--preset", "demo", "--losses", "aam", "--jobs", "0", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--jobs expects a number >= 1 or 'auto'" in res.output
+
+
+def test_the_report_folder_is_never_a_foreign_folder_the_runs_or_the_corpus(tmp_path, monkeypatch):
+    """Each rebuild replaces --report: a folder holding something else, or holding the runs or the
+    corpus, is refused before any work (it was emptied without --force, the runs with it)."""
+    from bench.commands import demo
+    from bench.errors import BenchError
+
+    monkeypatch.setattr(demo, "ensure_corpus", lambda *a, **k: pytest.fail("checked after the corpus"))
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "important.txt").write_text("k")
+    with pytest.raises(BenchError, match="holds no report; pass --force or choose --report"):
+        demo.run_demo(tmp_path / "runs", data=tmp_path / "data", report_dir=keep)
+    assert (keep / "important.txt").read_text() == "k"
+    for report, what in ((tmp_path / "runs", "runs"), (tmp_path, "runs"), (tmp_path / "data", "corpus")):
+        with pytest.raises(BenchError, match=f"--report must not hold the {what}"):
+            demo.run_demo(tmp_path / "runs", data=tmp_path / "data", report_dir=report)

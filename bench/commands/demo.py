@@ -104,7 +104,7 @@ def run_demo(
     from bench.errors import BenchError
     from bench.runner import ddp
     from bench.runner.experiment import plan_runs, run_experiment
-    from reports.build import MARKER, Options, build, report_is_current
+    from reports.build import MARKER, Options, build, check_out_dir, report_inputs, report_is_current
 
     if preset not in DEMO_PRESETS:
         raise BenchError(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
@@ -115,12 +115,19 @@ def run_demo(
     data = data or spec.data
     report_dir = report_dir or spec.report
     # Everything the user typed is checked before the corpus is generated (tens of seconds to minutes).
-    sets = [f'data.root="{data}"', *(overrides or [])]
+    sets = [f"data.root={json.dumps(str(data))}", *(overrides or [])]
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset=spec.config, overrides=sets)
     # the runner's own checks: a repeated loss or seed, an unknown loss, a --set key no chosen loss has
     plans = plan_runs(cfg, list(losses), list(seeds), out)
+    # The report folder is replaced by each rebuild: it may hold this demo's report (or nothing),
+    # never the runs, the corpus or another report (that one only with --force), as `bench report`.
+    exp_dir = out / cfg.experiment
+    for inner, what in ((exp_dir, "runs"), (data, "corpus")):
+        if Path(inner).resolve().is_relative_to(Path(report_dir).resolve()):
+            raise BenchError(f"--report must not hold the {what} ({inner}): each rebuild replaces it", path=report_dir)
+    check_out_dir(Path(report_dir), force, report_inputs([exp_dir]), option="--report")
     from bench.runner.pool import resolve_jobs
 
     # the device and torchrun's world size as ddp.setup will find them: --jobs 2 on a GPU is refused
@@ -139,7 +146,6 @@ def run_demo(
                               info=info, device=device, jobs=n_jobs, threads=threads)  # fmt: skip
     t_train = time.perf_counter() - t1
 
-    exp_dir = out / cfg.experiment
     finished = [o for o in outcomes if o.action != "failed"]
     if not finished:
         raise BenchError("every demo run failed: " + "; ".join(f"{o.loss}: {o.error}" for o in outcomes))
@@ -159,7 +165,7 @@ def run_demo(
         title = (
             f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}, <= {steps:,} steps a run"
         )
-        build([exp_dir], report_dir, Options(n_boot=n_boot, force=True, title=title),
+        build([exp_dir], report_dir, Options(n_boot=n_boot, force=force, title=title),
               progress=report_progress)  # fmt: skip
         report_action = "built"
     else:
