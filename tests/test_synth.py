@@ -417,38 +417,52 @@ def test_espeak_overlay_folders_are_removed_by_every_process(tmp_path):
 
 
 def test_overlays_left_by_a_killed_engine_are_swept_by_the_next_one(tmp_path):
-    """A process killed with SIGKILL cannot remove its overlay; the next engine on this host removes
-    the overlays of processes that are gone, and only those."""
+    """A process killed with SIGKILL cannot remove its overlay; the next engine removes the overlays
+    whose owner lock is free, and only those: a live engine's stays even when its name carries a pid
+    that does not exist here (another PID namespace sharing the temp folder), and so does a folder
+    without an owner lock; a stray name (a huge or non-ASCII "pid") is no error."""
     import signal
     import subprocess
     import sys
 
-    from bench.synth.espeak import _host, sweep_stale_overlays
+    from bench.synth.espeak import sweep_stale_overlays
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     code = "from bench.synth.espeak import engine; engine(); print('up', flush=True); input()"
     env = {**os.environ, "TMPDIR": str(tmp)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+
+    def start():
+        p = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+        assert p.stdout is not None and p.stdout.readline().strip() == "up"
+        return p
+
+    killed = start()
     left = list(tmp.glob("bench-espeak-*"))
-    assert len(left) == 1 and f"-{proc.pid}-" in left[0].name
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert len(left) == 1 and f"-{killed.pid}-" in left[0].name
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
     assert list(tmp.glob("bench-espeak-*")) == left  # nothing ran to remove it
-    alive = tmp / f"bench-espeak-{_host()}-{os.getpid()}-abc"  # this process: kept
-    other_host = tmp / f"bench-espeak-elsewhere-{proc.pid}-abc"  # a pid of another machine: kept
-    for d in (alive, other_host):
-        d.mkdir()
-    assert sweep_stale_overlays(tmp) == left
-    assert sorted(tmp.iterdir()) == sorted([alive, other_host])
-    # and a new engine does it by itself
-    dead = tmp / f"bench-espeak-{_host()}-{proc.pid}-xyz"
-    dead.mkdir()
-    subprocess.run([sys.executable, "-c", code.replace("input()", "")], env=env, check=True, capture_output=True)
-    assert not dead.exists() and alive.exists() and other_host.exists()
+    live = start()
+    try:
+        assert not left[0].exists()  # the new engine swept it
+        (ours,) = tmp.glob("bench-espeak-*")
+        renamed = ours.with_name(f"bench-espeak-elsewhere-{killed.pid}-abc")  # a pid that is gone here
+        ours.rename(renamed)
+        strays = [
+            tmp / "bench-espeak-x-99999999999999999999-a",
+            tmp / "bench-espeak-x-\u00b2-a",
+            tmp / "bench-espeak-old",
+        ]
+        for d in strays:
+            d.mkdir()
+        assert sweep_stale_overlays(tmp) == []
+        assert sorted(tmp.iterdir()) == sorted([renamed, *strays])
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_stale_overlays(tmp) == [renamed]
 
 
 def _forking_pool(monkeypatch):

@@ -78,27 +78,48 @@ def _host() -> str:
     return "".join(ch for ch in socket.gethostname() if ch.isalnum()) or "host"
 
 
+OWNER_LOCK = ".owner"
+
+
 def sweep_stale_overlays(root: str | Path | None = None) -> list[Path]:
     """Remove the data overlays (``<tmp>/bench-espeak-<host>-<pid>-*``) of engines whose process is gone.
 
     An engine's overlay is removed when its process exits, but not after ``kill -9`` or a native
-    crash; the next engine on this host sweeps those. Only folders of this host (the pid says
-    nothing about another machine sharing the temp folder) whose pid no longer exists are removed.
-    Returns the folders removed.
+    crash; the next engine sweeps those. Each engine holds an exclusive ``flock`` on its overlay's
+    ``.owner`` file for its life and the kernel drops it when the process dies, so a lock that can
+    be taken marks an overlay whose owner is gone, whatever PID namespace or host name it had (a
+    pid is not proof: another namespace sharing the temp folder reuses it). A folder without that
+    file (another program's, or one being created) is left alone. Returns the folders removed.
     """
+    import fcntl
+
     removed = []
-    for d in Path(root or tempfile.gettempdir()).glob(f"{OVERLAY_PREFIX}*-*-*"):
-        *host, pid, _ = d.name[len(OVERLAY_PREFIX) :].split("-")
-        if "-".join(host) != _host() or not pid.isdigit() or not d.is_dir():
+    for d in Path(root or tempfile.gettempdir()).glob(f"{OVERLAY_PREFIX}*"):
+        try:
+            fd = os.open(d / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its engine is alive
+            os.close(fd)
+            continue
+        try:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
-        except OSError:  # alive under another user (EPERM): not ours to judge
-            pass
+        finally:
+            os.close(fd)
     return removed
+
+
+def _hold_owner_lock(overlay: Path) -> int:
+    """Create and lock ``overlay/.owner`` (see :func:`sweep_stale_overlays`); the fd stays open for
+    the process's life (not inherited by exec'd programs)."""
+    import fcntl
+
+    fd = os.open(overlay / OWNER_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
 
 
 class Espeak:
@@ -112,6 +133,7 @@ class Espeak:
             raise BenchError(f"{INSTALL_HINT} ({e})") from e
         sweep_stale_overlays()
         self._overlay = Path(tempfile.mkdtemp(prefix=f"{OVERLAY_PREFIX}{_host()}-{os.getpid()}-"))
+        self._owner = _hold_owner_lock(self._overlay)
         # multiprocessing's finaliser (not atexit) also runs when a pool worker exits normally, so
         # every worker process removes its own overlay.
         self._cleanup = mp_util.Finalize(
