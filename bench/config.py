@@ -268,11 +268,24 @@ def _parse_scalar(value: str, key: str = "") -> Any:
     try:
         return tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError as e:
-        if value.lstrip().startswith(("[", "{")):
+        if value.lstrip().startswith(("[", "{")) and not isinstance(_default_of(key.split(".")), str):
             kind = "inline table" if value.lstrip().startswith("{") else "array"
             reason = str(e).split(" (at ")[0]
-            raise BenchError(f"--set {key}={value}: not a valid TOML {kind} ({reason})") from None
+            raise BenchError(
+                f"--set {key}={value}: not a valid TOML {kind} ({reason}); quote it to pass a string"
+            ) from None
         return value
+
+
+def _default_of(parts: list[str]) -> Any:
+    """The default value of the ExperimentConfig setting at ``parts`` (None: unknown, or inside a
+    free params table), so that a string setting keeps a value such as ``[dev]trials.txt``."""
+    node: Any = ExperimentConfig()
+    for p in parts:
+        if not dataclasses.is_dataclass(node) or p not in {f.name for f in dataclasses.fields(node)}:
+            return None
+        node = getattr(node, p)
+    return node
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -241,3 +241,9 @@ def test_a_set_value_that_opens_a_table_or_array_but_does_not_parse_says_so(valu
     result = CliRunner().invoke(app, ["run", "--preset", "demo", "--set", value, "--print-config"])
     assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
     assert load_config(preset="demo", overrides=["loss.name=aam"]).loss.name == "aam"
+
+
+def test_a_string_setting_keeps_a_value_that_starts_like_a_table_or_array():
+    """Paths may begin with '[' or '{'; only settings that are not strings get the parse error."""
+    cfg = load_config(preset="demo", overrides=["data.trials=[dev]trials.txt", "data.root={x}/corpus"])
+    assert cfg.data.trials == "[dev]trials.txt" and cfg.data.root == "{x}/corpus"
