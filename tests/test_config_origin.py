@@ -68,9 +68,14 @@ def test_out_of_range_values_in_a_config_file_name_its_line(tmp_path, text, line
 )  # fmt: skip
 def test_a_per_loss_rule_that_is_not_a_table_is_worded_like_any_other_section(tmp_path, text, message):
     path = _write(tmp_path, text)
-    result = CliRunner().invoke(app, ["run", "--preset", "demo", "-c", str(path), "--losses", "aam", "--print-config"])
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    assert f"{path}:1: {message}" in " ".join(result.output.split())
+    tune = ["tune", "--preset", "demo", "-c", str(path), "--loss", "aam", "--param", "margin=0.1:0.4", "--trials", "1",
+            "--study", "s", "--out", str(tmp_path / "studies")]  # fmt: skip
+    for args in (["run", "--preset", "demo", "-c", str(path), "--losses", "aam", "--print-config"], tune):
+        result = CliRunner().invoke(app, args)  # bench tune raised AttributeError / TypeError here
+        assert result.exit_code != 0 and (result.exception is None or isinstance(result.exception, SystemExit))
+        assert "Traceback" not in result.output
+        assert f"{path}:1: {message}" in " ".join(result.output.split()), args[0]
+    assert not (tmp_path / "studies").exists()
 
 
 def test_a_value_typed_with_set_is_named_by_its_key_not_by_a_file(tmp_path):
