@@ -39,6 +39,26 @@ def drop_overridden(data: dict[str, Any], typed_keys: list[list[str]]) -> dict[s
     return {**data, "optim": {**data["optim"], "per_loss": kept}}
 
 
+# What each per-loss section holds, for its error message.
+_PER_LOSS_SECTIONS = {"loss": "loss parameters", "optim": "optim settings"}
+
+
+def check_table(section: str, name: str, own: Any) -> None:
+    """Raise BenchError unless ``[<section>.per_loss.<name>]`` is a table (a ``[[...]]`` array of
+    tables or a bare value is not)."""
+    if not isinstance(own, dict):
+        raise BenchError(
+            f"config.{section}.per_loss.{name}: expected a table of {_PER_LOSS_SECTIONS[section]}, got {own!r}"
+        )
+
+
+def check_tables(cfg: Any) -> None:
+    """:func:`check_table` for every per-loss section of ``cfg`` (loss and optim)."""
+    for section in _PER_LOSS_SECTIONS:
+        for name, own in getattr(cfg, section).per_loss.items():
+            check_table(section, name, own)
+
+
 def optim_for(cfg: Any, loss: str) -> Any:
     """``cfg`` (an ExperimentConfig) with ``optim.per_loss[loss]`` applied and ``per_loss`` emptied.
 
@@ -61,8 +81,7 @@ def optim_for(cfg: Any, loss: str) -> Any:
     tables: dict[str, dict[str, Any]] = {}
     for name, own in cfg.optim.per_loss.items():
         LOSSES.get(name)  # an unknown loss name is an error with a suggestion
-        if not isinstance(own, dict):
-            raise BenchError(f"config.optim.per_loss.{name}: expected a table of optim settings, got {own!r}")
+        check_table("optim", name, own)
         for k, v in own.items():
             if k not in keys:
                 raise BenchError(

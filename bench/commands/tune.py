@@ -10,7 +10,6 @@ import typer
 
 from bench.commands.common import console, handle_errors, print_json
 from bench.commands.run import ConfigFile, Preset, Sets, Threads
-from bench.errors import BenchError
 
 
 @handle_errors
@@ -107,13 +106,11 @@ def tune(
     paths = [parse_override(o)[0] for o in overrides]
     from_cli = {p[-1] for p in paths if p[:2] == ["loss", "params"] or p[:3] == ["loss", "per_loss", name]}
     from bench.config import value_at
+    from bench.per_loss import check_tables
     from bench.runner.experiment import run_config
 
     with origins.located(name):  # a per-loss rule that is no table is named here, not a traceback below
-        for section, what in (("loss", "loss parameters"), ("optim", "optim settings")):
-            for loss, own in getattr(cfg, section).per_loss.items():
-                if not isinstance(own, dict):
-                    raise BenchError(f"config.{section}.per_loss.{loss}: expected a table of {what}, got {own!r}")
+        check_tables(cfg)
     own = {**cfg.loss.params, **cfg.loss.per_loss.get(name, {})}
     fixed = {k: v for k, v in own.items() if k in known and k in from_cli}
     from bench.tune.keys import CONFIG_KEYS

@@ -62,7 +62,7 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
     at all (a typo in a preset or config file); otherwise (a preset's ``scale`` under ``--losses
     supcon``) it is left out of that run.
     """
-    from bench.per_loss import optim_for
+    from bench.per_loss import check_table, optim_for
     from losses import LOSSES
 
     cfg = optim_for(cfg, loss)  # [optim.per_loss.<loss>]: that loss's own optimiser values
@@ -72,8 +72,7 @@ def run_config(cfg: ExperimentConfig, loss: str, seed: int, losses: list[str] | 
 
     for name, own in cfg.loss.per_loss.items():
         LOSSES.get(name)  # an unknown loss name in [loss.per_loss.<name>] is an error with a suggestion
-        if not isinstance(own, dict):
-            raise BenchError(f"config.loss.per_loss.{name}: expected a table of loss parameters, got {own!r}")
+        check_table("loss", name, own)
         LOSSES.make_config(name, own)  # so is a parameter that loss does not have
     params = dict(cfg.loss.params)
     if params:
