@@ -72,17 +72,11 @@ def locate_espeak() -> tuple[str, str]:
 OVERLAY_PREFIX = "bench-espeak-"
 
 
-def _host() -> str:
-    import socket
-
-    return "".join(ch for ch in socket.gethostname() if ch.isalnum()) or "host"
-
-
 OWNER_LOCK = ".owner"
 
 
 def sweep_stale_overlays(root: str | Path | None = None) -> list[Path]:
-    """Remove the data overlays (``<tmp>/bench-espeak-<host>-<pid>-*``) of engines whose process is gone.
+    """Remove the data overlays (``<tmp>/bench-espeak-<pid>-*``) of engines whose process is gone.
 
     An engine's overlay is removed when its process exits, but not after ``kill -9`` or a native
     crash; the next engine sweeps those. Each engine holds an exclusive ``flock`` on its overlay's
@@ -132,7 +126,7 @@ class Espeak:
         except OSError as e:
             raise BenchError(f"{INSTALL_HINT} ({e})") from e
         sweep_stale_overlays()
-        self._overlay = Path(tempfile.mkdtemp(prefix=f"{OVERLAY_PREFIX}{_host()}-{os.getpid()}-"))
+        self._overlay = Path(tempfile.mkdtemp(prefix=f"{OVERLAY_PREFIX}{os.getpid()}-"))
         self._owner = _hold_owner_lock(self._overlay)
         # multiprocessing's finaliser (not atexit) also runs when a pool worker exits normally, so
         # every worker process removes its own overlay.
