@@ -126,8 +126,12 @@ class Espeak:
         except OSError as e:
             raise BenchError(f"{INSTALL_HINT} ({e})") from e
         sweep_stale_overlays()
-        self._overlay = Path(tempfile.mkdtemp(prefix=f"{OVERLAY_PREFIX}{os.getpid()}-"))
-        self._owner = _hold_owner_lock(self._overlay)
+        # Locked under a name the sweep does not match, then renamed into place (atomic): a sweep
+        # running beside this one never sees the overlay unlocked (it emptied one being populated).
+        hidden = Path(tempfile.mkdtemp(prefix=f".{OVERLAY_PREFIX}{os.getpid()}-"))
+        self._owner = _hold_owner_lock(hidden)
+        self._overlay = hidden.with_name(hidden.name[1:])
+        hidden.rename(self._overlay)
         # multiprocessing's finaliser (not atexit) also runs when a pool worker exits normally, so
         # every worker process removes its own overlay.
         self._cleanup = mp_util.Finalize(
