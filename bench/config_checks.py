@@ -27,11 +27,13 @@ from bench.errors import BenchError
 @dataclass(frozen=True)
 class Rule:
     """``ok(value)`` says whether a value is valid; ``text`` completes '<key> must ...'; ``bad`` is an
-    out-of-range example (TOML text, as ``--set key=<bad>`` would give it) the tests feed in."""
+    out-of-range example (TOML text, as ``--set key=<bad>`` would give it) the tests feed in;
+    ``choices`` gives the valid names of a name setting (``{choices}`` in ``text``, and suggestions)."""
 
     ok: Callable[[Any], bool]
     text: str
     bad: str
+    choices: Callable[[], list[str]] | None = None
 
 
 def _num(v: Any) -> bool:
@@ -61,7 +63,7 @@ def one_of(choices: Sequence[str] | Callable[[], Sequence[str]], text: str | Non
         return list(choices() if callable(choices) else choices)
 
     # the message is built lazily so registries are imported only when a value is wrong
-    return Rule(lambda v: isinstance(v, str) and v in names(), text or "be one of {choices}", '"nonesuch"')
+    return Rule(lambda v: isinstance(v, str) and v in names(), text or "be one of {choices}", '"nonesuch"', names)
 
 
 def flag() -> Rule:
@@ -230,7 +232,8 @@ RANGES: dict[str, Rule] = {
     "tune.trials": at_least(1),
     "tune.study": text(pattern=NAME, what="use letters, digits, '.', '_' and '-' only"),
     "tune.storage": text(),
-    "tune.pruner": one_of(("median", "hyperband", "none")),
+    "tune.pruner": one_of(lambda: list(_tune_options().PRUNERS)),
+    "tune.objective": one_of(lambda: list(_tune_options().OBJECTIVES)),
     "tune.seed": at_least(0),
     "tune.out": text(nonempty=True),
     "tune.startup_trials": at_least(0),
@@ -253,23 +256,12 @@ def check_value(key: str, value: Any) -> None:
     if rule is None or rule.ok(value):
         return
     msg = rule.text
-    if "{choices}" in msg:
+    if "{choices}" in msg and rule.choices is not None:
         from bench.registry import suggest
 
-        names = []
-        for k in ("optim.optimizer", "optim.scheduler", "tune.pruner"):
-            if key == k:
-                names = _choices(k)
+        names = rule.choices()
         msg = msg.format(choices=", ".join(names)) + (suggest(value, names) if isinstance(value, str) else "")
     raise BenchError(f"{_label(key)} must {msg}, got {value!r}")
-
-
-def _choices(key: str) -> list[str]:
-    if key == "optim.optimizer":
-        return _optimizers()
-    if key == "optim.scheduler":
-        return _schedules()
-    return ["median", "hyperband", "none"]
 
 
 def check_section(prefix: str, obj: Any) -> None:
@@ -362,6 +354,12 @@ def check_config(cfg: Any) -> None:
         )
     if cfg.optim.min_lr > cfg.optim.lr:
         raise BenchError(f"optim.min_lr must be <= optim.lr ({cfg.optim.lr!r}), got {cfg.optim.min_lr!r}")
+
+
+def _tune_options() -> Any:
+    import bench.tune.options
+
+    return bench.tune.options
 
 
 def check_tune(tune: Any) -> None:

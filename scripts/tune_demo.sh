@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The study that chooses the loss hyper-parameters of the demo presets, on the validation split only.
 #
-#   scripts/tune_demo.sh [demo|cpu] [TRIALS]        (defaults: demo, 20 trials per loss)
+#   scripts/tune_demo.sh [demo|cpu] [TRIALS] [eer|mindcf]   (defaults: demo, 20 trials per loss, eer)
 #
 # What it does, per demo preset (bench/presets/demo.toml, bench/presets/demo-cpu.toml), for the losses
 # that preset's `bench demo` compares (demo: aam, aamsupcon; cpu: softmax, aam, supcon, aamsupcon):
 #   1. generates the preset's synthetic corpus if missing (the same one `bench demo --preset P` uses);
 #   2. runs one Optuna study per loss with `bench tune` (seeded TPE, median pruning, each trial a normal
-#      training run with the preset's early stopping). The objective is the validation EER on the
-#      held-out *training* speakers (dev/val_trials.lst) of the best validated epoch, the checkpoint
-#      `bench run` scores under early stopping. The evaluation trials are never read while tuning;
+#      training run with the preset's early stopping). The objective is the validation EER (or, with
+#      OBJECTIVE=mindcf, the minDCF at p 0.01) on the held-out *training* speakers (dev/val_trials.lst)
+#      of the best validated epoch by EER, the checkpoint `bench run` scores under early stopping. The
+#      evaluation trials are never read while tuning;
 #   3. prints each study's best parameters and the tables to put in the preset (that loss only), e.g.
 #          [loss.per_loss.aam]
 #          scale = 11.3
@@ -30,14 +31,17 @@ set -euo pipefail
 
 preset=${1:-demo}
 trials=${2:-20}
+objective=${3:-eer}
 bench=${BENCH:-.venv/bin/bench}
 case "$preset" in
   demo) config=demo; synth=(--preset demo --speakers 100); data=data/synth-demo100; losses=(aam aamsupcon) ;;
   cpu) config=demo-cpu; synth=(--preset full --speakers 300); data=data/synth-cpu300; losses=(softmax aam supcon aamsupcon) ;;
-  *) echo "usage: $0 [demo|cpu] [TRIALS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [demo|cpu] [TRIALS] [eer|mindcf]" >&2; exit 2 ;;
 esac
 
 $bench data synth "${synth[@]}" --out "$data"
+suffix=""
+[ "$objective" = eer ] || suffix="-$objective"  # its own study (and storage) per objective
 
 lr="--param optim.lr=1e-3:2e-2:log"
 declare -A space=(
@@ -49,9 +53,9 @@ declare -A space=(
 for loss in "${losses[@]}"; do
   # shellcheck disable=SC2086  # the space is a list of options
   $bench tune --preset "$config" --loss "$loss" ${space[$loss]} --trials "$trials" \
-    --study "$config-$loss" --seed 0 --pruner median --quiet
+    --study "$config-$loss$suffix" --seed 0 --pruner median --objective "$objective" --quiet
 done
 for loss in "${losses[@]}"; do
   echo "== $loss: put the best parameters under [loss.per_loss.$loss] in bench/presets/$config.toml"
-  $bench tune --show "$config-$loss" --no-plots
+  $bench tune --show "$config-$loss$suffix" --no-plots
 done

@@ -129,7 +129,7 @@ def test_a_plateau_run_cuts_the_lr_then_converges(corpus, tmp_path, monkeypatch)
 
     train_mod = importlib.import_module("bench.runner.train")
     script = iter([20.0, 21.0, 15.0, 15.1, 16.0, 1.0, 1.0, 1.0])
-    monkeypatch.setattr(train_mod, "validation_eer", lambda *a, **k: next(script))
+    monkeypatch.setattr(train_mod, "validation_metrics", lambda *a, **k: {"eer": next(script), "mindcf": 0.5})
     over = {
         "optim.scheduler": "plateau", "optim.gamma": 0.1, "optim.max_reductions": 2, "optim.lr": 0.01,
         "train.early_stop": "true", "train.patience": 1, "train.min_delta": 0, "train.epochs": 8,
@@ -186,7 +186,7 @@ def test_a_cut_applies_from_the_next_step(corpus, tmp_path, monkeypatch):
 
     train_mod = importlib.import_module("bench.runner.train")
     script = iter([20.0, 21.0, 22.0, 23.0])
-    monkeypatch.setattr(train_mod, "validation_eer", lambda *a, **k: next(script))
+    monkeypatch.setattr(train_mod, "validation_metrics", lambda *a, **k: {"eer": next(script), "mindcf": 0.5})
     over = {"optim.scheduler": "plateau", "optim.gamma": 0.5, "optim.max_reductions": 2, "optim.lr": 0.01,
             "train.patience": 1, "train.min_delta": 0, "train.epochs": 4, "train.log_every": 1}  # fmt: skip
     rd = RunDir(tmp_path / "c")
@@ -228,7 +228,7 @@ def test_early_stop_ends_at_the_plateau_and_returns_the_best_weights(corpus, tmp
     train_mod = importlib.import_module("bench.runner.train")
 
     script = iter([20.0, 30.0, 25.0, 10.0, 10.0])
-    monkeypatch.setattr(train_mod, "validation_eer", lambda *a, **k: next(script))
+    monkeypatch.setattr(train_mod, "validation_metrics", lambda *a, **k: {"eer": next(script), "mindcf": 0.5})
     const = {"optim.scheduler": "constant"}  # else the lr schedule would depend on the budget (train.epochs)
     cfg = experiment.run_config(
         tiny_config(**{**EARLY, **const, "train.patience": 2, "train.min_delta": 0}), "softmax", 0

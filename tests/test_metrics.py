@@ -509,3 +509,40 @@ def test_perf_metrics_small_run_agrees():
     assert r["sklearn_roc_curve_eer"]["value"] == pytest.approx(r["ours_eer_interp"]["value"], abs=1e-9)
     s, lab = np.array([1, 2, 3, 4.0]), np.array([0, 1, 0, 1], bool)
     assert sklearn_eer(s, lab) == pytest.approx(50.0)
+
+
+def test_validation_metrics_are_the_brute_force_eer_and_mindcf_of_the_cosine_scores():
+    # the train loop's per-epoch validation EER and minDCF (what bench tune --objective mindcf
+    # minimises), against cosine scores computed here and every threshold tried
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bench.data.trials import Trials
+    from bench.runner.evaluate import validation_metrics
+    from bench.scoring import Embeddings
+
+    rng = np.random.default_rng(5)
+    spk = np.repeat(np.arange(12), 5)
+    centres = rng.standard_normal((12, 16))
+    x = centres[spk] + 1.3 * rng.standard_normal((spk.size, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"s{k:02d}/u{i}" for i, k in enumerate(spk)]
+    pairs = [(i, j) for i in range(len(ids)) for j in range(i + 1, len(ids))]
+    lab = np.array([spk[i] == spk[j] for i, j in pairs])
+    trials = Trials([ids[i] for i, _ in pairs], [ids[j] for _, j in pairs], lab)
+    corpus = SimpleNamespace(val=pd.DataFrame({"utt_id": ids}), val_trials=trials)
+    seen = []
+
+    def embed(df):
+        seen.append(list(df["utt_id"]))
+        return Embeddings(list(df["utt_id"]), x.astype(np.float32))
+
+    got = validation_metrics(embed, corpus, [0.05, 0.01])
+    s = np.array([float(x[i].astype(np.float32) @ x[j].astype(np.float32)) for i, j in pairs])
+    assert seen == [ids]
+    assert got is not None and set(got) == {"eer", "mindcf"}
+    assert got["eer"] == pytest.approx(brute_rocch_eer(s, lab), abs=1e-4)
+    assert got["mindcf"] == pytest.approx(brute_min_dcf(s, lab, 0.05), abs=1e-4)  # the first p_target
+    assert 0 < got["mindcf"] < 1
+    assert validation_metrics(embed, SimpleNamespace(val=None, val_trials=None), [0.01]) is None

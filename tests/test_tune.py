@@ -238,6 +238,56 @@ def test_no_pruning_with_pruner_none(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
+def scripted_trainer(eers, dcfs):
+    """Every trial reports the same validation EERs and minDCFs, one pair per epoch."""
+
+    def fn(cfg, rd, reporter):
+        for e, (eer, dcf) in enumerate(zip(eers, dcfs), start=1):
+            reporter.end_epoch({"epoch": e, "val_eer": eer, "val_mindcf": dcf})
+
+    return fn
+
+
+@pytest.mark.parametrize("early_stop, want", [("true", 0.8), ("false", 0.5)])
+def test_mindcf_objective_is_that_of_the_weights_bench_run_scores(tmp_path, early_stop, want):
+    # EER 20, 15, 15, 18: under early stopping bench run scores epoch 2 (the first of the best EER; the
+    # plateau rule and the kept weights follow the EER), so the objective is epoch 2's minDCF (0.8),
+    # neither the lowest minDCF (0.5, epoch 4) nor epoch 3's (0.6); without early stopping the last (0.5).
+    base = load_config(preset="demo", overrides=["train.epochs=4", f"train.early_stop={early_stop}"])
+    trainer = scripted_trainer([20.0, 15.0, 15.0, 18.0], [0.9, 0.8, 0.6, 0.5])
+    study = run_study(base, _tune(tmp_path, trials=1, objective="mindcf"), _space(), trainer).study
+    t = study.trials[0]
+    assert t.value == pytest.approx(want)
+    assert t.intermediate_values == pytest.approx({1: 0.9, 2: 0.8, 3: 0.6, 4: 0.5})  # pruning sees the minDCF
+    run = json.loads((Path(t.user_attrs["run_dir"]) / "run.json").read_text())
+    assert run["objective"] == "val_mindcf" and run["objective_value"] == pytest.approx(want)
+    assert run["val_eer"] == (15.0 if early_stop == "true" else 18.0) and run["best_val_eer"] == 15.0
+    assert run["val_mindcfs"] == [[1, 0.9], [2, 0.8], [3, 0.6], [4, 0.5]]
+    assert summarize(study)["metric"] == "mindcf"
+    # the same run under the EER objective: the scored epoch's EER
+    eer = run_study(base, _tune(tmp_path / "e", trials=1), _space(), trainer).study.trials[0]
+    assert eer.value == (15.0 if early_stop == "true" else 18.0)
+
+
+def test_a_study_keeps_its_objective(tmp_path):
+    run_study(_base(1), _tune(tmp_path, trials=1), _space(), scripted_trainer([20.0], [0.9]))
+    with pytest.raises(BenchError, match=r"different settings \(--objective eer\)"):
+        run_study(_base(1), _tune(tmp_path, trials=2, objective="mindcf"), _space(), scripted_trainer([20.0], [0.9]))
+    with pytest.raises(
+        BenchError, match=r"--objective must be one of eer, mindcf \(did you mean 'mindcf'\?\), got 'dcf'"
+    ):
+        _tune(tmp_path, objective="dcf").validate()
+
+
+def test_cli_show_labels_a_mindcf_study(tmp_path):
+    trainer = scripted_trainer([20.0, 15.0], [0.9, 0.812])
+    run_study(_base(2), _tune(tmp_path, trials=2, objective="mindcf"), _space(), trainer, origin={"preset": "demo"})
+    r = CliRunner().invoke(app, ["tune", "--show", "s", "--out", str(tmp_path / "runs"), "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert "val minDCF" in r.output and "val EER" not in r.output
+    assert "best: trial 0, val minDCF 0.812:" in r.output
+
+
 def test_resume_after_interruption_keeps_finished_trials(tmp_path):
     from optuna.trial import TrialState
 

@@ -44,6 +44,13 @@ def tune(
     ] = None,
     study: Annotated[Optional[str], typer.Option("--study", help="Study name (default: EXPERIMENT-LOSS).")] = None,
     pruner: Annotated[str, typer.Option("--pruner", help="median | hyperband | none.")] = "median",
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="Validation metric to minimise: eer, or mindcf (minDCF at the first eval.p_targets, 0.01).",
+        ),
+    ] = "eer",
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed (the training seed is train.seed).")] = 0,
     startup: Annotated[
         int, typer.Option("--startup-trials", help="Random trials before TPE, and trials before median pruning.")
@@ -58,19 +65,20 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     threads: Threads = None,
 ) -> None:
-    """Search loss hyper-parameters and optim.lr & co. with Optuna (seeded TPE, pruning on the validation EER).
+    """Search loss hyper-parameters and optim.lr & co. with Optuna (seeded TPE, pruning on the validation metric).
 
     Each trial is a run directory OUT/EXPERIMENT-tune-STUDY/LOSS/trialNNNN/. Start the same command on
     several machines with one --storage postgresql://... URL to share the work; rerun it to resume a
-    killed study. The objective is the validation EER on held-out training speakers of the weights
-    bench run scores (the best validated epoch under train.early_stop, else the last); the
-    evaluation trials are never scored.
+    killed study. The objective is the validation EER (or with --objective mindcf the minDCF) on
+    held-out training speakers of the weights bench run scores (the best validated epoch by EER under
+    train.early_stop, else the last); the evaluation trials are never scored.
 
     \b
     Examples:
       bench tune --preset demo --loss aamsupcon --param margin=0.0:0.5 --param temperature=0.02:0.3:log --trials 50
       bench tune --preset demo --loss aam --param margin=0.1:0.4 --storage postgresql://user@host/db --study aam-m
       bench tune --preset demo --loss aam --param scale=4:32:log --param optim.lr=1e-3:2e-2:log
+      bench tune --preset demo --loss aam --param margin=0.05:0.4 --objective mindcf --study aam-dcf
       bench tune --show aam-m
     """
     from bench.tune.storage import default_storage
@@ -94,7 +102,7 @@ def tune(
     name = loss or cfg.loss.name
     tcfg = TuneConfig(
         loss=name, params=list(params or []), trials=trials, study=study or "", storage=storage or "",
-        pruner=pruner, seed=seed, out=str(out), startup_trials=startup, keep_checkpoints=keep_checkpoints,
+        pruner=pruner, objective=objective, seed=seed, out=str(out), startup_trials=startup, keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     tcfg.validate()
     from bench.config import parse_override
@@ -156,7 +164,7 @@ def _tune(cfg: Any, tcfg: Any, space: list, origin: dict, json_out: bool, quiet:
             f"corpus '{corpus.name}' has no validation trials to tune on; set data.val_speakers > 0 "
             "(held-out training speakers)"
         )
-    progress = None if (json_out or quiet) else TuneProgress(tcfg.trials)
+    progress = None if (json_out or quiet) else TuneProgress(tcfg.trials, metric=tcfg.metric)
     try:
         result = run_study(
             cfg, tcfg, space, runner_train_fn(corpus, device),
@@ -204,16 +212,20 @@ def _show(name: str, url: str, json_out: bool, plots: bool) -> None:
 def _print(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from bench.tune.options import metric_of
+
+    metric = metric_of(summary.get("metric"))
+
     t = Table(title=f"study {summary['study']}  ({summary['finished']} finished; {summary['objective']})")
     names = [s.split("=", 1)[0] for s in summary["space"]]
-    for col in ("trial", "state", "val EER %", *names, "epochs"):
+    for col in ("trial", "state", metric.axis, *names, "epochs"):
         t.add_column(col, justify="left" if col == "state" else "right")
     rows = sorted(summary["trials"], key=lambda r: (r["value"] is None, r["value"] or 0.0, r["number"]))
     for r in rows:
         t.add_row(
             str(r["number"]),
             r["state"],
-            "" if r["value"] is None else f"{r['value']:.2f}",
+            "" if r["value"] is None else f"{r['value']:.{metric.digits}f}",
             *[_fmt(r["params"].get(n)) for n in names],
             str(len(r["epochs"])),
         )
@@ -223,7 +235,9 @@ def _print(summary: dict[str, Any]) -> None:
         console.print("no complete trial yet", highlight=False)
         return
     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-    console.print(f"best: trial {best['number']}, val EER {best['value']:.2f}%: {shown}", highlight=False)
+    console.print(
+        f"best: trial {best['number']}, {metric.label} {metric.show(best['value'])}: {shown}", highlight=False
+    )
     console.print("train the final model with:", highlight=False)
     console.print(f"  {best['command']}", highlight=False, markup=False, soft_wrap=True)
     if best.get("preset"):
@@ -248,11 +262,14 @@ class TuneProgress:
     loss 1.234 val EER 12.34%``) and per trial, each flushed as it is printed.
     """
 
-    def __init__(self, target: int, console: Any = None):
+    def __init__(self, target: int, console: Any = None, metric: Any = None):
         from rich.console import Console
         from rich.progress import Progress
 
         from bench.runner.progress import stats_columns
+        from bench.tune.options import OBJECTIVES
+
+        self.metric = metric or OBJECTIVES["eer"]
 
         self.console = console or Console(stderr=True, markup=False)
         self.live = self.console.is_terminal
@@ -288,9 +305,9 @@ class TuneProgress:
         if not self.live:
             self.message(epoch_line(self._epoch or self.trial, row))
             return
-        val = row.get("val_eer")
+        val = row.get(self.metric.key)
         if self.epoch_task is not None and val is not None:
-            self.progress.update(self.epoch_task, stats=f"val EER {val:.2f}%")
+            self.progress.update(self.epoch_task, stats=f"{self.metric.label} {self.metric.show(val)}")
 
     def message(self, text: str) -> None:
         (self.progress.console if self.progress else self.console).print(
@@ -306,12 +323,12 @@ class TuneProgress:
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         state = trial.state.name.lower()
-        what = f"val EER {trial.value:.2f}%" if trial.value is not None else ""
+        what = f"{self.metric.label} {self.metric.show(trial.value)}" if trial.value is not None else ""
         if trial.state == TrialState.FAIL:
             what = str(trial.user_attrs.get("error", "failed (see run.json)"))
         self.message(f"trial {trial.number}: {state} {what}".rstrip())
         if self.progress is not None:
-            best = f"best {min(values):.2f}%" if values else ""
+            best = f"best {self.metric.show(min(values))}" if values else ""
             self.progress.update(self.study_task, completed=finished, stats=best)
 
     def close(self) -> None:

@@ -316,16 +316,23 @@ def evaluate_corpus(
     return ts, record
 
 
-def validation_eer(
+def validation_metrics(
     embed: Callable[[pd.DataFrame], Embeddings], corpus: Corpus, p_targets: Sequence[float]
-) -> float | None:
-    """EER (percent) on the validation trials of held-out training speakers; None when there are none."""
+) -> dict[str, float] | None:
+    """``{"eer": percent, "mindcf": minDCF at p_targets[0]}`` on the validation trials of held-out
+    training speakers; None when there are none.
+
+    minDCF is the normalised minimum detection cost of NIST SRE (C_miss = C_fa = 1, target prior
+    ``p_targets[0]``), as in the evaluation's ``metrics.json``.
+    """
     val, trials = corpus.val, corpus.val_trials
     if val is None or trials is None or len(val) == 0 or len(trials) == 0:
         return None
     emb = embed(val)
     ts = score_trials(emb, emb, trials)
-    return float(metrics_of(ts, p_targets)["overall"]["eer"])
+    p = float(p_targets[0]) if len(p_targets) else 0.01
+    overall = metrics_of(ts, [p])["overall"]
+    return {"eer": float(overall["eer"]), "mindcf": float(overall[f"mindcf@{p:g}"])}
 
 
 # ---------------------------------------------------------------- side information for calibration

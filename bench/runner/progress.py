@@ -15,11 +15,14 @@ def run_label(name: str, seed: int) -> str:
 
 
 def epoch_line(label: str, row: dict[str, Any]) -> str:
-    """The plain line of one finished epoch off a terminal: ``<label>: loss 1.234 acc 0.5 val EER 12.34% 321 utt/s``."""
+    """The plain line of one finished epoch off a terminal:
+    ``<label>: loss 1.234 acc 0.5 val EER 12.34% minDCF 0.812 321 utt/s``."""
     acc, val, sps = row.get("train_acc"), row.get("val_eer"), row.get("samples_per_s")
+    dcf = row.get("val_mindcf")
     line = f"{label}: loss {row['train_loss']:.3f}" if isinstance(row.get("train_loss"), (int, float)) else f"{label}:"
     line += f" acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
     line += f" val EER {val:.2f}%" if isinstance(val, (int, float)) else ""
+    line += f" minDCF {dcf:.3f}" if isinstance(dcf, (int, float)) else ""
     return line + (f" {sps:.0f} utt/s" if isinstance(sps, (int, float)) else "")
 
 

@@ -5,7 +5,7 @@ Layout of ``runs/<experiment>/<loss>/seed<k>/``::
     config.toml        resolved config (reproduces the run on its own)
     run.json           provenance, status running|finished|failed, timings, samples/s
     train_log.csv      one row per logged step
-    epochs.csv         one row per epoch (train loss/acc, lr, val_eer)
+    epochs.csv         one row per epoch (train loss/acc, lr, val_eer, val_mindcf)
     scores.txt         ``enroll test score label`` per trial
     scores_calibrated.txt  the same trials with calibrated LLR scores (eval.calibration)
     metrics.json       overall + per_genre metrics, trials path + sha256, enroll_mode, corpus

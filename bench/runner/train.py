@@ -27,7 +27,7 @@ from bench.errors import BenchError
 from bench.runner import ddp
 from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.runner.convergence import Plateau
-from bench.runner.evaluate import Embeddings, embed_utterances, validation_eer
+from bench.runner.evaluate import Embeddings, embed_utterances, validation_metrics
 from bench.runner.optim import (
     amp_mode,
     autocast,
@@ -41,7 +41,17 @@ from bench.runner.rundir import RunDir
 from models.speed import prepare_for_training
 
 LOG_COLUMNS = ["epoch", "batch", "global_step", "loss", "accuracy", "lr", "samples_per_s", "bad_steps"]
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "lr", "val_eer", "bad_steps", "train_seconds", "samples_per_s"]
+EPOCH_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "lr",
+    "val_eer",
+    "val_mindcf",
+    "bad_steps",
+    "train_seconds",
+    "samples_per_s",
+]
 
 
 class Reporter(Protocol):
@@ -492,16 +502,19 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
     weights, the plateau counters, the checkpoint and the logs; True when early stopping ends the run."""
     cfg, tc, state, info, plateau = run.cfg, run.cfg.train, run.state, run.info, run.plateau
     assert plateau is not None
-    val = None
+    measured: dict[str, float] | None = None
     if tc.validate_every > 0 and ((epoch + 1) % tc.validate_every == 0 or epoch + 1 == tc.epochs):
-        val = validation_eer(run.embed_fn(run.model), run.corpus, cfg.eval.p_targets) if info.is_main else None
-        val = ddp.broadcast_object(val, info)
+        measured = validation_metrics(run.embed_fn(run.model), run.corpus, cfg.eval.p_targets) if info.is_main else None
+        measured = ddp.broadcast_object(measured, info)
+    val = None if measured is None else measured["eer"]
     row = {
         "epoch": epoch + 1,
         "train_loss": state.loss_sum / state.n_steps if state.n_steps else math.nan,
         "train_acc": state.acc_sum / state.acc_n if state.acc_n else None,
         "lr": lr,
         "val_eer": val,
+        # at eval.p_targets[0]; bench tune --objective mindcf optimises it, the plateau rule stays on the EER
+        "val_mindcf": None if measured is None else measured["mindcf"],
         "bad_steps": state.bad_steps,
         "train_seconds": state.epoch_seconds,
         "samples_per_s": state.epoch_samples / state.epoch_seconds if state.epoch_seconds > 0 else 0.0,

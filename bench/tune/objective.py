@@ -1,11 +1,12 @@
-"""The objective of a study: train one trial as a normal run directory, report validation EERs.
+"""The objective of a study: train one trial as a normal run directory, report a validation metric.
 
-Objective value: the validation EER (percent, lower is better) of the **last** epoch, on the
-validation trials of held-out training speakers (``corpus.val_trials``). The last epoch, not the
-best one, because ``bench run`` evaluates the last checkpoint: the tuned number is the one the
-final model will have. Under ``train.early_stop`` ``bench run`` scores the best-validation
-checkpoint instead, so the objective is then the best validated epoch's EER. Every validated
-epoch is reported with ``trial.report(val_eer, epoch)`` so the pruner can stop trials that are clearly worse than the others at the same epoch.
+Objective value: a validation metric (``--objective``, :data:`bench.tune.options.OBJECTIVES`: the
+EER in percent, or minDCF at ``eval.p_targets[0]``; lower is better) on the validation trials of
+held-out training speakers (``corpus.val_trials``), of the weights ``bench run`` scores: the last
+epoch's, or under ``train.early_stop`` the best-validation-EER epoch's (the plateau rule and the
+checkpoint choice stay on the EER whatever the objective, as in ``bench run``). Every validated
+epoch is reported with ``trial.report(value, epoch)`` so the pruner can stop trials that are
+clearly worse than the others at the same epoch.
 
 The evaluation trials are never scored here: a trial runs :func:`bench.runner.train.train`
 alone (no final scoring, no untrained baseline), so its run directory holds ``config.toml``,
@@ -26,6 +27,7 @@ from bench.config import ExperimentConfig, to_dict, to_toml
 from bench.errors import BenchError
 from bench.runner.rundir import RunDir
 from bench.runner.train import NullReporter, Reporter
+from bench.tune.options import OBJECTIVES, Metric
 from bench.tune.space import ParamSpec
 
 #: ``train_fn(cfg, run_dir, reporter)`` trains one trial and calls ``reporter.end_epoch(row)`` with
@@ -71,16 +73,20 @@ def runner_train_fn(corpus: Any, device: Any) -> TrainFn:
 
 
 class TrialReporter:
-    """Forwards progress to ``inner`` and turns each epoch's validation EER into ``trial.report``.
+    """Forwards progress to ``inner`` and turns each epoch's objective metric into ``trial.report``.
 
-    Raises ``optuna.TrialPruned`` from ``end_epoch`` when the pruner says so; the train loop has
-    written that epoch's logs and checkpoint by then, so a pruned trial's files are consistent.
+    ``values`` holds ``(epoch, metric)`` per validated epoch, ``eers`` ``(epoch, validation EER)``
+    (which epoch ``bench run`` scores under early stopping). Raises ``optuna.TrialPruned`` from
+    ``end_epoch`` when the pruner says so; the train loop has written that epoch's logs and
+    checkpoint by then, so a pruned trial's files are consistent.
     """
 
-    def __init__(self, trial: Any, inner: Reporter | None = None):
+    def __init__(self, trial: Any, inner: Reporter | None = None, metric: Metric = OBJECTIVES["eer"]):
         self.trial = trial
         self.inner = inner or NullReporter()
+        self.metric = metric
         self.values: list[tuple[int, float]] = []
+        self.eers: list[tuple[int, float]] = []
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         self.inner.start_epoch(epoch, epochs, steps, done)
@@ -95,18 +101,21 @@ class TrialReporter:
         import optuna
 
         self.inner.end_epoch(row)
-        val = row.get("val_eer")
-        if val is None:
+        val, eer = row.get(self.metric.key), row.get("val_eer")
+        if val is None or eer is None:
             return  # an epoch without validation (train.validate_every > 1)
         epoch = int(row["epoch"])
         self.trial.report(float(val), epoch)
         self.values.append((epoch, float(val)))
+        self.eers.append((epoch, float(eer)))
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: validation EER {val:.2f}%")
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epoch}: validation {self.metric.name} {self.metric.show(val)}"
+            )
 
 
 class Objective:
-    """``objective(trial) -> last validation EER``; one run directory per trial under ``study_dir``."""
+    """``objective(trial) -> validation metric of the scored weights``; one run directory per trial under ``study_dir``."""
 
     def __init__(
         self,
@@ -120,8 +129,10 @@ class Objective:
         keep_checkpoints: bool = False,
         corpus_name: str = "",
         device: str = "cpu",
+        metric: Metric = OBJECTIVES["eer"],
     ):
         self.base, self.loss, self.space = base, loss, space
+        self.metric = metric
         self.study_dir = Path(study_dir)
         self.train_fn = train_fn
         self.reporter = reporter
@@ -138,7 +149,7 @@ class Objective:
         cfg = trial_config(self.base, self.loss, params, self.study_dir.name)
         rd = trial_dir(self.study_dir, self.loss, trial.number)
         trial.set_user_attr("run_dir", str(rd.path))
-        rep = TrialReporter(trial, self.reporter)
+        rep = TrialReporter(trial, self.reporter, self.metric)
         if self.reporter is not None:
             shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
             self.reporter.message(f"trial {trial.number}: {shown}")
@@ -166,7 +177,7 @@ class Objective:
                 self.train_fn(cfg, rd, rep)
             except optuna.TrialPruned as e:
                 rd.update_run_json(
-                    status="pruned", finished=_now(), wall_seconds=time.time() - t0, error=str(e), val_eers=rep.values
+                    status="pruned", finished=_now(), wall_seconds=time.time() - t0, error=str(e), val_eers=rep.eers
                 )
                 self._drop_checkpoints(rd)
                 raise
@@ -177,21 +188,28 @@ class Objective:
                 self._drop_checkpoints(rd)
                 raise
             if not rep.values:
-                rd.update_run_json(status="failed", finished=_now(), error="no validation EER")
+                rd.update_run_json(status="failed", finished=_now(), error=f"no {self.metric.text}")
                 raise BenchError(
-                    "the trial reported no validation EER: the corpus needs validation trials "
+                    f"the trial reported no {self.metric.text}: the corpus needs validation trials "
                     "(data.val_speakers > 0 or dev/val_trials.lst) and train.validate_every > 0"
                 )
-            best = min(v for _, v in rep.values)
-            value = best if cfg.train.early_stop else rep.values[-1][1]  # what bench run will score
-            trial.set_user_attr("best_val_eer", best)
+            best_eer = min(v for _, v in rep.eers)
+            # the weights bench run will score: the first epoch of the best validation EER (as the train
+            # loop keeps them: only a strictly lower EER replaces them) under early stopping, else the last
+            scored = next(i for i, (_, v) in enumerate(rep.eers) if v == best_eer) if cfg.train.early_stop else -1
+            value = rep.values[scored][1]
+            trial.set_user_attr("best_val_eer", best_eer)
+            trial.set_user_attr("scored_epoch", rep.eers[scored][0])
             rd.update_run_json(
                 status="finished",
                 finished=_now(),
                 wall_seconds=time.time() - t0,
-                val_eer=value,
-                best_val_eer=best,
-                val_eers=rep.values,
+                objective=self.metric.key,
+                objective_value=value,
+                val_eer=rep.eers[scored][1],
+                best_val_eer=best_eer,
+                val_eers=rep.eers,
+                **({f"{self.metric.key}s": rep.values} if self.metric.key != "val_eer" else {}),
             )
             self._drop_checkpoints(rd)
         return value

@@ -7,6 +7,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A validation metric a study minimises: its key in the train loop's epoch rows and its label."""
+
+    key: str  # column of epochs.csv (bench.runner.train.EPOCH_COLUMNS)
+    name: str  # "EER": printed as "val EER 12.34%"
+    text: str  # what it is, for the summary
+    digits: int  # decimals shown
+    unit: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"val {self.name}"
+
+    @property
+    def axis(self) -> str:
+        """Axis and table heading: ``val EER %``."""
+        return f"{self.label} {self.unit}".strip()
+
+    def show(self, value: float) -> str:
+        """``value`` as printed after the label: ``12.34%``, ``0.812``."""
+        return f"{value:.{self.digits}f}{self.unit}"
+
+
+def metric_of(name: str | None) -> Metric:
+    """The objective of a study stored with ``name`` (studies from before ``--objective``: the EER)."""
+    return OBJECTIVES[name or "eer"]
+
+
+#: ``--objective`` name -> the validation metric of held-out training speakers a study minimises.
+#: minDCF is taken at the first ``eval.p_targets`` (0.01 by default): EER-tuned margins and scales
+#: need not suit the low-false-alarm end that minDCF(0.01) measures.
+OBJECTIVES = {
+    "eer": Metric("val_eer", "EER", "validation EER %", 2, "%"),
+    "mindcf": Metric("val_mindcf", "minDCF", "validation minDCF at eval.p_targets[0]", 3),
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -24,6 +62,7 @@ class TuneConfig:
     study: str = ""  # default: <experiment>-<loss>
     storage: str = ""  # default: sqlite:///<out>/tune/<study>.db
     pruner: str = "median"  # median | hyperband | none
+    objective: str = "eer"  # eer | mindcf (OBJECTIVES)
     seed: int = 0  # sampler seed; the training seed stays train.seed for every trial
     out: str = "runs"
     #: random (TPE start-up) trials before the model-based search, and trials before median pruning
@@ -39,6 +78,10 @@ class TuneConfig:
         from bench.config_checks import check_tune
 
         check_tune(self)
+
+    @property
+    def metric(self) -> Metric:
+        return metric_of(self.objective)
 
     def study_name(self, experiment: str) -> str:
         return self.study or f"{experiment}-{self.loss}"

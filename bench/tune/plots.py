@@ -21,7 +21,7 @@ SVG_META = {"Date": None}  # no timestamp in the SVG, so redrawing an unchanged 
 def save_plots(study: Any, out_dir: str | Path) -> list[Path]:
     """Write the study's figures to ``out_dir``; returns the PNG paths (figures without data are skipped).
 
-    history: objective per trial and best so far; intermediate: validation EER per epoch of every
+    history: objective per trial and best so far; intermediate: the objective's metric per epoch of every
     trial (pruned ones stop early); importance: fANOVA parameter importances (>= 2 params and
     >= 5 complete trials); contour: the first two numeric parameters (e.g. margin x temperature);
     slice: objective against each parameter.
@@ -32,6 +32,9 @@ def save_plots(study: Any, out_dir: str | Path) -> list[Path]:
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
+    from bench.tune.options import metric_of
+
+    target = metric_of(study.user_attrs.get("objective")).axis
     out = Path(out_dir)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -42,15 +45,15 @@ def save_plots(study: Any, out_dir: str | Path) -> list[Path]:
         for n in names
         if not isinstance(complete[0].distributions.get(n), optuna.distributions.CategoricalDistribution)
     ]
-    jobs: list[tuple[str, Any]] = [("history", lambda: ovm.plot_optimization_history(study, target_name="val EER %"))]
+    jobs: list[tuple[str, Any]] = [("history", lambda: ovm.plot_optimization_history(study, target_name=target))]
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         jobs.append(("intermediate", lambda: ovm.plot_intermediate_values(study)))
     if len(names) >= 2 and len(complete) >= MIN_TRIALS_IMPORTANCE:
-        jobs.append(("importance", lambda: ovm.plot_param_importances(study, target_name="val EER %")))
+        jobs.append(("importance", lambda: ovm.plot_param_importances(study, target_name=target)))
     if len(numeric) >= 2 and len(complete) >= 2:
-        jobs.append(("contour", lambda: ovm.plot_contour(study, params=numeric[:2], target_name="val EER %")))
+        jobs.append(("contour", lambda: ovm.plot_contour(study, params=numeric[:2], target_name=target)))
     if names:
-        jobs.append(("slice", lambda: ovm.plot_slice(study, params=names, target_name="val EER %")))
+        jobs.append(("slice", lambda: ovm.plot_slice(study, params=names, target_name=target)))
     written = []
     sns.set_theme(style="whitegrid", context="paper")
     for name, draw in jobs:

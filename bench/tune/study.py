@@ -119,6 +119,7 @@ def definition(base: ExperimentConfig, tune: TuneConfig, space: list[ParamSpec],
     cfg["optim"].pop("per_loss", None)
     return {
         "loss": tune.loss,
+        "objective": tune.objective,
         "space": [s.text() for s in space],
         "experiment": base.experiment,
         "config": cfg,
@@ -134,6 +135,8 @@ def _check_definition(study: Any, want: dict[str, Any]) -> None:
             study.set_user_attr(k, v)
         return
     diffs = [k for k in ("loss", "space", "experiment") if have.get(k) != want[k]]
+    if have.get("objective", "eer") != want["objective"]:  # studies from before --objective minimised the EER
+        diffs.append(f"--objective {have.get('objective', 'eer')}")
     diffs += config_diff(have.get("config", {}), want["config"])
     if diffs:
         raise BenchError(
@@ -194,6 +197,7 @@ def run_study(
     objective = Objective(
         base, tune.loss, space, study_dir, train_fn,
         reporter=reporter, keep_checkpoints=tune.keep_checkpoints, corpus_name=corpus_name, device=device,
+        metric=tune.metric,
     )  # fmt: skip
     callbacks = [on_trial] if on_trial else []
     started, waited_since = 0, None

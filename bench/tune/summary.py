@@ -73,6 +73,7 @@ def summarize(study: Any, storage: str = "") -> dict[str, Any]:
     """JSON-friendly summary: counts per state, best trial (+ command), every trial's values."""
     from optuna.trial import TrialState
 
+    from bench.tune.options import metric_of
     from bench.tune.storage import redact
 
     trials = study.get_trials(deepcopy=False)
@@ -93,6 +94,7 @@ def summarize(study: Any, storage: str = "") -> dict[str, Any]:
             }
         )
     attrs = dict(study.user_attrs)
+    metric = metric_of(attrs.get("objective"))
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = None
     if complete:
@@ -109,9 +111,10 @@ def summarize(study: Any, storage: str = "") -> dict[str, Any]:
         "study": study.study_name,
         "storage": redact(storage) if storage else "",
         "objective": (
-            "validation EER % (held-out training speakers) of the weights bench run scores: the best"
-            " validated epoch under train.early_stop, else the last; lower is better"
+            f"{metric.text} (held-out training speakers) of the weights bench run scores: the best"
+            " validated epoch (validation EER) under train.early_stop, else the last; lower is better"
         ),
+        "metric": attrs.get("objective") or "eer",  # bench.tune.options.OBJECTIVES name
         "loss": attrs.get("loss"),
         "space": attrs.get("space", []),
         "study_dir": attrs.get("study_dir"),
