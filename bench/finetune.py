@@ -65,6 +65,12 @@ def check_parent(parent: Path, run_cfg: ExperimentConfig) -> Path:
             "no run to fine-tune here: train it first (the same bench run command without --finetune)", path=rd.path
         )
     status = rd.status()
+    if status == "finished" and rd.missing_results():
+        raise BenchError(
+            f"the run to fine-tune lacks its {' and '.join(rd.missing_results())} (removed?); "
+            "run it again with --force first",
+            path=rd.path,
+        )
     if not rd.is_finished():
         raise BenchError(
             f"the run to fine-tune is not finished (status '{status}'); finish it first (bench run --resume)",

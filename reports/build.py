@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,9 +320,7 @@ def build(
             },
         )
         _write(report, tmp, opts, inputs, digest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -331,6 +330,31 @@ def build(
             f.png = out_dir / f.png.relative_to(tmp)
             f.svg = out_dir / f.svg.relative_to(tmp)
     return out_dir, report
+
+
+def _swap_in(new: Path, out_dir: Path) -> None:
+    """Move the finished report ``new`` to ``out_dir``; an old report there is first renamed aside, so
+    it is either left whole (when it cannot be moved: a read-only or immutable folder) or replaced
+    whole, never half removed. The old copy is deleted last; a part that cannot be deleted stays in
+    the hidden ``.<name>.old`` beside it, with a warning."""
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a build that was killed mid-swap
+    try:
+        if out_dir.exists():
+            out_dir.rename(old)
+        try:
+            new.rename(out_dir)
+        except OSError:
+            if old.exists() and not out_dir.exists():
+                old.rename(out_dir)  # put the old report back
+            raise
+    except OSError as e:
+        raise BenchError(
+            f"cannot replace the report folder: {e.strerror or e}; the old report is left as it was", path=out_dir
+        ) from None
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(f"{old}: part of the replaced report could not be deleted; remove it by hand", stacklevel=2)
 
 
 def calibration_methods(runs: list[Run]) -> list[str]:

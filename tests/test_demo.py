@@ -94,6 +94,16 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     cli = runner.invoke(app, args)
     assert cli.exit_code == 0 and json.loads(cli.stdout)["report_action"] == "built", cli.output
 
+    # A finished run's score file removed by hand: that run fails with a message that points at
+    # --force (not "score file not found" from the report), the report shows the other run.
+    (aam0 / "scores.txt").unlink()
+    cli = runner.invoke(app, args)
+    assert cli.exit_code == 1
+    out = json.loads(cli.stdout)
+    assert [r["action"] for r in out["runs"]] == ["skipped", "failed"]
+    assert "scores.txt is missing (removed?) is here; pass --force" in out["runs"][1]["error"]
+    assert {r["system"] for r in out["table"]} == {"softmax"} and out["report_action"] == "built"
+
 
 # --- presets: sizes, budgets, seeds ---------------------------------------------------------------
 

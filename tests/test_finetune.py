@@ -77,6 +77,10 @@ def test_missing_unfinished_or_different_parents_name_the_folder(tmp_path):
     assert str(parent) in str(e.value)
     atomic_write_json(parent / "run.json", {"status": "finished"})
     atomic_write_json(parent / "metrics.json", {"overall": {"eer": 1.0}})
+    with pytest.raises(BenchError, match=r"lacks its scores.txt \(removed\?\); run it again with --force") as e:
+        experiment.plan_runs(cfg, ["aam"], [0], tmp_path)
+    assert str(parent) in str(e.value)
+    (parent / "scores.txt").write_text("a b 0.5 1\n")
     with pytest.raises(BenchError, match="no best checkpoint"):
         experiment.plan_runs(cfg, ["aam"], [0], tmp_path)
 

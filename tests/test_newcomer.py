@@ -219,6 +219,7 @@ def _finished_run(rd: RunDir, cfg) -> None:
     rd.path.mkdir(parents=True, exist_ok=True)
     atomic_write(rd.config, to_toml(to_dict(cfg)))
     atomic_write_json(rd.metrics, {"overall": {"eer": 10.0}})
+    rd.scores.write_text("a b 0.5 1\n")
     rd.update_run_json(status="finished")
 
 

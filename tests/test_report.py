@@ -318,6 +318,48 @@ def test_force_replaces_and_formats_are_honoured(experiment, tmp_path):
         parse_formats("md,pdf")
 
 
+@pytest.mark.parametrize("fails", ["move_old_aside", "move_new_in"])
+def test_a_report_that_cannot_be_replaced_is_left_whole(experiment, tmp_path, monkeypatch, fails):
+    # e.g. an immutable or read-only report folder: the old report stays complete, the error names
+    # the folder, no traceback and no temporary folder is left
+    import os
+
+    root, _, _ = experiment
+    out = tmp_path / "r"
+    build([root / "exp" / "base"], out, Options(n_boot=0, figures=False, formats=("md",)))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = os.rename
+
+    def rename(src, dst, *a, **k):
+        src, dst = Path(src), Path(dst)
+        if (fails == "move_old_aside" and src == out) or (fails == "move_new_in" and src.name == ".r.tmp"):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(
+        BenchError, match="cannot replace the report folder: Operation not permitted; the old report"
+    ) as e:
+        build([root / "exp" / "good"], out, Options(n_boot=0, figures=False, formats=("md",), force=True))
+    assert str(out) in str(e.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_a_replaced_report_that_cannot_be_deleted_is_set_aside_with_a_warning(experiment, tmp_path, monkeypatch):
+    import reports.build as rb
+
+    root, _, _ = experiment
+    out = tmp_path / "r"
+    build([root / "exp" / "base"], out, Options(n_boot=0, figures=False, formats=("md",)))
+    real = rb.shutil.rmtree
+    monkeypatch.setattr(rb.shutil, "rmtree", lambda p, *a, **k: None if Path(p).name == ".r.old" else real(p, *a, **k))
+    with pytest.warns(UserWarning, match=r"\.r\.old: part of the replaced report could not be deleted"):
+        build([root / "exp" / "good"], out, Options(n_boot=0, figures=False, formats=("md",), force=True))
+    assert "| good |" in (out / "report.md").read_text()  # the new report is in place, whole
+    assert "| base |" in (tmp_path / ".r.old" / "report.md").read_text()
+
+
 def test_cli_json_output(experiment, tmp_path):
     root, trials, scores = experiment
     res = CliRunner().invoke(

@@ -117,8 +117,18 @@ def test_decide_skip_resume_fresh(tmp_path):
     assert decide(rd, force=False, resume=True) == "resume"
     rd.update_run_json(status="finished")
     rd.metrics.write_text("{}")
+    # a finished run whose result files were removed by hand: named, and only --force reruns it
+    with pytest.raises(BenchError, match=r"a finished run whose scores.txt is missing \(removed\?\) .*--force"):
+        decide(rd, force=False, resume=True)
+    rd.scores.write_text("a b 0.5 1\n")
     assert decide(rd, force=False, resume=True) == "skip"
     assert decide(rd, force=True, resume=False) == "fresh"
+    rd.metrics.unlink()
+    with pytest.raises(BenchError, match="whose metrics.json is missing"):
+        decide(rd, force=False, resume=False)
+    rd.scores.unlink()
+    with pytest.raises(BenchError, match="whose metrics.json and scores.txt are missing"):
+        decide(rd, force=False, resume=False)
 
 
 # --- the train loop -------------------------------------------------------------------------------

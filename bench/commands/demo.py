@@ -158,14 +158,17 @@ def run_demo(
         changed = changed or bool(real_info.get("scored"))
     t2 = time.perf_counter()
     marker = report_dir / MARKER
-    if changed or force or not report_is_current(report_dir, [exp_dir]):
+    # a failed run's folder may hold part of a result (a finished run whose scores were removed):
+    # the report is then built from the runs that did not fail, and the command ends naming the others
+    sources = [exp_dir] if len(finished) == len(outcomes) else [Path(o.run_dir) for o in finished]
+    if changed or force or not report_is_current(report_dir, sources):
         # The report is derived from the runs: once they changed (here, or by `bench eval` or a
         # removed result folder since the last demo), the old one is stale, so replace it.
         steps = cfg.train.epochs * cfg.train.steps_per_epoch
         title = (
             f"bench demo ({preset}): loss comparison on the synthetic corpus, {spec.summary}, <= {steps:,} steps a run"
         )
-        build([exp_dir], report_dir, Options(n_boot=n_boot, force=force, title=title),
+        build(sources, report_dir, Options(n_boot=n_boot, force=force, title=title),
               progress=report_progress)  # fmt: skip
         report_action = "built"
     else:

@@ -78,8 +78,12 @@ class RunDir:
         """``new`` (nothing there), ``running``, ``finished`` or ``failed``."""
         return self.read_run_json().get("status", "new")
 
+    def missing_results(self) -> list[str]:
+        """The result files a finished run always has (``metrics.json``, ``scores.txt``) that are not here."""
+        return [p.name for p in (self.metrics, self.scores) if not p.exists()]
+
     def is_finished(self) -> bool:
-        return self.status() == "finished" and self.metrics.exists()
+        return self.status() == "finished" and not self.missing_results()
 
     def update_run_json(self, **fields: Any) -> dict[str, Any]:
         data = self.read_run_json()
@@ -183,6 +187,15 @@ def decide(rd: RunDir, *, force: bool, resume: bool) -> str:
     status = rd.status()
     if rd.is_finished():
         return "skip"
+    if status == "finished":
+        # trained and scored once, then a result file went (deleted by hand): train and score it again
+        # only when asked, as any finished run
+        gone = rd.missing_results()
+        raise BenchError(
+            f"a finished run whose {' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} missing (removed?) is here; "
+            "pass --force to train and score it again",
+            path=rd.path,
+        )
     if not rd.last.exists():
         return "fresh"
     if resume:
