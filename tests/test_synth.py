@@ -465,6 +465,33 @@ def test_overlays_left_by_a_killed_engine_are_swept_by_the_next_one(tmp_path):
     assert sweep_stale_overlays(tmp) == [renamed]
 
 
+def test_an_engine_being_created_is_never_swept_by_another(tmp_path):
+    """The race of two engines starting at once: between one creating its overlay's ``.owner`` and
+    locking it, the other's sweep ran and emptied the overlay (a demo failed with "fi_dict: No such
+    file or directory"). The sweep is forced into that moment here; the engine must come up whole."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "import bench.synth.espeak as E\n"
+        "hold = E._hold_owner_lock\n"
+        "def racing(overlay):\n"
+        "    (overlay / E.OWNER_LOCK).touch()  # created, not locked yet: the other engine sweeps now\n"
+        "    print('swept', len(E.sweep_stale_overlays()))\n"
+        "    return hold(overlay)\n"
+        "E._hold_owner_lock = racing\n"
+        "wav = E.engine().synth('ba', 'en', 'name x\\n', 170, 50, 50)\n"
+        "print('samples', len(wav[0] if isinstance(wav, tuple) else wav))\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["swept"] == "0" and int(lines["samples"]) > 0
+
+
 def _forking_pool(monkeypatch):
     """Patched tasks reach the workers only through fork; once this process has loaded eSpeak the
     pool spawns, so these tests (whose tasks never synthesise) ask for fork explicitly."""
