@@ -258,8 +258,11 @@ def parse_override(text: str) -> tuple[list[str], str]:
     return parts, value.strip()
 
 
-def _parse_scalar(value: str, key: str = "") -> Any:
+def _parse_scalar(value: str, key: str = "", default: Any = None) -> Any:
     """Interpret an override value as TOML when it parses (numbers, bools, lists), else as a string.
+
+    ``default`` is the setting's default (:func:`_check_key`): a string setting keeps a value that
+    opens ``[`` or ``{`` as a string.
 
     Raises:
         BenchError: a value that opens a TOML array or inline table (``[``, ``{``) but does not
@@ -268,24 +271,13 @@ def _parse_scalar(value: str, key: str = "") -> Any:
     try:
         return tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError as e:
-        if value.lstrip().startswith(("[", "{")) and not isinstance(_default_of(key.split(".")), str):
+        if value.lstrip().startswith(("[", "{")) and not isinstance(default, str):
             kind = "inline table" if value.lstrip().startswith("{") else "array"
             reason = str(e).split(" (at ")[0]
             raise BenchError(
                 f"--set {key}={value}: not a valid TOML {kind} ({reason}); quote it to pass a string"
             ) from None
         return value
-
-
-def _default_of(parts: list[str]) -> Any:
-    """The default value of the ExperimentConfig setting at ``parts`` (None: unknown, or inside a
-    free params table), so that a string setting keeps a value such as ``[dev]trials.txt``."""
-    node: Any = ExperimentConfig()
-    for p in parts:
-        if not dataclasses.is_dataclass(node) or p not in {f.name for f in dataclasses.fields(node)}:
-            return None
-        node = getattr(node, p)
-    return node
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -296,13 +288,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     out = _merge({}, data)
     for text in overrides:
         parts, value = parse_override(text)
-        _check_key(parts, text)
+        default = _check_key(parts, text)
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise BenchError(f"--set {text}: '{p}' is not a section")
-        parsed = _parse_scalar(value, ".".join(parts))
+        parsed = _parse_scalar(value, ".".join(parts), default)
         # A table value merges into the table, as a config file's table does over the preset's:
         # `--set 'optim={lr=0.01}'` changes the lr and keeps the preset's other optim settings.
         old = node.get(parts[-1])
@@ -310,27 +302,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def _check_key(parts: list[str], text: str) -> None:
-    cls: Any = ExperimentConfig
+def _check_key(parts: list[str], text: str) -> Any:
+    """Check that ``parts`` names a setting of ExperimentConfig (any key inside a free params table
+    passes) and return its default value (None inside a free table), so that a string setting keeps
+    a value such as ``[dev]trials.txt``."""
+    node: Any = ExperimentConfig()
     for i, p in enumerate(parts):
-        if cls is None:
-            return  # inside a free params table
-        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(node, dict):
+            return None  # inside a free params table, checked later against the registry
+        if not dataclasses.is_dataclass(node):
+            raise BenchError(f"--set {text}: '{parts[i - 1]}' is not a section")
+        names = [f.name for f in dataclasses.fields(node)]
         if p not in names:
             where = ".".join(parts[:i]) or "config"
             raise BenchError(
                 f"--set {text}: unknown key '{p}' in {where}{suggest(p, names)}; valid: {', '.join(names)}"
             )
-        ftype = {f.name: f for f in dataclasses.fields(cls)}[p]
-        default = ftype.default_factory() if ftype.default_factory is not dataclasses.MISSING else ftype.default  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):
-            cls = type(default)
-        elif isinstance(default, dict):
-            cls = None
-        else:
-            if i != len(parts) - 1:
-                raise BenchError(f"--set {text}: '{p}' is not a section")
-            return
+        node = getattr(node, p)
+    return node
 
 
 def load_config(
@@ -362,7 +351,10 @@ def load_config(
         data = _merge(data, read_toml(file, origins))
     from bench.per_loss import drop_overridden
 
-    parsed = [(parts, _parse_scalar(v, ".".join(parts))) for parts, v in map(parse_override, overrides or [])]
+    parsed = []
+    for text in overrides or []:
+        parts, v = parse_override(text)
+        parsed.append((parts, _parse_scalar(v, ".".join(parts), _check_key(parts, text))))
     # `--set 'optim={lr=0.01}'` types optim.lr just as `--set optim.lr=0.01` does
     typed = [
         p

@@ -131,13 +131,18 @@ def report_is_current(out: str | Path, paths: list[str | Path]) -> bool:
     return all((out / name).is_file() for name in files + figures)
 
 
-# The files each output format writes (see _write).
-FORMAT_FILES = {
-    "md": ("report.md",),
-    "html": ("report.html",),
-    "csv": ("table.csv", "pairwise.csv", "runs.csv"),
-    "tex": ("table.tex",),
+#: The files each output format writes: ``format -> ((file name, render(report, folder) -> text), ...)``.
+FORMAT_WRITERS: dict[str, tuple[tuple[str, Callable[[Report, Path], str]], ...]] = {
+    "md": (("report.md", lambda r, out: to_markdown(r, base=out)),),
+    "html": (("report.html", lambda r, out: to_html(r)),),
+    "csv": (
+        ("table.csv", lambda r, out: table_csv(r)),
+        ("pairwise.csv", lambda r, out: pairwise_csv(r)),
+        ("runs.csv", lambda r, out: r.runs.to_csv(index=False)),
+    ),
+    "tex": (("table.tex", lambda r, out: table_tex(r)),),
 }
+FORMAT_FILES = {fmt: tuple(name for name, _ in files) for fmt, files in FORMAT_WRITERS.items()}
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -494,16 +499,9 @@ def _clean(v: Any) -> Any:
 
 def _write(report: Report, out: Path, opts: Options, inputs: list[str], digest: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    if "md" in opts.formats:
-        atomic_write(out / "report.md", to_markdown(report, base=out))
-    if "html" in opts.formats:
-        atomic_write(out / "report.html", to_html(report))
-    if "csv" in opts.formats:
-        atomic_write(out / "table.csv", table_csv(report))
-        atomic_write(out / "pairwise.csv", pairwise_csv(report))
-        atomic_write(out / "runs.csv", report.runs.to_csv(index=False))
-    if "tex" in opts.formats:
-        atomic_write(out / "table.tex", table_tex(report))
+    for fmt in opts.formats:
+        for name, render in FORMAT_WRITERS[fmt]:
+            atomic_write(out / name, render(report, out))
     pairs = [s.pairwise for s in report.sections]
     atomic_write_json(
         out / MARKER,

@@ -314,6 +314,12 @@ def test_force_replaces_and_formats_are_honoured(experiment, tmp_path):
     build([root / "exp" / "good"], out, Options(n_boot=0, figures=False, formats=("md",), force=True))
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
     assert "| good |" in (out / "report.md").read_text()
+    # every format writes the files bench demo checks for (FORMAT_FILES) and nothing else
+    from reports.build import FORMAT_FILES
+    from reports.render import FORMATS
+
+    build([root / "exp" / "good"], out, Options(n_boot=0, figures=False, formats=FORMATS, force=True))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["report.json", *sum(FORMAT_FILES.values(), ())])
     with pytest.raises(BenchError, match="unknown report format 'pdf'"):
         parse_formats("md,pdf")
 
