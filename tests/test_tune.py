@@ -231,6 +231,18 @@ def test_clearly_bad_trial_is_pruned_early(tmp_path, pruner):
     assert all(t.state == TrialState.COMPLETE and len(t.intermediate_values) == 5 for t in good)
 
 
+def test_no_trial_is_pruned_within_the_warmup_epochs(tmp_path):
+    from optuna.trial import TrialState
+
+    tune = _tune(tmp_path, trials=4, pruner="median", startup_trials=2, warmup_epochs=3)
+    bad = run_study(_base(6), tune, _space(), bad_trial_trainer(bad=3)).study.trials[3]
+    assert bad.state == TrialState.PRUNED and sorted(bad.intermediate_values) == [1, 2, 3, 4]
+    r = CliRunner().invoke(app, ["tune", "--preset", "demo", "--loss", "aam", "--param", "margin=0.1:0.3",
+                                 "--warmup-epochs", "-1", "--out", str(tmp_path / "cli")])  # fmt: skip
+    assert r.exit_code == 2 and "--warmup-epochs must be >= 0, got -1" in r.output
+    assert not (tmp_path / "cli").exists()
+
+
 def test_no_pruning_with_pruner_none(tmp_path):
     from optuna.trial import TrialState
 

@@ -55,6 +55,14 @@ def tune(
     startup: Annotated[
         int, typer.Option("--startup-trials", help="Random trials before TPE, and trials before median pruning.")
     ] = 5,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup-epochs",
+            help="Epochs no trial is pruned in (median pruner): minDCF stays near 1 in the first epochs, "
+            "where the median says little.",
+        ),
+    ] = 0,
     keep_checkpoints: Annotated[
         bool, typer.Option("--keep-checkpoints", help="Keep each trial's checkpoints.")
     ] = False,
@@ -102,7 +110,8 @@ def tune(
     name = loss or cfg.loss.name
     tcfg = TuneConfig(
         loss=name, params=list(params or []), trials=trials, study=study or "", storage=storage or "",
-        pruner=pruner, objective=objective, seed=seed, out=str(out), startup_trials=startup, keep_checkpoints=keep_checkpoints,
+        pruner=pruner, objective=objective, seed=seed, out=str(out), startup_trials=startup, warmup_epochs=warmup,
+        keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     tcfg.validate()
     from bench.config import parse_override

@@ -86,7 +86,9 @@ def make_pruner(tune: TuneConfig, epochs: int) -> Any:
     import optuna
 
     if tune.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=tune.warmup_epochs)
+        # Optuna prunes from step n_warmup_steps on and our steps are 1-based epochs: + 1 keeps the
+        # first warmup_epochs epochs free of pruning
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=tune.warmup_epochs + 1)
     if tune.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
