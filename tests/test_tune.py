@@ -282,6 +282,11 @@ def test_mindcf_objective_is_that_of_the_weights_bench_run_scores(tmp_path, earl
 
 
 def test_a_study_keeps_its_objective(tmp_path):
+    from bench.config_checks import RANGES
+    from bench.tune.options import OBJECTIVES, PRUNERS
+
+    assert RANGES["tune.objective"].choices() == list(OBJECTIVES)  # the --set checks name the same choices
+    assert RANGES["tune.pruner"].choices() == list(PRUNERS)
     run_study(_base(1), _tune(tmp_path, trials=1), _space(), scripted_trainer([20.0], [0.9]))
     with pytest.raises(BenchError, match=r"different settings \(--objective eer\)"):
         run_study(_base(1), _tune(tmp_path, trials=2, objective="mindcf"), _space(), scripted_trainer([20.0], [0.9]))
