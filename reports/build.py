@@ -87,6 +87,17 @@ def _recorded_inputs(marker: Path) -> list[str] | None:
     return _recorded(marker, "inputs")
 
 
+def is_report_within(out: Path, folder: Path) -> bool:
+    """True when ``out`` holds a report whose every input folder lies inside ``folder``.
+
+    ``bench demo`` owns such a report: it replaces it even where its inputs were a subset of the
+    runs (a rebuild from the runs that did not fail).
+    """
+    recorded = _recorded_inputs(out / MARKER)
+    root = Path(folder).resolve()
+    return bool(recorded) and all(Path(p).is_relative_to(root) for p in recorded or [])
+
+
 def _recorded(marker: Path, key: str) -> Any:
     try:
         return json.loads(marker.read_text()).get(key)

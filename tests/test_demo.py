@@ -98,7 +98,7 @@ def test_demo_end_to_end_on_a_tiny_corpus_then_reuses_everything(tmp_path):
     # --force (not "score file not found" from the report), the report shows the other run.
     (aam0 / "scores.txt").unlink()
     cli = runner.invoke(app, args)
-    assert cli.exit_code == 1
+    assert cli.exit_code == 1, cli.output
     out = json.loads(cli.stdout)
     assert [r["action"] for r in out["runs"]] == ["skipped", "failed"]
     assert "scores.txt is missing (removed?) is here; pass --force" in out["runs"][1]["error"]

@@ -266,6 +266,21 @@ def test_report_regenerates_its_own_report_but_keeps_another(tmp_path):
     check_out_dir(out, force=True, inputs=report_inputs([tmp_path / "runs" / "other"]))
 
 
+def test_demo_owns_a_report_of_some_of_its_runs_only(tmp_path):
+    from reports.build import MARKER, is_report_within, report_inputs
+
+    out, demo = tmp_path / "rep", tmp_path / "runs" / "demo"
+    assert not is_report_within(out, demo)  # no report yet
+    out.mkdir()
+    assert not is_report_within(out, demo)  # a folder without a report
+    atomic_write_json(out / MARKER, {"inputs": report_inputs([demo / "softmax" / "seed0"])})
+    assert is_report_within(out, demo)
+    atomic_write_json(out / MARKER, {"inputs": report_inputs([demo / "aam", tmp_path / "runs" / "demo2"])})
+    assert not is_report_within(out, demo)  # "demo2" is a sibling, not inside
+    atomic_write_json(out / MARKER, {"inputs": []})
+    assert not is_report_within(out, demo)
+
+
 # ------------------------------------------------------------------------------------------------
 # help and errors keep their brackets; flags are plain; examples present
 # ------------------------------------------------------------------------------------------------
