@@ -280,21 +280,31 @@ def _parse_scalar(value: str, key: str = "", default: Any = None) -> Any:
         return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings to a nested dict, checking keys against ExperimentConfig.
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any, str]]:
+    """Each ``key=value`` string as (key parts, typed value, the text), its key checked against
+    ExperimentConfig (keys under ``model.params`` and ``loss.params`` are checked later against the
+    registry).
 
-    Keys under ``model.params`` and ``loss.params`` are checked later against the registry.
+    Raises:
+        BenchError: no ``=``, an unknown key, or a value that opens a TOML array or table but does
+            not parse.
     """
-    out = _merge({}, data)
+    out = []
     for text in overrides:
         parts, value = parse_override(text)
-        default = _check_key(parts, text)
+        out.append((parts, _parse_scalar(value, ".".join(parts), _check_key(parts, text)), text))
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any, str]]) -> dict[str, Any]:
+    """Apply parsed overrides (:func:`parse_overrides`) to a copy of a nested dict."""
+    out = _merge({}, data)
+    for parts, parsed, text in overrides:
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise BenchError(f"--set {text}: '{p}' is not a section")
-        parsed = _parse_scalar(value, ".".join(parts), default)
         # A table value merges into the table, as a config file's table does over the preset's:
         # `--set 'optim={lr=0.01}'` changes the lr and keeps the preset's other optim settings.
         old = node.get(parts[-1])
@@ -351,18 +361,15 @@ def load_config(
         data = _merge(data, read_toml(file, origins))
     from bench.per_loss import drop_overridden
 
-    parsed = []
-    for text in overrides or []:
-        parts, v = parse_override(text)
-        parsed.append((parts, _parse_scalar(v, ".".join(parts), _check_key(parts, text))))
+    parsed = parse_overrides(overrides or [])
     # `--set 'optim={lr=0.01}'` types optim.lr just as `--set optim.lr=0.01` does
     typed = [
         p
-        for parts, value in parsed
+        for parts, value, _ in parsed
         for p in [parts, *(k.split(".") for k in dotted_keys(value, ".".join(parts), set()))]
     ]
-    origins.add_overrides(parsed)
-    data = apply_overrides(drop_overridden(data, typed), overrides or [])
+    origins.add_overrides([(parts, value) for parts, value, _ in parsed])
+    data = apply_overrides(drop_overridden(data, typed), parsed)
     with origins.located():
         cfg = config_from_mapping(ExperimentConfig, data, where="config")
         cfg.loss.set_params = sorted(set(cfg.loss.set_params) | user_loss_params(overrides or []))

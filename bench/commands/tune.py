@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from bench.commands.common import console, handle_errors, print_json
 from bench.commands.run import ConfigFile, Preset, Sets, Threads
+
+if TYPE_CHECKING:
+    from bench.tune.options import Metric
 
 
 @handle_errors
@@ -271,7 +274,7 @@ class TuneProgress:
     loss 1.234 val EER 12.34%``) and per trial, each flushed as it is printed.
     """
 
-    def __init__(self, target: int, console: Any = None, metric: Any = None):
+    def __init__(self, target: int, console: Any = None, metric: Metric | None = None):
         from rich.console import Console
         from rich.progress import Progress
 
