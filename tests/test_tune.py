@@ -524,12 +524,12 @@ def test_cli_refuses_a_searched_key_fixed_with_set_before_training(tmp_path):
 
 
 def test_a_searched_lr_replaces_the_presets_per_loss_lr_before_the_user_settings_are_checked(tmp_path):
-    # the demo preset gives aam its own lr (0.001013); with optim.lr searched that value is never used,
+    # the demo preset gives aam its own lr (0.0017); with optim.lr searched that value is never used,
     # so --set optim.min_lr above it is checked against the searched range only
-    args = ["tune", "--preset", "demo", "--loss", "aam", "--set", "optim.min_lr=0.004", "--out", str(tmp_path)]
+    args = ["tune", "--preset", "demo", "--loss", "aam", "--set", "optim.min_lr=0.003", "--out", str(tmp_path)]
     r = CliRunner().invoke(app, [*args, "--param", "optim.lr=1e-3:2e-2:log"])
     assert r.exit_code == 2 and "optim.per_loss" not in r.output
     assert "--param optim.lr=1e-3:2e-2:log: optim.lr=0.001 is not valid: optim.min_lr must be <= optim.lr" in r.output
     r = CliRunner().invoke(app, [*args, "--param", "scale=4:16"])  # lr not searched: the preset's lr stays
-    assert r.exit_code == 2 and "optim.per_loss.aam: optim.min_lr must be <= optim.lr (0.001013)" in r.output
+    assert r.exit_code == 2 and "optim.per_loss.aam: optim.min_lr must be <= optim.lr (0.0017)" in r.output
     assert not (tmp_path / "tune").exists()
