@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -162,8 +164,12 @@ def test_run_demo_trains_every_seed_with_the_chosen_preset(tmp_path, monkeypatch
     monkeypatch.setattr(demo, "ensure_corpus", lambda *a, **k: "reused")
     monkeypatch.setattr(experiment, "run_experiment", fake_run_experiment)
     monkeypatch.setattr(report_build, "build", fake_build)
+    from bench.runner.progress import RichReporter
+
+    reporter = RichReporter(console=Console(file=io.StringIO()))
     res = demo.run_demo(tmp_path / "runs", preset="cpu", report_dir=tmp_path / "rep", losses=("aam", "softmax"),
-                        overrides=["train.device=cpu"])  # fmt: skip
+                        overrides=["train.device=cpu"], reporter=reporter)  # fmt: skip
+    assert reporter.label == "demo-cpu"  # the progress header names this preset's experiment, not "demo"
     assert seen["seeds"] == [0, 1, 2] and len(res.runs) == 6 and res.seeds == [0, 1, 2]
     assert seen["cfg"].experiment == "demo-cpu" and seen["cfg"].data.root == "data/synth-cpu300"
     assert res.preset == "cpu" and "300 training speakers, <= 3,600 steps a run" in seen["title"]

@@ -119,6 +119,10 @@ def run_demo(
     if epochs is not None:
         sets.append(f"train.epochs={epochs}")
     cfg = load_config(preset=spec.config, overrides=sets)
+    from bench.runner.progress import RichReporter
+
+    if isinstance(reporter, RichReporter):
+        reporter.label = cfg.experiment  # its header names the experiment (demo-cpu for --preset cpu)
     # the runner's own checks: a repeated loss or seed, an unknown loss, a --set key no chosen loss has
     plans = plan_runs(cfg, list(losses), list(seeds), out)
     # The report folder is replaced by each rebuild: it may hold this demo's report (or nothing),
@@ -300,7 +304,7 @@ def demo(
             task = bar.add_task(desc, total=max(total, 1))
             return lambda: bar.advance(task)
 
-        reporter = NullReporter() if json_out else RichReporter(console=err_console, label="demo")
+        reporter = NullReporter() if json_out else RichReporter(console=err_console)
         try:
             res = run_demo(out, preset=preset, data=data, report_dir=report_dir, losses=names, seeds=seed_list,
                            epochs=epochs, force=force,

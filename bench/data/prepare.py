@@ -30,7 +30,7 @@ class DemoPreset:
 
 
 DEMO_PRESETS = {
-    # Ten minutes on 2 cores hold 6 runs trained to their plateau (700-950 steps each, measured), not 12: the
+    # Ten minutes on 2 cores hold 6 runs trained to their plateau (450-850 steps each, measured 2026-12-07), not 12: the
     # short demo answers the project's question (does SupCon on top of AAM help?) and the hour-long
     # one adds the two single-objective ablations.
     "demo": DemoPreset("demo", "demo", 100, Path("data/synth-demo100"), Path("reports/out/demo"), 10,
