@@ -94,8 +94,10 @@ def is_report_within(out: Path, folder: Path) -> bool:
     runs (a rebuild from the runs that did not fail).
     """
     recorded = _recorded_inputs(out / MARKER)
+    if not recorded:
+        return False
     root = Path(folder).resolve()
-    return bool(recorded) and all(Path(p).is_relative_to(root) for p in recorded or [])
+    return all(Path(p).is_relative_to(root) for p in recorded)
 
 
 def _recorded(marker: Path, key: str) -> Any:

@@ -104,7 +104,7 @@ def run_demo(
     from bench.errors import BenchError
     from bench.runner import ddp
     from bench.runner.experiment import plan_runs, run_experiment
-    from reports.build import MARKER, Options, build, check_out_dir, is_report_within, report_inputs, report_is_current
+    from reports.build import MARKER, Options, build, check_out_dir, is_report_within, report_is_current
 
     if preset not in DEMO_PRESETS:
         raise BenchError(f"unknown demo preset '{preset}'; choose one of {', '.join(DEMO_PRESETS)}")
@@ -131,9 +131,10 @@ def run_demo(
     for inner, what in ((exp_dir, "runs"), (data, "corpus")):
         if Path(inner).resolve().is_relative_to(Path(report_dir).resolve()):
             raise BenchError(f"--report must not hold the {what} ({inner}): each rebuild replaces it", path=report_dir)
-    # a report of these runs, or of some of them (rebuilt from the runs that did not fail), is ours
+    # a report of these runs, or of some of them (rebuilt from the runs that did not fail), is ours;
+    # any other report, or a folder holding no report, is refused unless --force
     own = force or is_report_within(Path(report_dir), exp_dir)
-    check_out_dir(Path(report_dir), own, report_inputs([exp_dir]), option="--report")
+    check_out_dir(Path(report_dir), own, option="--report")
     from bench.runner.pool import resolve_jobs
 
     # the device and torchrun's world size as ddp.setup will find them: --jobs 2 on a GPU is refused
