@@ -140,6 +140,10 @@ class TrainConfig:
     early_stop: bool = False
     patience: int = 3
     min_delta: float = 0.0
+    # Exponential moving average of the model weights, updated after every step (0: none). Validation,
+    # best.pt and scoring then use the averaged weights: they move less from one validation to the
+    # next than the last step's, which steadies the plateau rule (bench/runner/train.py).
+    ema_decay: float = 0.0
 
     def validate(self) -> None:
         check_section("train", self)

@@ -226,6 +226,7 @@ RANGES: dict[str, Rule] = {
     "train.early_stop": flag(),
     "train.patience": at_least(1),
     "train.min_delta": at_least(0),
+    "train.ema_decay": between(0, 1, hi_open=True, bad="1"),
     # tune (bench tune's own options, bench.tune.options.TuneConfig; shown as their command-line flags)
     "tune.loss": text(nonempty=True),
     "tune.params": strings(),

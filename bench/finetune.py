@@ -108,9 +108,12 @@ def _diff_common(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def load_initial_weights(model: Any, loss: Any, path: str | Path, ckpt: dict[str, Any]) -> None:
-    """Load a parent checkpoint's model and loss (classifier) weights; a mismatch is a BenchError."""
+    """Load a parent checkpoint's model weights (the scored ones: its weight average when it kept
+    one) and loss (classifier) weights; a mismatch is a BenchError."""
+    from bench.runner.checkpoint import scored_weights
+
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(scored_weights(ckpt))
         loss.load_state_dict(ckpt["loss"])
     except (RuntimeError, KeyError) as e:
         raise BenchError(

@@ -4,7 +4,9 @@ A checkpoint is a dict saved with ``torch.save`` through :func:`bench.io.atomic_
 during the write leaves the previous checkpoint intact. Keys: ``model``, ``loss`` (classifier
 weights), ``optimizer``, ``scheduler``, ``scaler``, ``margin`` (margin scheduler), ``rng``
 (python/numpy/torch/cuda generator states), ``state`` (epoch, batch position in the epoch = the
-sampler position, counters, history) and ``config`` (the resolved config as a dict).
+sampler position, counters, history) and ``config`` (the resolved config as a dict); under
+``train.ema_decay > 0`` also ``ema`` (the averaged weights, the ones validated and scored) and
+``ema_updates`` (how many steps they average).
 """
 
 from __future__ import annotations
@@ -59,3 +61,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION or "model" not in data:
         raise BenchError("not a bench run checkpoint (missing keys or other format version)", path=p)
     return data
+
+
+def scored_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The model weights a checkpoint's run validates and scores: the averaged ones (``ema``) when
+    the run kept a weight average (``train.ema_decay > 0``), else the trained ones (``model``)."""
+    weights = ckpt.get("ema")
+    return weights if weights is not None else ckpt["model"]

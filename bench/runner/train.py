@@ -25,7 +25,7 @@ from bench.config import ExperimentConfig, to_dict
 from bench.data.ondevice import views_on_device
 from bench.errors import BenchError
 from bench.runner import ddp
-from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bench.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, scored_weights, set_rng_state
 from bench.runner.convergence import Plateau
 from bench.runner.evaluate import Embeddings, embed_utterances, validation_metrics
 from bench.runner.optim import (
@@ -264,6 +264,12 @@ class _Run:
     train_model: torch.nn.Module | None = None  # model as trained: compiled / DDP-wrapped
     train_loss: torch.nn.Module | None = None
     plateau: Plateau | None = None
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel of ``model`` under train.ema_decay > 0
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights validation and scoring use: the weight average when kept, else the trained ones."""
+        return self.model if self.ema is None else self.ema.module
 
     def embed_fn(self, m: torch.nn.Module) -> Callable[[Any], Embeddings]:
         return embedder(m, self.cfg, self.device)
@@ -283,6 +289,9 @@ class _Run:
             "state": dataclasses.asdict(self.state),
             "config": to_dict(self.cfg),
         }
+        if self.ema is not None:
+            data["ema"] = self.ema.module.state_dict()
+            data["ema_updates"] = int(self.ema.n_averaged)
         save_checkpoint(self.main.last, data)
         if best:
             save_checkpoint(self.main.best, data)
@@ -352,6 +361,7 @@ def _setup(
         load_initial_weights(model, loss_mod, init_from, ddp.broadcast_object(init, info))
     model.to(device)
     loss_mod.to(device)
+    ema = weight_average(model, tc.ema_decay)
     params = [p for m in (model, loss_mod) for p in m.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg.optim)
     steps = steps_per_epoch(cfg, corpus, loader_fn, info)
@@ -363,7 +373,7 @@ def _setup(
     margin = MarginScheduler(loss_mod, lc.margin_warmup_epochs, lc.margin_start_epoch, lc.margin_shape)
     run = _Run(
         cfg, corpus, info, device, rep, loader_fn, model, loss_mod, optimizer, scheduler, scaler, amp, margin,
-        steps, TrainState(), rd if info.is_main else None,
+        steps, TrainState(), rd if info.is_main else None, ema=ema,
     )  # fmt: skip
     if resume:
         _restore(run, rd)
@@ -381,10 +391,18 @@ def _restore(run: _Run, rd: RunDir | None) -> None:
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.scaler.load_state_dict(ckpt["scaler"])
     run.margin.load_state_dict(ckpt["margin"])
+    if run.ema is not None:
+        if ckpt.get("ema") is None:
+            raise BenchError(
+                "train.ema_decay > 0 but the checkpoint holds no weight average: it was written without one",
+                path=rd.last if rd is not None else None,
+            )
+        run.ema.module.load_state_dict(ckpt["ema"])
+        run.ema.n_averaged.fill_(int(ckpt["ema_updates"]))
     set_rng_state(ckpt["rng"])
     run.state = TrainState(**ckpt["state"])
     if run.cfg.train.early_stop and run.main is not None and run.main.best.exists():
-        run.best_weights = load_checkpoint(run.main.best, map_location="cpu")["model"]
+        run.best_weights = scored_weights(load_checkpoint(run.main.best, map_location="cpu"))
     st = run.state
     run.rep.message(f"resumed at epoch {st.epoch + 1}, batch {st.batch} (step {st.global_step})")
 
@@ -452,6 +470,8 @@ def _train_epoch(run: _Run, epoch: int) -> float:
         if values is None:
             _skipped_step(run, epoch, b)
             continue
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
         _record_step(run, epoch, b, lr, values)
         if tc.checkpoint_every > 0 and state.global_step % tc.checkpoint_every == 0 and state.batch < steps:
             run.checkpoint()
@@ -504,7 +524,9 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
     assert plateau is not None
     measured: dict[str, float] | None = None
     if tc.validate_every > 0 and ((epoch + 1) % tc.validate_every == 0 or epoch + 1 == tc.epochs):
-        measured = validation_metrics(run.embed_fn(run.model), run.corpus, cfg.eval.p_targets) if info.is_main else None
+        measured = (
+            validation_metrics(run.embed_fn(run.scored_model), run.corpus, cfg.eval.p_targets) if info.is_main else None
+        )
         measured = ddp.broadcast_object(measured, info)
     val = None if measured is None else measured["eer"]
     row = {
@@ -525,7 +547,8 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
     if improved:
         state.best_val_eer = val
         if tc.early_stop:
-            run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+            weights = run.scored_model.state_dict()
+            run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
     cuts = plateau.reductions
     plateau.update(epoch + 1, val)
     state.plateau = plateau.state_dict()
@@ -549,16 +572,33 @@ def _end_epoch(run: _Run, epoch: int, lr: float) -> bool:
 
 
 def _finish(run: _Run) -> TrainResult:
-    """The weights to score: under early stopping the best validation epoch's, else the last; eval mode."""
+    """The weights to score: under early stopping the best validation epoch's, else the last (the
+    weight average of either under train.ema_decay > 0); eval mode."""
     used = "last"
     plateau = run.plateau
     assert plateau is not None
     if run.cfg.train.early_stop and run.best_weights is not None:
-        if plateau.best_epoch != run.state.epoch:
+        if plateau.best_epoch != run.state.epoch or run.ema is not None:
             run.model.load_state_dict(run.best_weights)
         used = "best"
+    elif run.ema is not None:
+        run.model.load_state_dict(run.ema.module.state_dict())
     run.model.eval()
     return TrainResult(run.model, run.loss_mod, run.state, checkpoint=used)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> Any:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too),
+    ``w_avg <- decay w_avg + (1 - decay) w`` after each step, the first step copied; None when
+    ``decay`` is 0. torch's ``AveragedModel`` with ``get_ema_multi_avg_fn`` (the weight EMA of Polyak
+    & Juditsky 1992, "Acceleration of stochastic approximation by averaging"; the mean teacher of
+    Tarvainen & Valpola 2017 uses the same update). Its time constant is about 1 / (1 - decay) steps.
+    """
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _train_step(
@@ -620,7 +660,7 @@ def load_for_eval(
     cfg = config_from_mapping(ExperimentConfig, ckpt["config"], where=str(path))
     model = build_model(cfg.model)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(scored_weights(ckpt))
     except RuntimeError as e:
         raise BenchError(
             f"checkpoint does not fit backbone '{cfg.model.backbone}': {str(e)[:200]}", path=path
